@@ -29,20 +29,22 @@ declare -A spec=(
   [coredns]="-s -w|github.com/coredns/coredns"
 )
 # binary name when it differs from the package's last element
-declare -A rename=([server]=etcd [v3]=etcdctl)
+declare -A rename=([go.etcd.io/etcd/server/v3]=etcd [go.etcd.io/etcd/etcdctl/v3]=etcdctl [github.com/coredns/coredns]=coredns)
 
 build() {
   local tool=$1 dir="$root/hack/tools/$1"
   local ldflags=${spec[$tool]%%|*} pkgs=${spec[$tool]#*|}
   local stamp
   stamp=$(cat "$dir/go.mod" "$dir/go.sum" <(echo "$ldflags $pkgs") | sha256sum | cut -c1-16)
-  if [[ -f "$bin/.stamps/$tool" && $(cat "$bin/.stamps/$tool") == "$stamp" ]]; then
+  local missing=0 pkg
+  for pkg in $pkgs; do [[ -x "$bin/${rename[$pkg]:-${pkg##*/}}" ]] || missing=1; done
+  if ((missing == 0)) && [[ -f "$bin/.stamps/$tool" && $(cat "$bin/.stamps/$tool") == "$stamp" ]]; then
     echo "build-tools: $tool up to date"; return
   fi
   echo "build-tools: building $tool ($pkgs)"
   local start=$SECONDS out
   for pkg in $pkgs; do
-    out=${pkg##*/}; out=${rename[$out]:-$out}
+    out=${rename[$pkg]:-${pkg##*/}}
     (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/$out" "$pkg")
   done
   echo "$stamp" > "$bin/.stamps/$tool"

@@ -1,0 +1,47 @@
+# spillway — the command contract (DESIGN.md §6). Every target installs what it needs first:
+# Node >= 22 (from the npm registry when the system's is older), npm deps, and the Go-built binaries.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+# Every recipe line runs with a Node >= 22 first on PATH and the project's binaries after it.
+WITH_NODE = export PATH="$$(bash hack/ensure-node.sh):$(CURDIR)/bin:$(CURDIR)/node_modules/.bin:$$PATH";
+PROVIDER ?= fake
+
+.PHONY: test lint typecheck unit integration e2e tools deps cluster-up cluster-down run demo bench crds clean
+
+deps: node_modules/.installed
+node_modules/.installed: package.json package-lock.json .node-version
+	@$(WITH_NODE) npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+tools: deps
+	@bash hack/build-tools.sh
+
+lint: deps
+	@$(WITH_NODE) eslint . && prettier --check --log-level=warn .
+
+typecheck: deps
+	@$(WITH_NODE) tsc --noEmit
+
+unit: deps
+	@$(WITH_NODE) vitest run --project unit
+
+integration: tools
+	@$(WITH_NODE) vitest run --project integration
+
+## everything CI checks; ends with vitest's summary
+test: tools lint typecheck
+	@$(WITH_NODE) vitest run
+
+cluster-up: tools
+	@$(WITH_NODE) node hack/cluster.ts up
+
+cluster-down: deps
+	@$(WITH_NODE) node hack/cluster.ts down
+
+crds: deps
+	@$(WITH_NODE) node hack/gen-crds.ts
+
+clean: cluster-down
+	rm -rf .cluster

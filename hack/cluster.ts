@@ -1,0 +1,29 @@
+/**
+ * make cluster-up / make cluster-down: the local control plane in the background.
+ *
+ *   node hack/cluster.ts up      start (or reuse) it; the last line printed is `export KUBECONFIG=<path>`
+ *   node hack/cluster.ts down    stop every process it started, by pid
+ */
+import { LocalCluster } from '../test/support/cluster.ts';
+
+const cluster = new LocalCluster();
+const command = process.argv[2];
+try {
+  if (command === 'up') {
+    const t0 = performance.now();
+    const started = await cluster.up((line) => console.log(line));
+    console.log(
+      `cluster ${started ? 'started' : 'already running'} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    );
+    console.log(`export KUBECONFIG=${cluster.kubeconfigPath}`);
+  } else if (command === 'down') {
+    await cluster.down();
+    console.log('cluster stopped');
+  } else {
+    console.error('usage: node hack/cluster.ts up|down');
+    process.exit(2);
+  }
+} catch (err) {
+  console.error(`cluster ${command}: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}

@@ -1,0 +1,155 @@
+/**
+ * Prometheus metrics on one private prom-client registry (never the global default one, which every library in
+ * the process may write to), plus the `/metrics` HTTP endpoint. Shared metric families (workqueue, informer) are
+ * created here once, labelled by `name`, so that two queues never try to register the same metric twice.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** spillway's one registry; default process metrics (CPU, memory, event loop lag, GC) are registered on it. */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+/** A running `/metrics` endpoint. */
+export interface MetricsServer {
+  /** The bound port (useful when 0 was asked for). */
+  port: number;
+  /** E.g. `http://127.0.0.1:8080/metrics`. */
+  url: string;
+  /** Stops accepting connections and closes idle ones. */
+  close(): Promise<void>;
+}
+
+/** Where {@link serveMetrics} listens. */
+export interface ServeMetricsOptions {
+  /** Interface to bind; default loopback, so that exposing metrics is a deliberate choice. */
+  host?: string;
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** Registry to serve; default {@link registry}. */
+  registry?: Registry;
+}
+
+/**
+ * Serves `GET /metrics` in the Prometheus text format (and `/healthz` answering `ok`, handy for a probe);
+ * anything else is a 404. Resolves once listening.
+ */
+export async function serveMetrics(options: ServeMetricsOptions): Promise<MetricsServer> {
+  const host = options.host ?? '127.0.0.1';
+  const reg = options.registry ?? registry;
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/metrics') {
+      reg.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'Content-Type': reg.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          res.writeHead(500, { 'Content-Type': 'text/plain' });
+          res.end(`collecting metrics failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        },
+      );
+      return;
+    }
+    if (req.method === 'GET' && path === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    port,
+    url: `http://${shownHost}:${port}/metrics`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        // Node ≥ 19 also closes idle keep-alive connections here, so a scraper cannot hold this open.
+        server.close((err) => (err ? reject(err) : resolve()));
+      }),
+  };
+}
+
+/** Returns the metric already registered under `name`, or registers the one `create` makes. */
+function once<T>(reg: Registry, name: string, create: () => T): T {
+  return (reg.getSingleMetric(name) as T | undefined) ?? create();
+}
+
+/** The workqueue metric family (controller-runtime's names, with a `spillway_` prefix), labelled by queue name. */
+export interface WorkqueueMetrics {
+  depth: Gauge<'name'>;
+  adds: Counter<'name'>;
+  retries: Counter<'name'>;
+  workDuration: Histogram<'name'>;
+}
+
+/** The workqueue metrics on `reg` (default {@link registry}), created on first use. */
+export function workqueueMetrics(reg: Registry = registry): WorkqueueMetrics {
+  const registers = [reg];
+  return {
+    depth: once(
+      reg,
+      'spillway_workqueue_depth',
+      () =>
+        new Gauge({ name: 'spillway_workqueue_depth', help: 'Keys waiting in the queue', labelNames: ['name'], registers }),
+    ),
+    adds: once(
+      reg,
+      'spillway_workqueue_adds_total',
+      () =>
+        new Counter({
+          name: 'spillway_workqueue_adds_total',
+          help: 'Keys added to the queue (before deduplication)',
+          labelNames: ['name'],
+          registers,
+        }),
+    ),
+    retries: once(
+      reg,
+      'spillway_workqueue_retries_total',
+      () =>
+        new Counter({
+          name: 'spillway_workqueue_retries_total',
+          help: 'Rate-limited re-adds after a failed reconcile',
+          labelNames: ['name'],
+          registers,
+        }),
+    ),
+    workDuration: once(
+      reg,
+      'spillway_workqueue_work_duration_seconds',
+      () =>
+        new Histogram({
+          name: 'spillway_workqueue_work_duration_seconds',
+          help: 'Time one reconcile of one key took',
+          labelNames: ['name'],
+          buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+          registers,
+        }),
+    ),
+  };
+}
+
+/** Restarts of supervised informers after a watch or list error, labelled by informer name. */
+export function informerRestarts(reg: Registry = registry): Counter<'name'> {
+  return once(
+    reg,
+    'spillway_informer_restarts_total',
+    () =>
+      new Counter({
+        name: 'spillway_informer_restarts_total',
+        help: 'Informer restarts after a list or watch error',
+        labelNames: ['name'],
+        registers: [reg],
+      }),
+  );
+}

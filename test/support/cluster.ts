@@ -1,0 +1,523 @@
+/**
+ * The local control plane: real etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+ * (two fake "normal" nodes), built from the Go module proxy by hack/build-tools.sh and run on loopback.
+ *
+ * One implementation serves `make cluster-up` / `make cluster-down` (hack/cluster.ts) and vitest's global
+ * setup. All state lives in one folder (PKI, etcd data, logs, pid files, kubeconfig, state.json), so a
+ * cluster started by `make cluster-up` is found and reused by the tests.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { createCA, createSigningKey, issueCert, type KeyPair } from '../../operator/shared/pki.ts';
+import { installNetworkGuard } from './guard.ts';
+
+export const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
+export const defaultClusterDir = process.env.SPILLWAY_CLUSTER_DIR ?? join(repoRoot, '.cluster');
+export const defaultBinDir = process.env.SPILLWAY_BIN ?? join(repoRoot, 'bin');
+
+/** The service CIDR of the local cluster; the network guard blackholes it on the host. */
+export const serviceCIDR = '10.96.0.0/16';
+/** Pod IPs kwok hands out to pods on the fake normal nodes (never reachable: the guard blackholes it). */
+export const kwokPodCIDR = '10.244.0.0/16';
+const kwokNodeIP = '10.244.255.1';
+
+export const components = [
+  'etcd',
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'kwok',
+] as const;
+export type Component = (typeof components)[number];
+
+interface ClusterState {
+  ports: Record<Component, number> & { etcdPeer: number };
+  commands: Record<Component, string[]>;
+}
+
+/** The fake normal nodes every local cluster has. */
+export const normalNodes = ['kwok-node-0', 'kwok-node-1'];
+
+async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? ok(addr.port) : fail(new Error('no port'))));
+    });
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // A killed child that nobody has reaped yet is a zombie: it is gone for our purposes.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** A handle on the local control plane in one folder. */
+export class LocalCluster {
+  readonly dir: string;
+  readonly binDir: string;
+
+  constructor(dir = defaultClusterDir, binDir = defaultBinDir) {
+    this.dir = dir;
+    this.binDir = binDir;
+  }
+
+  get kubeconfigPath(): string {
+    return join(this.dir, 'kubeconfig');
+  }
+
+  #path(...parts: string[]): string {
+    return join(this.dir, ...parts);
+  }
+
+  #state(): ClusterState {
+    return JSON.parse(readFileSync(this.#path('state.json'), 'utf8')) as ClusterState;
+  }
+
+  #pid(component: Component): number | undefined {
+    const file = this.#path('pids', `${component}.pid`);
+    return existsSync(file) ? Number(readFileSync(file, 'utf8')) : undefined;
+  }
+
+  /** A KubeConfig for the cluster's admin (system:masters). */
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromFile(this.kubeconfigPath);
+    return kc;
+  }
+
+  /** True when every component's process is alive and the apiserver answers /readyz. */
+  async isRunning(): Promise<boolean> {
+    if (!existsSync(this.#path('state.json'))) return false;
+    if (
+      !components.every((c) => {
+        const pid = this.#pid(c);
+        return pid !== undefined && isAlive(pid);
+      })
+    )
+      return false;
+    return this.#probe('kube-apiserver').catch(() => false);
+  }
+
+  /**
+   * Starts the control plane, or reuses it when it is already running in this folder.
+   * @returns whether it was started (true) or reused (false)
+   */
+  async up(log: (line: string) => void = () => {}): Promise<boolean> {
+    if (await this.isRunning()) {
+      log(`cluster already running in ${this.dir}`);
+      return false;
+    }
+    await this.down();
+    for (const c of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'etcd', 'kwok']) {
+      if (!existsSync(join(this.binDir, c))) {
+        throw new Error(`${join(this.binDir, c)} is missing: run \`make tools\` (hack/build-tools.sh) first`);
+      }
+    }
+    installNetworkGuard([serviceCIDR, kwokPodCIDR], log);
+    rmSync(this.dir, { recursive: true, force: true });
+    for (const d of ['pki', 'logs', 'pids', 'etcd'])
+      mkdirSync(this.#path(d), { recursive: true, mode: 0o700 });
+    const t0 = performance.now();
+    await this.#writePKI();
+    const state = await this.#plan();
+    writeFileSync(this.#path('state.json'), JSON.stringify(state, null, 2));
+    for (const c of components) {
+      await this.start(c);
+      log(`${c} ready (${Math.round(performance.now() - t0)} ms)`);
+      if (c === 'kube-apiserver') await this.#writeSchedulerConfig();
+    }
+    await this.#registerNormalNodes();
+    await this.#waitForDefaultServiceAccount();
+    log(`cluster ready in ${Math.round(performance.now() - t0)} ms`);
+    return true;
+  }
+
+  /** Stops every process this folder's cluster started (by pid) and waits until they are gone. */
+  async down(): Promise<void> {
+    for (const c of [...components].reverse()) await this.stop(c);
+  }
+
+  /** Stops one component (SIGTERM, then SIGKILL after 10 s) and waits until its process is gone. */
+  async stop(component: Component): Promise<void> {
+    const pid = this.#pid(component);
+    if (pid === undefined) return;
+    const signal = (sig: NodeJS.Signals) => {
+      try {
+        process.kill(-pid, sig); // the component leads its own process group
+      } catch {
+        try {
+          process.kill(pid, sig);
+        } catch {
+          /* already gone */
+        }
+      }
+    };
+    signal('SIGTERM');
+    const deadline = Date.now() + 10_000;
+    while (isAlive(pid)) {
+      if (Date.now() > deadline) signal('SIGKILL');
+      await sleep(50);
+    }
+    rmSync(this.#path('pids', `${component}.pid`), { force: true });
+  }
+
+  /** Starts one component with the arguments recorded at `up` and waits until it is ready. */
+  async start(component: Component): Promise<void> {
+    const [bin, ...args] = this.#state().commands[component];
+    const out = openSync(this.#path('logs', `${component}.log`), 'a');
+    const child = spawn(bin!, args, { detached: true, stdio: ['ignore', out, out], cwd: this.dir });
+    closeSync(out);
+    child.unref();
+    if (child.pid === undefined) throw new Error(`could not start ${component}`);
+    writeFileSync(this.#path('pids', `${component}.pid`), String(child.pid));
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      if (!isAlive(child.pid)) {
+        throw new Error(`${component} exited during start-up; see ${this.#path('logs', `${component}.log`)}`);
+      }
+      if (await this.#probe(component).catch(() => false)) return;
+      if (Date.now() > deadline) {
+        throw new Error(`${component} not ready after 120 s; see ${this.#path('logs', `${component}.log`)}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  async #probe(component: Component): Promise<boolean> {
+    const { ports } = this.#state();
+    const port = ports[component];
+    if (component === 'etcd') return (await httpGet(`http://127.0.0.1:${port}/health`)).includes('"true"');
+    if (component === 'kwok') return (await httpGet(`http://127.0.0.1:${port}/healthz`)) === 'ok';
+    const tls =
+      component === 'kube-apiserver'
+        ? {
+            ca: readFileSync(this.#path('pki', 'ca.crt')),
+            cert: readFileSync(this.#path('pki', 'admin.crt')),
+            key: readFileSync(this.#path('pki', 'admin.key')),
+          }
+        : // controller-manager and scheduler serve /healthz on a self-signed loopback certificate.
+          { rejectUnauthorized: false };
+    const path = component === 'kube-apiserver' ? '/readyz' : '/healthz';
+    return (await httpsGet(`https://127.0.0.1:${port}${path}`, tls)) === 'ok';
+  }
+
+  async #writePKI(): Promise<void> {
+    const year = 365 * 24 * 3600_000;
+    const write = (name: string, pair: KeyPair) => {
+      writeFileSync(this.#path('pki', `${name}.crt`), pair.certPem);
+      writeFileSync(this.#path('pki', `${name}.key`), pair.keyPem, { mode: 0o600 });
+    };
+    const ca = await createCA('spillway-local-ca', 10 * year);
+    write('ca', ca);
+    write(
+      'apiserver',
+      await issueCert(ca, {
+        subject: 'CN=kube-apiserver',
+        dnsNames: [
+          'localhost',
+          'kubernetes',
+          'kubernetes.default',
+          'kubernetes.default.svc',
+          'kubernetes.default.svc.cluster.local',
+        ],
+        ipAddresses: ['127.0.0.1', '10.96.0.1'],
+        usage: 'server',
+        validForMs: year,
+      }),
+    );
+    write(
+      'admin',
+      await issueCert(ca, {
+        subject: 'CN=kubernetes-admin, O=system:masters',
+        usage: 'client',
+        validForMs: year,
+      }),
+    );
+    // The apiserver's identity towards kubelets (logs, exec): virtual nodes authorise it like a kubelet does.
+    write(
+      'apiserver-kubelet-client',
+      await issueCert(ca, {
+        subject: 'CN=kube-apiserver-kubelet-client, O=system:masters',
+        usage: 'client',
+        validForMs: year,
+      }),
+    );
+    const sa = await createSigningKey();
+    writeFileSync(this.#path('pki', 'sa.key'), sa.privatePem, { mode: 0o600 });
+    writeFileSync(this.#path('pki', 'sa.pub'), sa.publicPem);
+  }
+
+  async #plan(): Promise<ClusterState> {
+    const ports = {
+      etcd: await freePort(),
+      etcdPeer: await freePort(),
+      'kube-apiserver': await freePort(),
+      'kube-controller-manager': await freePort(),
+      'kube-scheduler': await freePort(),
+      kwok: await freePort(),
+    };
+    const pki = (f: string) => this.#path('pki', f);
+    const bin = (b: string) => join(this.binDir, b);
+    const kubeconfig = this.kubeconfigPath;
+    const ca = readFileSync(pki('ca.crt'));
+    writeFileSync(
+      kubeconfig,
+      adminKubeconfig(
+        `https://127.0.0.1:${ports['kube-apiserver']}`,
+        ca,
+        readFileSync(pki('admin.crt')),
+        readFileSync(pki('admin.key')),
+      ),
+      { mode: 0o600 },
+    );
+    const clientFlags = [
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
+    ];
+    return {
+      ports,
+      commands: {
+        etcd: [
+          bin('etcd'),
+          '--name=spillway',
+          `--data-dir=${this.#path('etcd')}`,
+          `--listen-client-urls=http://127.0.0.1:${ports.etcd}`,
+          `--advertise-client-urls=http://127.0.0.1:${ports.etcd}`,
+          `--listen-peer-urls=http://127.0.0.1:${ports.etcdPeer}`,
+          `--initial-advertise-peer-urls=http://127.0.0.1:${ports.etcdPeer}`,
+          `--initial-cluster=spillway=http://127.0.0.1:${ports.etcdPeer}`,
+          '--unsafe-no-fsync',
+          '--log-level=warn',
+        ],
+        'kube-apiserver': [
+          bin('kube-apiserver'),
+          `--etcd-servers=http://127.0.0.1:${ports.etcd}`,
+          '--bind-address=127.0.0.1',
+          '--advertise-address=127.0.0.1',
+          `--secure-port=${ports['kube-apiserver']}`,
+          '--endpoint-reconciler-type=none',
+          `--service-cluster-ip-range=${serviceCIDR}`,
+          '--authorization-mode=Node,RBAC',
+          '--allow-privileged=true',
+          `--client-ca-file=${pki('ca.crt')}`,
+          `--tls-cert-file=${pki('apiserver.crt')}`,
+          `--tls-private-key-file=${pki('apiserver.key')}`,
+          `--kubelet-client-certificate=${pki('apiserver-kubelet-client.crt')}`,
+          `--kubelet-client-key=${pki('apiserver-kubelet-client.key')}`,
+          '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+          `--service-account-key-file=${pki('sa.pub')}`,
+          `--service-account-signing-key-file=${pki('sa.key')}`,
+          '--max-requests-inflight=1000',
+          '--max-mutating-requests-inflight=500',
+          '--profiling=false',
+          '--v=1',
+        ],
+        'kube-controller-manager': [
+          bin('kube-controller-manager'),
+          ...clientFlags,
+          '--bind-address=127.0.0.1',
+          `--secure-port=${ports['kube-controller-manager']}`,
+          `--cert-dir=${this.#path('pki', 'kcm')}`,
+          '--leader-elect=false',
+          '--controllers=*',
+          '--use-service-account-credentials=true',
+          `--root-ca-file=${pki('ca.crt')}`,
+          `--service-account-private-key-file=${pki('sa.key')}`,
+          `--cluster-signing-cert-file=${pki('ca.crt')}`,
+          `--cluster-signing-key-file=${pki('ca.key')}`,
+          // The defaults (20 qps) make a 1000-replica burst wait on the controller-manager's client.
+          '--kube-api-qps=200',
+          '--kube-api-burst=400',
+          '--concurrent-replicaset-syncs=10',
+          '--profiling=false',
+          '--v=1',
+        ],
+        'kube-scheduler': [
+          bin('kube-scheduler'),
+          `--config=${this.#path('scheduler.yaml')}`,
+          `--authentication-kubeconfig=${kubeconfig}`,
+          `--authorization-kubeconfig=${kubeconfig}`,
+          '--bind-address=127.0.0.1',
+          `--secure-port=${ports['kube-scheduler']}`,
+          `--cert-dir=${this.#path('pki', 'scheduler')}`,
+          '--v=1',
+        ],
+        kwok: [
+          bin('kwok'),
+          `--kubeconfig=${kubeconfig}`,
+          `--config=${join(repoRoot, 'test/support/kwok/stages.yaml')}`,
+          '--manage-all-nodes=false',
+          '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+          `--cidr=${kwokPodCIDR}`,
+          `--node-ip=${kwokNodeIP}`,
+          '--node-lease-duration-seconds=40',
+          `--server-address=127.0.0.1:${ports.kwok}`,
+        ],
+      },
+    };
+  }
+
+  async #writeSchedulerConfig(): Promise<void> {
+    writeFileSync(
+      this.#path('scheduler.yaml'),
+      [
+        'apiVersion: kubescheduler.config.k8s.io/v1',
+        'kind: KubeSchedulerConfiguration',
+        'clientConnection:',
+        `  kubeconfig: ${this.kubeconfigPath}`,
+        '  qps: 200',
+        '  burst: 400',
+        'leaderElection:',
+        '  leaderElect: false',
+        '',
+      ].join('\n'),
+    );
+  }
+
+  async #registerNormalNodes(): Promise<void> {
+    const core = this.kubeConfig().makeApiClient(CoreV1Api);
+    for (const name of normalNodes) {
+      const resources = { cpu: '4', memory: '8Gi', pods: '110' };
+      const node: V1Node = {
+        metadata: {
+          name,
+          annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+          labels: {
+            type: 'normal',
+            'kubernetes.io/hostname': name,
+            'kubernetes.io/os': 'linux',
+            'kubernetes.io/arch': 'amd64',
+            'node.kubernetes.io/instance-type': 'kwok',
+          },
+        },
+        status: { capacity: resources, allocatable: resources },
+      };
+      await core.createNode({ body: node });
+    }
+    await waitFor('kwok nodes Ready', 60_000, async () => {
+      const nodes = await core.listNode({ labelSelector: 'type=normal' });
+      return (
+        nodes.items.filter((n) =>
+          n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        ).length === normalNodes.length
+      );
+    });
+  }
+
+  async #waitForDefaultServiceAccount(): Promise<void> {
+    const core = this.kubeConfig().makeApiClient(CoreV1Api);
+    await waitFor('default ServiceAccount', 60_000, async () => {
+      await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
+      return true;
+    });
+  }
+}
+
+/** Polls `check` every 100 ms until it returns true or `timeoutMs` passes (then throws naming `what`). */
+export async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
+    }
+    await sleep(100);
+  }
+}
+
+function adminKubeconfig(server: string, ca: Buffer, cert: Buffer, key: Buffer): string {
+  const b64 = (b: Buffer) => b.toString('base64');
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    `- name: spillway-local`,
+    `  cluster: {server: "${server}", certificate-authority-data: ${b64(ca)}}`,
+    'users:',
+    '- name: admin',
+    `  user: {client-certificate-data: ${b64(cert)}, client-key-data: ${b64(key)}}`,
+    'contexts:',
+    '- name: spillway-local',
+    '  context: {cluster: spillway-local, user: admin}',
+    'current-context: spillway-local',
+    '',
+  ].join('\n');
+}
+
+function httpGet(url: string): Promise<string> {
+  return new Promise((ok, fail) => {
+    const req = httpRequest(url, { timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => ok(body.trim()));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', fail);
+    req.end();
+  });
+}
+
+function httpsGet(url: string, tls: object): Promise<string> {
+  return new Promise((ok, fail) => {
+    const req = httpsRequest(url, { ...tls, timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => ok(res.statusCode === 200 ? body.trim() : `HTTP ${res.statusCode}`));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', fail);
+    req.end();
+  });
+}
+
+/** What an integration test gets: the cluster started (or reused) by vitest's global setup. */
+export interface TestCluster {
+  kubeconfigPath: string;
+  kc: KubeConfig;
+  stop(component: Component): Promise<void>;
+  start(component: Component): Promise<void>;
+}
+
+/** The control plane of this test run (see test/support/global-setup.ts). */
+export async function testCluster(): Promise<TestCluster> {
+  const cluster = new LocalCluster(process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir);
+  if (!existsSync(cluster.kubeconfigPath)) {
+    throw new Error(
+      'no local control plane: integration tests run under vitest --project integration (global setup starts it)',
+    );
+  }
+  return {
+    kubeconfigPath: cluster.kubeconfigPath,
+    kc: cluster.kubeConfig(),
+    stop: (c) => cluster.stop(c),
+    start: (c) => cluster.start(c),
+  };
+}

@@ -1,0 +1,25 @@
+/**
+ * DaemonSet guard (mutating): a DaemonSet runs one pod per real node, and a virtual node is not one (a sandbox
+ * cannot run what DaemonSets are for: host networking, host paths, node agents). Many DaemonSets tolerate every
+ * taint (`operator: Exists`), so the virtual node's taint does not keep them off; a required node affinity on the
+ * template does, and the DaemonSet controller keeps it when it pins each pod to its node.
+ */
+import type { V1DaemonSet } from '@kubernetes/client-node';
+import { OFF_VIRTUAL_NODE } from './contract.ts';
+import type { Mutation } from './placement.ts';
+import { requireOnEveryTerm } from './scheduling.ts';
+
+/**
+ * Adds `spillway.dev/virtual-node NotIn [true]` to every required node selector term of the pod template
+ * (terms are ORed, so one term without it would admit virtual nodes). Idempotent.
+ * @param raw the DaemonSet from the AdmissionRequest; not modified (the result is a deep copy)
+ */
+export function excludeVirtualNodes(raw: V1DaemonSet): Mutation<V1DaemonSet> {
+  const ds = structuredClone(raw);
+  const spec = ds.spec;
+  // A DaemonSet without a template is invalid; leave it for the apiserver's validation to reject.
+  if (!spec?.template) return { object: ds, warnings: [] };
+  const podSpec = (spec.template.spec ??= { containers: [] });
+  requireOnEveryTerm(podSpec, OFF_VIRTUAL_NODE);
+  return { object: ds, warnings: [] };
+}

@@ -1,0 +1,158 @@
+/**
+ * Pod placement (mutating): turns spillway's labels (DESIGN.md §2.2) into scheduling constraints and provider
+ * annotations. A pure function of the pod, its namespace's labels and a policy; the webhook shell diffs the
+ * result against the raw request object (patch.ts).
+ */
+import type { V1ObjectMeta, V1Pod } from '@kubernetes/client-node';
+import { sandboxViolations } from '../operator/shared/sandbox-rules.ts';
+import {
+  BURST_LABEL,
+  BURST_MODES,
+  CAPACITY_CLASSES,
+  CAPACITY_LABEL,
+  ECI_LABEL,
+  OFF_VIRTUAL_NODE,
+  ON_VIRTUAL_NODE,
+  PREFER_TOLERATION,
+  PROVIDER_TOLERATION,
+  type BurstMode,
+  type CapacityClass,
+} from './contract.ts';
+import { addPreferred, addToleration, requireOnEveryTerm } from './scheduling.ts';
+
+/** How a provider expresses each capacity class: annotations to add to the pod. */
+export type CapacityAnnotations = Record<CapacityClass, Readonly<Record<string, string>>>;
+
+/**
+ * Alibaba Cloud ECI (help.aliyun.com, "ECI Pod Annotation"): `k8s.aliyun.com/eci-spot-strategy` takes
+ * `SpotAsPriceGo` (bid the market price) or `SpotWithPriceLimit` (then `k8s.aliyun.com/eci-spot-price-limit` is
+ * required); `k8s.aliyun.com/eci-spot-duration` is the protection period. On-demand is ECI's default, so it
+ * needs no annotation; a user who wants a price limit or a duration writes those annotations and we keep them.
+ */
+export const ECI_CAPACITY_ANNOTATIONS: CapacityAnnotations = {
+  spot: { 'k8s.aliyun.com/eci-spot-strategy': 'SpotAsPriceGo' },
+  'on-demand': {},
+};
+
+/** What the placement webhook does with a pod's labels. */
+export interface PlacementPolicy {
+  capacityAnnotations: CapacityAnnotations;
+  /** Weight of the preferred node affinity towards real nodes for `overflow` pods (1–100). */
+  overflowPreferenceWeight: number;
+}
+
+/** The defaults: ECI annotations, the strongest preference the API allows. */
+export const DEFAULT_PLACEMENT_POLICY: PlacementPolicy = {
+  capacityAnnotations: ECI_CAPACITY_ANNOTATIONS,
+  overflowPreferenceWeight: 100,
+};
+
+/** A mutated copy of an admission object and the warnings to return with it. */
+export interface Mutation<T> {
+  object: T;
+  warnings: string[];
+}
+
+/** The burst mode that applies to a pod, and which label said so (for messages). */
+export interface BurstDecision {
+  mode: BurstMode;
+  /** e.g. `pod label spillway.dev/burst=always` or `namespace label spillway.dev/burst=overflow`. */
+  source: string;
+}
+
+const isBurstMode = (v: string): v is BurstMode => (BURST_MODES as readonly string[]).includes(v);
+const isCapacity = (v: string): v is CapacityClass => (CAPACITY_CLASSES as readonly string[]).includes(v);
+
+/**
+ * Pods whose node is fixed by design: DaemonSet pods (one per real node) and mirror pods (static pods of a
+ * kubelet). A namespace-wide burst label must not move them; only a label on the pod itself can (and then the
+ * validating webhook explains why a DaemonSet pod cannot burst).
+ */
+export function isNodeBoundPod(pod: V1Pod): boolean {
+  const meta = pod.metadata ?? {};
+  if (meta.annotations?.['kubernetes.io/config.mirror'] !== undefined) return true;
+  return (meta.ownerReferences ?? []).some((r) => r.kind === 'DaemonSet' || r.kind === 'Node');
+}
+
+/**
+ * Which burst mode applies: the pod's own `spillway.dev/burst`, then ACK's `alibabacloud.com/eci: "true"` on the
+ * pod, then the namespace's `spillway.dev/burst` (not for node-bound pods). An unknown value is ignored with a
+ * warning and the next source decides, so a typo never makes a pod burst.
+ */
+export function resolveBurst(
+  pod: V1Pod,
+  namespaceLabels: Readonly<Record<string, string>> | undefined,
+  warnings: string[] = [],
+): BurstDecision | undefined {
+  const labels = pod.metadata?.labels ?? {};
+  const podBurst = labels[BURST_LABEL];
+  if (podBurst !== undefined) {
+    if (isBurstMode(podBurst)) return { mode: podBurst, source: `pod label ${BURST_LABEL}=${podBurst}` };
+    warnings.push(`ignoring pod label ${BURST_LABEL}=${podBurst}: use one of ${BURST_MODES.join(', ')}`);
+  }
+  if (labels[ECI_LABEL] === 'true') return { mode: 'always', source: `pod label ${ECI_LABEL}=true` };
+  const nsBurst = namespaceLabels?.[BURST_LABEL];
+  if (nsBurst === undefined || isNodeBoundPod(pod)) return undefined;
+  if (isBurstMode(nsBurst)) return { mode: nsBurst, source: `namespace label ${BURST_LABEL}=${nsBurst}` };
+  warnings.push(`ignoring namespace label ${BURST_LABEL}=${nsBurst}: use one of ${BURST_MODES.join(', ')}`);
+  return undefined;
+}
+
+function addCapacityAnnotations(meta: V1ObjectMeta, policy: PlacementPolicy, warnings: string[]): void {
+  const capacity = meta.labels?.[CAPACITY_LABEL];
+  if (capacity === undefined) return;
+  if (!isCapacity(capacity)) {
+    warnings.push(`ignoring pod label ${CAPACITY_LABEL}=${capacity}: use one of ${CAPACITY_CLASSES.join(', ')}`);
+    return;
+  }
+  for (const [key, value] of Object.entries(policy.capacityAnnotations[capacity])) {
+    const current = meta.annotations?.[key];
+    // The user's own annotation wins: it may carry a price limit or a strategy we do not know about.
+    if (current === undefined) (meta.annotations ??= {})[key] = value;
+    else if (current !== value) {
+      warnings.push(`keeping annotation ${key}=${current} although ${CAPACITY_LABEL}=${capacity} implies ${value}`);
+    }
+  }
+}
+
+/**
+ * Places a pod. `always`: tolerate the provider taint and the soft taint, and require a virtual node.
+ * `overflow`: tolerate only the provider taint and prefer real nodes, so the pod fills real nodes first; if the
+ * pod uses something a sandbox cannot run, it gets no toleration but a required exclusion of virtual nodes
+ * (so it never spills, even with a wildcard toleration of its own) and a warning naming the fields.
+ * `capacity` adds the provider's annotations. Idempotent: placing the result again changes nothing.
+ * @param raw the pod from the AdmissionRequest; not modified (the result is a deep copy)
+ */
+export function placePod(
+  raw: V1Pod,
+  namespaceLabels: Readonly<Record<string, string>> | undefined,
+  policy: PlacementPolicy = DEFAULT_PLACEMENT_POLICY,
+): Mutation<V1Pod> {
+  const warnings: string[] = [];
+  const pod = structuredClone(raw);
+  const burst = resolveBurst(pod, namespaceLabels, warnings);
+  if (burst?.mode === 'always') {
+    const spec = (pod.spec ??= { containers: [] });
+    addToleration(spec, PROVIDER_TOLERATION);
+    addToleration(spec, PREFER_TOLERATION);
+    requireOnEveryTerm(spec, ON_VIRTUAL_NODE);
+  } else if (burst?.mode === 'overflow') {
+    const spec = (pod.spec ??= { containers: [] });
+    const violations = sandboxViolations(raw.spec, raw.metadata?.ownerReferences);
+    if (violations.length > 0) {
+      requireOnEveryTerm(spec, OFF_VIRTUAL_NODE);
+      warnings.push(
+        `${burst.source}: this pod will not spill to a virtual node, because a sandbox cannot run ` +
+          `${violations.map((v) => v.path).join(', ')}; remove those to let it burst`,
+      );
+    } else {
+      addToleration(spec, PROVIDER_TOLERATION);
+      addPreferred(spec, {
+        weight: policy.overflowPreferenceWeight,
+        preference: { matchExpressions: [OFF_VIRTUAL_NODE] },
+      });
+    }
+  }
+  addCapacityAnnotations((pod.metadata ??= {}), policy, warnings);
+  return { object: pod, warnings };
+}
