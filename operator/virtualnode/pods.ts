@@ -1,0 +1,312 @@
+/**
+ * The pod controller of a virtual node: it runs the pods bound to its node through the provider and keeps
+ * their status true. Two queues, as virtual-kubelet's node library has: `sync` (Kubernetes → provider:
+ * create, graceful delete) and `status` (provider → Pod status). Level-based: each reconcile reads the pod
+ * from the informer cache and the provider's last report, and does what is missing.
+ *
+ * Guarantees: a pod is created at most once per UID (the provider is keyed by UID and the start-up
+ * reconcile adopts existing instances); instances whose pod is gone are deleted by the orphan collector
+ * after 30 s; a pod the provider keeps refusing ends Failed (`ProviderFailed`) so its controller replaces it.
+ */
+import {
+  PatchStrategy,
+  setHeaderOptions,
+  type CoreV1Api,
+  type KubeConfig,
+  type V1Pod,
+  type V1PodStatus,
+} from '@kubernetes/client-node';
+import { isApiError, apiErrorMessage } from '../shared/client.ts';
+import { EventType, type EventRecorder } from '../shared/events.ts';
+import { informerFor, objectKey, splitKey, type SupervisedInformer } from '../shared/informer.ts';
+import { componentLogger, type Logger } from '../shared/log.ts';
+import { describeViolations, sandboxViolations } from '../shared/sandbox-rules.ts';
+import { WorkQueue, runWorkers } from '../shared/workqueue.ts';
+import {
+  isInsufficientCapacity,
+  isInvalidPodSpec,
+  isNotFound,
+  isThrottled,
+  sandboxKey,
+  type SandboxKey,
+  type SandboxProvider,
+  type SandboxStatus,
+} from '../providers/types.ts';
+import { failedStatus, podStatusFrom, statusFingerprint } from './pod-status.ts';
+import { MissingReferenceError, resolvePodInputs, type ResolverSource } from './resolve.ts';
+
+/** How the pod controller behaves; timings have named defaults. */
+export interface PodControllerOptions {
+  nodeName: string;
+  hostIP: string;
+  provider: SandboxProvider;
+  core: CoreV1Api;
+  events: EventRecorder;
+  /** Where env and volume references are read from. */
+  resolver: ResolverSource;
+  /** Allocatable of the node, for downward API limits that default to it. */
+  nodeAllocatable?: Record<string, string>;
+  /** Create attempts before the pod is marked Failed with reason ProviderFailed. Default 5. */
+  maxCreateAttempts?: number;
+  /** Instances without a pod older than this are deleted. Default 30 s. */
+  orphanMinAgeMs?: number;
+  orphanIntervalMs?: number;
+  /** Parallel provider calls. Default 32. */
+  workers?: number;
+  logger?: Logger;
+  /** Builds the pod informer; tests may inject. Defaults to a field-selected ListWatch on spec.nodeName. */
+  podInformer?: SupervisedInformer<V1Pod>;
+}
+
+type Settings = Required<Omit<PodControllerOptions, 'podInformer' | 'logger'>>;
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+/** Runs and reports the pods bound to one virtual node. */
+export class PodController {
+  readonly #o: Settings;
+  readonly #log: Logger;
+  readonly pods: SupervisedInformer<V1Pod>;
+  readonly #sync = new WorkQueue({ name: 'virtualnode_sync' });
+  readonly #status = new WorkQueue({ name: 'virtualnode_status' });
+  /** UID last seen under each key, so a vanished pod's instance can still be found. */
+  readonly #uidByKey = new Map<string, string>();
+  /** UIDs the provider has an instance for. */
+  readonly #created = new Set<string>();
+  /** The provider's last report per UID. */
+  readonly #reports = new Map<string, SandboxStatus>();
+  readonly #createFailures = new Map<string, number>();
+  #timers: NodeJS.Timeout[] = [];
+  #workers: Promise<void>[] = [];
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(opts: PodControllerOptions, kc?: KubeConfig) {
+    this.#o = {
+      maxCreateAttempts: 5,
+      orphanMinAgeMs: 30_000,
+      orphanIntervalMs: 30_000,
+      workers: 32,
+      nodeAllocatable: {},
+      ...opts,
+    } as Settings;
+    this.#log = opts.logger ?? componentLogger('pod-controller', { node: opts.nodeName });
+    if (opts.podInformer) this.pods = opts.podInformer;
+    else {
+      if (!kc) throw new Error('PodController needs a KubeConfig or a podInformer');
+      const fieldSelector = `spec.nodeName=${opts.nodeName}`;
+      this.pods = informerFor<V1Pod>(kc, 'virtualnode-pods', {
+        path: '/api/v1/pods',
+        fieldSelector,
+        list: () => opts.core.listPodForAllNamespaces({ fieldSelector }),
+      });
+    }
+  }
+
+  /** Starts the informer, adopts existing instances, then the workers and the orphan collector. */
+  async start(): Promise<void> {
+    this.#unsubscribe = this.#o.provider.onStatus((s) => this.#onReport(s));
+    const enqueue = (pod: V1Pod) => {
+      const key = objectKey(pod);
+      this.#sync.add(key);
+      this.#status.add(key);
+    };
+    this.pods.onAdd(enqueue);
+    this.pods.onUpdate(enqueue);
+    this.pods.onDelete((pod) => this.#sync.add(objectKey(pod)));
+    this.pods.start();
+    await this.pods.synced;
+    // Adopt what the provider already runs (after a restart) before any create: no duplicates.
+    for (const inst of await this.#o.provider.list()) {
+      this.#created.add(inst.key.uid);
+      this.#uidByKey.set(`${inst.key.namespace}/${inst.key.name}`, inst.key.uid);
+      if (this.pods.get(inst.key.namespace, inst.key.name)?.metadata?.uid === inst.key.uid) {
+        const report = await this.#o.provider.status(inst.key).catch(() => undefined);
+        if (report) this.#reports.set(inst.key.uid, report);
+      }
+    }
+    this.#workers.push(
+      runWorkers(this.#sync, this.#o.workers, (k) => this.#reconcile(k), { logger: this.#log }),
+    );
+    this.#workers.push(runWorkers(this.#status, 8, (k) => this.#pushStatus(k), { logger: this.#log }));
+    const t = setInterval(
+      () =>
+        void this.collectOrphans().catch((err) =>
+          this.#log.warn({ err: String(err) }, 'orphan collection failed'),
+        ),
+      this.#o.orphanIntervalMs,
+    );
+    t.unref();
+    this.#timers.push(t);
+    for (const key of this.pods.keys()) enqueue(this.pods.getByKey(key)!);
+  }
+
+  /** Stops the queues and the informer; instances keep running. */
+  async stop(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    this.#unsubscribe?.();
+    await Promise.all([this.#sync.shutDown(), this.#status.shutDown()]);
+    await Promise.all(this.#workers);
+    await this.pods.stop();
+  }
+
+  #onReport(report: SandboxStatus): void {
+    this.#created.add(report.key.uid);
+    this.#reports.set(report.key.uid, report);
+    this.#status.add(`${report.key.namespace}/${report.key.name}`);
+  }
+
+  async #reconcile(key: string): Promise<{ requeueAfter?: number } | void> {
+    const { namespace, name } = splitKey(key);
+    const pod = this.pods.get(namespace, name);
+    const previousUid = this.#uidByKey.get(key);
+    if (previousUid && previousUid !== pod?.metadata?.uid && this.#created.has(previousUid)) {
+      // The pod is gone, or was re-created under the same name: its old instance goes.
+      await this.#deleteInstance({ uid: previousUid, namespace, name });
+    }
+    if (!pod) {
+      this.#uidByKey.delete(key);
+      return;
+    }
+    const k = sandboxKey(pod);
+    this.#uidByKey.set(key, k.uid);
+    if (pod.metadata?.deletionTimestamp) return this.#terminate(pod, k);
+    if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return;
+    if (this.#created.has(k.uid)) return;
+    return this.#create(pod, k);
+  }
+
+  async #create(pod: V1Pod, k: SandboxKey): Promise<{ requeueAfter?: number } | void> {
+    const violations = sandboxViolations(pod.spec, pod.metadata?.ownerReferences);
+    if (violations.length > 0) {
+      const message = `a sandbox cannot run this pod: ${describeViolations(violations)}`;
+      await this.#fail(pod, 'UnsupportedPodSpec', message);
+      return;
+    }
+    try {
+      const inputs = await resolvePodInputs(pod, this.#o.resolver, this.#o.nodeAllocatable);
+      const report = await this.#o.provider.create(pod, inputs);
+      this.#createFailures.delete(k.uid);
+      this.#onReport(report);
+      this.#log.debug({ pod: `${k.namespace}/${k.name}` }, 'created sandbox');
+    } catch (err) {
+      if (isInvalidPodSpec(err)) {
+        await this.#fail(
+          pod,
+          'UnsupportedPodSpec',
+          `provider ${this.#o.provider.name} cannot run this pod: ${(err as Error).message}`,
+        );
+        return;
+      }
+      const attempts = (this.#createFailures.get(k.uid) ?? 0) + 1;
+      this.#createFailures.set(k.uid, attempts);
+      const what =
+        err instanceof MissingReferenceError
+          ? 'a reference the pod needs is missing'
+          : `provider ${this.#o.provider.name} refused the create`;
+      const message = `${what} (attempt ${attempts} of ${this.#o.maxCreateAttempts}): ${apiErrorMessage(err)}`;
+      const reason = isInsufficientCapacity(err)
+        ? 'InsufficientCapacity'
+        : err instanceof MissingReferenceError
+          ? 'FailedMount'
+          : 'ProviderCreateFailed';
+      void this.#event(pod, EventType.Warning, reason, 'Create', message);
+      if (attempts >= this.#o.maxCreateAttempts && !(err instanceof MissingReferenceError)) {
+        this.#createFailures.delete(k.uid);
+        await this.#fail(pod, 'ProviderFailed', message);
+        return;
+      }
+      if (isThrottled(err)) return { requeueAfter: (err as { retryAfterMs?: number }).retryAfterMs ?? 1000 };
+      // Exponential: 1 s, 2 s, 4 s, ... so that a provider outage does not become a request storm.
+      return { requeueAfter: Math.min(1000 * 2 ** (attempts - 1), 60_000) };
+    }
+  }
+
+  /** Graceful delete: the provider stops the containers within the grace period, then the pod goes. */
+  async #terminate(pod: V1Pod, k: SandboxKey): Promise<void> {
+    if (this.#created.has(k.uid)) {
+      const grace = pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30;
+      await this.#deleteInstance(k, grace);
+    }
+    try {
+      await this.#o.core.deleteNamespacedPod({
+        name: k.name,
+        namespace: k.namespace,
+        gracePeriodSeconds: 0,
+        body: { gracePeriodSeconds: 0, preconditions: { uid: k.uid } },
+      });
+    } catch (err) {
+      if (!isApiError(err, 404) && !isApiError(err, 409)) throw err;
+    }
+  }
+
+  async #deleteInstance(k: SandboxKey, gracePeriodSeconds?: number): Promise<void> {
+    await this.#o.provider.delete(k, gracePeriodSeconds === undefined ? {} : { gracePeriodSeconds });
+    this.#created.delete(k.uid);
+    this.#reports.delete(k.uid);
+    this.#createFailures.delete(k.uid);
+  }
+
+  async #pushStatus(key: string): Promise<void> {
+    const { namespace, name } = splitKey(key);
+    const pod = this.pods.get(namespace, name);
+    if (!pod || pod.metadata?.deletionTimestamp) return;
+    const report = this.#reports.get(pod.metadata?.uid ?? '');
+    if (!report) return;
+    // A terminal phase is final: never resurrect a Failed/Succeeded pod from a stale report.
+    if (
+      (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') &&
+      report.phase !== pod.status.phase
+    )
+      return;
+    await this.#writeStatus(pod, podStatusFrom(pod, report, this.#o.hostIP));
+  }
+
+  async #writeStatus(pod: V1Pod, status: V1PodStatus): Promise<void> {
+    if (statusFingerprint(status) === statusFingerprint(pod.status)) return;
+    try {
+      await this.#o.core.patchNamespacedPodStatus(
+        { name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: { status } },
+        mergePatch,
+      );
+    } catch (err) {
+      if (!isApiError(err, 404)) throw err;
+    }
+  }
+
+  async #fail(pod: V1Pod, reason: string, message: string): Promise<void> {
+    this.#log.info({ pod: objectKey(pod), reason, message }, 'pod failed');
+    void this.#event(pod, EventType.Warning, reason, 'Create', message);
+    await this.#writeStatus(pod, failedStatus(pod, this.#o.hostIP, reason, message));
+  }
+
+  #event(pod: V1Pod, type: EventType, reason: string, action: string, note: string): Promise<void> {
+    return this.#o.events.record(
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        namespace: pod.metadata?.namespace,
+        name: pod.metadata?.name ?? '',
+        uid: pod.metadata?.uid,
+      },
+      type,
+      reason,
+      action,
+      note,
+    );
+  }
+
+  /** Deletes instances whose pod no longer exists (by UID), once older than the minimum age. */
+  async collectOrphans(now = Date.now()): Promise<number> {
+    const live = new Set(this.pods.list().map((p) => p.metadata?.uid));
+    let deleted = 0;
+    for (const inst of await this.#o.provider.list()) {
+      if (live.has(inst.key.uid) || now - inst.createdAt.getTime() < this.#o.orphanMinAgeMs) continue;
+      this.#log.info({ instance: inst.key, providerID: inst.providerID }, 'deleting orphaned instance');
+      await this.#deleteInstance(inst.key).catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
+      deleted += 1;
+    }
+    return deleted;
+  }
+}
