@@ -1,0 +1,131 @@
+/**
+ * One virtual node, wired: the node controller (registration, Lease, health), the pod controller and the
+ * kubelet API, over one provider. `spillway virtual-node` and `spillway run` start one or more of these.
+ */
+import { type CoreV1Api, type KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import { isApiError, makeClients } from '../shared/client.ts';
+import { EventRecorder } from '../shared/events.ts';
+import { informerFor, type SupervisedInformer } from '../shared/informer.ts';
+import { componentLogger, type Logger } from '../shared/log.ts';
+import type { SandboxProvider } from '../providers/types.ts';
+import { NodeController, type VirtualNodeConfig } from './node.ts';
+import { PodController } from './pods.ts';
+import type { ResolverSource } from './resolve.ts';
+
+/** A running virtual node. */
+export interface RunningVirtualNode {
+  node: NodeController;
+  pods: PodController;
+  stop(): Promise<void>;
+}
+
+/** Reads ConfigMaps, Secrets and tokens from the API and Services from a shared informer. */
+export function apiResolverSource(core: CoreV1Api, services: SupervisedInformer<V1Service>): ResolverSource {
+  const orUndefined = async <T>(read: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await read();
+    } catch (err) {
+      if (isApiError(err, 404)) return undefined;
+      throw err;
+    }
+  };
+  return {
+    configMap: async (namespace, name) =>
+      (await orUndefined(() => core.readNamespacedConfigMap({ namespace, name })))?.data ?? undefined,
+    secret: async (namespace, name) => {
+      const s = await orUndefined(() => core.readNamespacedSecret({ namespace, name }));
+      if (!s) return undefined;
+      return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
+    },
+    services: async (namespace) => services.list(namespace),
+    kubernetesService: async () => {
+      const svc = services.get('default', 'kubernetes');
+      const port = svc?.spec?.ports?.find((p) => p.name === 'https')?.port ?? svc?.spec?.ports?.[0]?.port;
+      return svc?.spec?.clusterIP && port ? { host: svc.spec.clusterIP, port } : undefined;
+    },
+    token: async (pod: V1Pod, audience, expirationSeconds) => {
+      const tr = await core.createNamespacedServiceAccountToken({
+        name: pod.spec?.serviceAccountName ?? 'default',
+        namespace: pod.metadata!.namespace!,
+        body: {
+          spec: {
+            audiences: audience ? [audience] : [],
+            expirationSeconds,
+            // Bound to the pod: the token dies with it, and the apiserver extends a 3607 s token as it does
+            // for kubelets, so a sandbox keeps a valid token.
+            boundObjectRef: {
+              apiVersion: 'v1',
+              kind: 'Pod',
+              name: pod.metadata!.name!,
+              uid: pod.metadata!.uid!,
+            },
+          },
+        },
+      });
+      const token = tr.status?.token;
+      if (!token)
+        throw new Error(
+          `TokenRequest for ${pod.metadata!.namespace}/${pod.spec?.serviceAccountName ?? 'default'} returned no token`,
+        );
+      return token;
+    },
+  };
+}
+
+/** Starts one virtual node over `provider`; resolves once it is registered and its pods are adopted. */
+export async function startVirtualNode(opts: {
+  kc: KubeConfig;
+  config: VirtualNodeConfig;
+  provider: SandboxProvider;
+  logger?: Logger;
+  workers?: number;
+}): Promise<RunningVirtualNode> {
+  const clients = makeClients(opts.kc);
+  const log = opts.logger ?? componentLogger('virtual-node', { node: opts.config.name });
+  const events = new EventRecorder({
+    api: clients.events,
+    controller: 'spillway.dev/virtual-node',
+    instance: opts.config.name,
+    onError: (err) => log.debug({ err: String(err) }, 'event not recorded'),
+  });
+  const services = informerFor<V1Service>(opts.kc, 'services', {
+    path: '/api/v1/services',
+    list: () => clients.core.listServiceForAllNamespaces(),
+  });
+  services.start();
+  await services.synced;
+
+  const node = new NodeController({
+    config: opts.config,
+    core: clients.core,
+    coordination: clients.coordination,
+    provider: opts.provider,
+    logger: log,
+  });
+  await node.start();
+  const capacity = await opts.provider.capacity();
+  const pods = new PodController(
+    {
+      nodeName: opts.config.name,
+      hostIP: opts.config.internalIP,
+      provider: opts.provider,
+      core: clients.core,
+      events,
+      resolver: apiResolverSource(clients.core, services),
+      nodeAllocatable: { cpu: capacity.cpu, memory: capacity.memory },
+      logger: log,
+      ...(opts.workers ? { workers: opts.workers } : {}),
+    },
+    opts.kc,
+  );
+  await pods.start();
+  return {
+    node,
+    pods,
+    stop: async () => {
+      node.stop();
+      await pods.stop();
+      await services.stop();
+    },
+  };
+}
