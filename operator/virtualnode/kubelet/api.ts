@@ -1,0 +1,313 @@
+/**
+ * The kubelet API of a virtual node, over HTTPS on the node's kubelet port: what `kubectl logs/exec/attach`
+ * (through the apiserver), metrics-server and `kubectl get --raw /api/v1/nodes/<n>/proxy/...` call.
+ * Every request is authenticated and authorised first (./auth.ts).
+ */
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { V1Pod } from '@kubernetes/client-node';
+import {
+  isNotFound,
+  sandboxKey,
+  type PodStats,
+  type SandboxKey,
+  type SandboxProvider,
+} from '../../providers/types.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { KubeletAuth } from './auth.ts';
+import {
+  RemoteCommandRequestError,
+  parseRemoteCommandQuery,
+  serveRemoteCommand,
+  writeUpgradeError,
+} from './exec-stream.ts';
+
+/** What the kubelet API serves from. */
+export interface KubeletApiOptions {
+  nodeName: string;
+  provider: SandboxProvider;
+  auth: KubeletAuth;
+  /** Looks up a pod bound to this node (from the pod controller's cache). */
+  pod(namespace: string, name: string): V1Pod | undefined;
+  /** All pods bound to this node, for `/pods`. */
+  pods(): V1Pod[];
+  /** Serving certificate and key (PEM), and the CA that signs client certificates it accepts. */
+  tls: { cert: string; key: string; clientCA?: string };
+  host: string;
+  port: number;
+  logger: Logger;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function podKey(opts: KubeletApiOptions, namespace: string, name: string): SandboxKey {
+  const pod = opts.pod(namespace, name);
+  if (!pod) throw new HttpError(404, `pod ${namespace}/${name} not found on node ${opts.nodeName}`);
+  return sandboxKey(pod);
+}
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+const num = (v: string | null) => (v === null || v === '' ? undefined : Number(v));
+
+async function containerLogs(
+  opts: KubeletApiOptions,
+  parts: string[],
+  q: URLSearchParams,
+  res: ServerResponse,
+): Promise<void> {
+  const [namespace, name, container] = parts;
+  if (!namespace || !name || !container)
+    throw new HttpError(400, 'path must be /containerLogs/<namespace>/<pod>/<container>');
+  const key = podKey(opts, namespace, name);
+  const sinceTime = q.get('sinceTime');
+  let stream;
+  try {
+    stream = await opts.provider.logs(key, container, {
+      follow: q.get('follow') === 'true',
+      tailLines: num(q.get('tailLines')),
+      timestamps: q.get('timestamps') === 'true',
+      sinceSeconds: num(q.get('sinceSeconds')),
+      sinceTime: sinceTime ? new Date(sinceTime) : undefined,
+      previous: q.get('previous') === 'true',
+      limitBytes: num(q.get('limitBytes')),
+    });
+  } catch (err) {
+    if (isNotFound(err)) throw new HttpError(404, (err as Error).message);
+    throw err;
+  }
+  res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Transfer-Encoding': 'chunked' });
+  res.on('close', () => stream.destroy());
+  await pipeline(stream, res).catch(() => undefined);
+}
+
+/** `/stats/summary` in the kubelet's Summary API shape. */
+export function statsSummary(nodeName: string, startTime: Date, stats: PodStats[], now = new Date()): object {
+  const time = now.toISOString();
+  let cpu = 0;
+  let cpuTotal = 0;
+  let mem = 0;
+  for (const p of stats) {
+    cpu += p.cpu?.usageNanoCores ?? 0;
+    cpuTotal += p.cpu?.usageCoreNanoSeconds ?? 0;
+    mem += p.memory?.workingSetBytes ?? 0;
+  }
+  return {
+    node: {
+      nodeName,
+      startTime: startTime.toISOString(),
+      cpu: { time, usageNanoCores: cpu, usageCoreNanoSeconds: cpuTotal },
+      memory: { time, workingSetBytes: mem, usageBytes: mem },
+    },
+    pods: stats.map((p) => ({
+      podRef: { name: p.key.name, namespace: p.key.namespace, uid: p.key.uid },
+      startTime: p.startTime.toISOString(),
+      cpu: p.cpu && { time: p.time.toISOString(), ...p.cpu },
+      memory: p.memory && { time: p.time.toISOString(), ...p.memory },
+      network: p.network && {
+        time: p.time.toISOString(),
+        rxBytes: p.network.rxBytes,
+        txBytes: p.network.txBytes,
+      },
+      containers: p.containers.map((c) => ({
+        name: c.name,
+        startTime: c.startTime.toISOString(),
+        cpu: c.cpu && { time: p.time.toISOString(), ...c.cpu },
+        memory: c.memory && { time: p.time.toISOString(), ...c.memory },
+      })),
+    })),
+  };
+}
+
+/** `/metrics/resource` in the Prometheus text format metrics-server reads. */
+export function resourceMetrics(stats: PodStats[]): string {
+  const lines: string[] = [];
+  const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
+  const family = (
+    name: string,
+    type: string,
+    help: string,
+    rows: [Record<string, string>, number, Date][],
+  ) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value, at] of rows) {
+      const l = Object.entries(labels)
+        .map(([k, v]) => `${k}="${esc(v)}"`)
+        .join(',');
+      lines.push(`${name}${l ? `{${l}}` : ''} ${value} ${at.getTime()}`);
+    }
+  };
+  const cpuSec = (ns: number | undefined) => (ns ?? 0) / 1e9;
+  const containers = stats.flatMap((p) => p.containers.map((c) => ({ p, c })));
+  const cl = (p: PodStats, c: { name: string }) => ({
+    container: c.name,
+    namespace: p.key.namespace,
+    pod: p.key.name,
+  });
+  const pl = (p: PodStats) => ({ namespace: p.key.namespace, pod: p.key.name });
+  family(
+    'container_cpu_usage_seconds_total',
+    'counter',
+    '[STABLE] Cumulative cpu time consumed by the container in core-seconds',
+    containers.map(({ p, c }) => [cl(p, c), cpuSec(c.cpu?.usageCoreNanoSeconds), p.time]),
+  );
+  family(
+    'container_memory_working_set_bytes',
+    'gauge',
+    '[STABLE] Current working set of the container in bytes',
+    containers.map(({ p, c }) => [cl(p, c), c.memory?.workingSetBytes ?? 0, p.time]),
+  );
+  family(
+    'container_start_time_seconds',
+    'gauge',
+    '[STABLE] Start time of the container since unix epoch in seconds',
+    containers.map(({ p, c }) => [cl(p, c), c.startTime.getTime() / 1000, p.time]),
+  );
+  family(
+    'pod_cpu_usage_seconds_total',
+    'counter',
+    '[STABLE] Cumulative cpu time consumed by the pod in core-seconds',
+    stats.map((p) => [pl(p), cpuSec(p.cpu?.usageCoreNanoSeconds), p.time]),
+  );
+  family(
+    'pod_memory_working_set_bytes',
+    'gauge',
+    '[STABLE] Current working set of the pod in bytes',
+    stats.map((p) => [pl(p), p.memory?.workingSetBytes ?? 0, p.time]),
+  );
+  const now = new Date();
+  family(
+    'node_cpu_usage_seconds_total',
+    'counter',
+    '[STABLE] Cumulative cpu time consumed by the node in core-seconds',
+    [[{}, stats.reduce((s, p) => s + cpuSec(p.cpu?.usageCoreNanoSeconds), 0), now]],
+  );
+  family('node_memory_working_set_bytes', 'gauge', '[STABLE] Current working set of the node in bytes', [
+    [{}, stats.reduce((s, p) => s + (p.memory?.workingSetBytes ?? 0), 0), now],
+  ]);
+  family(
+    'scrape_error',
+    'gauge',
+    '[ALPHA] 1 if there was an error while getting container metrics, 0 otherwise',
+    [[{}, 0, now]],
+  );
+  return lines.join('\n') + '\n';
+}
+
+/** Starts the kubelet API; resolves once listening. */
+export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> {
+  const started = new Date();
+  const server = createServer({
+    cert: opts.tls.cert,
+    key: opts.tls.key,
+    ca: opts.tls.clientCA,
+    // Ask for a client certificate but let token-bearing requests through; auth.ts checks `authorized`.
+    requestCert: true,
+    rejectUnauthorized: false,
+  });
+
+  const guard = async (req: IncomingMessage, path: string): Promise<void> => {
+    const user = await opts.auth.authenticate(req);
+    if (!user) throw new HttpError(401, 'Unauthorized');
+    if (!(await opts.auth.authorize(user, req.method, path))) {
+      throw new HttpError(
+        403,
+        `Forbidden (user=${user.username}, verb=${req.method?.toLowerCase()}, resource=nodes, subresource for ${path})`,
+      );
+    }
+  };
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'https://kubelet');
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    void (async () => {
+      await guard(req, url.pathname);
+      switch (parts[0]) {
+        case 'healthz':
+          return send(res, 200, 'ok');
+        case 'pods':
+          return send(
+            res,
+            200,
+            JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: {}, items: opts.pods() }),
+            'application/json',
+          );
+        case 'containerLogs':
+          return containerLogs(opts, parts.slice(1), url.searchParams, res);
+        case 'stats':
+          if (parts[1] !== 'summary') break;
+          return send(
+            res,
+            200,
+            JSON.stringify(statsSummary(opts.nodeName, started, await opts.provider.statsSummary())),
+            'application/json',
+          );
+        case 'metrics':
+          if (parts[1] !== 'resource') break;
+          return send(
+            res,
+            200,
+            resourceMetrics(await opts.provider.statsSummary()),
+            'text/plain; version=0.0.4',
+          );
+        case 'exec':
+        case 'attach':
+          throw new HttpError(400, 'exec and attach need an upgrade to SPDY/3.1');
+      }
+      throw new HttpError(404, `${url.pathname} is not served by spillway's virtual kubelet`);
+    })().catch((err: unknown) => {
+      const status = err instanceof HttpError ? err.status : 500;
+      if (status === 500)
+        opts.logger.warn({ path: url.pathname, err: String(err) }, 'kubelet API request failed');
+      if (!res.headersSent) send(res, status, err instanceof Error ? err.message : String(err));
+      else res.destroy();
+    });
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? '/', 'https://kubelet');
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    void (async () => {
+      await guard(req, url.pathname);
+      const [verb, namespace, name, container] = parts;
+      if ((verb !== 'exec' && verb !== 'attach') || !namespace || !name || !container) {
+        throw new HttpError(404, `${url.pathname} is not an exec or attach path`);
+      }
+      const key = podKey(opts, namespace, name);
+      const options = parseRemoteCommandQuery(url.searchParams);
+      if (verb === 'attach' && !opts.provider.attach)
+        throw new HttpError(501, `provider ${opts.provider.name} does not support attach`);
+      await serveRemoteCommand(
+        req,
+        socket,
+        head,
+        options,
+        (streams) =>
+          verb === 'exec'
+            ? opts.provider.exec(key, container, options.command, streams)
+            : opts.provider.attach!(key, container, streams),
+        { onError: (err) => opts.logger.debug({ err: err.message }, 'exec stream error') },
+      );
+    })().catch((err: unknown) => {
+      const status = err instanceof HttpError || err instanceof RemoteCommandRequestError ? err.status : 500;
+      writeUpgradeError(socket, status, err instanceof Error ? err.message : String(err));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  return server;
+}
