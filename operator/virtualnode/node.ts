@@ -30,6 +30,8 @@ export interface VirtualNodeConfig {
   internalIP: string;
   /** The kubelet API port (daemonEndpoints.kubeletEndpoint.Port). */
   kubeletPort: number;
+  /** The address the kubelet API listens on; defaults to `internalIP`. */
+  kubeletHost?: string;
   /** Pod CIDR the provider hands addresses from, when it has one (the local provider). */
   podCIDR?: string;
   /** Extra labels and taints on top of spillway's (§2.2). */

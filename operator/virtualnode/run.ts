@@ -7,7 +7,10 @@ import { isApiError, makeClients } from '../shared/client.ts';
 import { EventRecorder } from '../shared/events.ts';
 import { informerFor, type SupervisedInformer } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
+import { createCA, issueCert } from '../shared/pki.ts';
 import type { SandboxProvider } from '../providers/types.ts';
+import { startKubeletApi } from './kubelet/api.ts';
+import { KubeletAuth } from './kubelet/auth.ts';
 import { NodeController, type VirtualNodeConfig } from './node.ts';
 import { PodController } from './pods.ts';
 import type { ResolverSource } from './resolve.ts';
@@ -119,10 +122,47 @@ export async function startVirtualNode(opts: {
     opts.kc,
   );
   await pods.start();
+
+  // The kubelet API. Its serving certificate is self-signed (the apiserver does not verify kubelets unless
+  // --kubelet-certificate-authority is set); client certificates are checked against the cluster's client
+  // CA, published for exactly this purpose in kube-system/extension-apiserver-authentication.
+  const authConfig = await clients.core.readNamespacedConfigMap({
+    namespace: 'kube-system',
+    name: 'extension-apiserver-authentication',
+  });
+  const ca = await createCA(`${opts.config.name}-kubelet-ca`, 365 * 24 * 3600_000);
+  const serving = await issueCert(ca, {
+    subject: `CN=${opts.config.name}`,
+    dnsNames: [opts.config.name],
+    ipAddresses: [opts.config.internalIP],
+    usage: 'server',
+    validForMs: 365 * 24 * 3600_000,
+  });
+  const kubelet = await startKubeletApi({
+    nodeName: opts.config.name,
+    provider: opts.provider,
+    auth: new KubeletAuth({
+      authentication: clients.authentication,
+      authorization: clients.authorization,
+      nodeName: opts.config.name,
+    }),
+    pod: (namespace, name) => pods.pods.get(namespace, name),
+    pods: () => pods.pods.list(),
+    tls: {
+      cert: serving.certPem + ca.certPem,
+      key: serving.keyPem,
+      clientCA: authConfig.data?.['client-ca-file'],
+    },
+    host: opts.config.kubeletHost ?? opts.config.internalIP,
+    port: opts.config.kubeletPort,
+    logger: log,
+  });
   return {
     node,
     pods,
     stop: async () => {
+      kubelet.close();
+      kubelet.closeAllConnections();
       node.stop();
       await pods.stop();
       await services.stop();

@@ -286,6 +286,8 @@ export class HeaderZlib {
   #queue: Promise<unknown> = Promise.resolve();
   #out: Buffer[] = [];
   #failed: Error | undefined;
+  /** Rejects the call in progress: on a zlib error the flush callback never comes. */
+  #abort: ((err: Error) => void) | undefined;
 
   /** @param mode `deflate` for the frames we send, `inflate` for the frames we receive */
   constructor(mode: 'deflate' | 'inflate') {
@@ -294,18 +296,24 @@ export class HeaderZlib {
         ? zlib.createDeflate({ dictionary: SPDY3_DICTIONARY, level: zlib.constants.Z_BEST_COMPRESSION })
         : zlib.createInflate({ dictionary: SPDY3_DICTIONARY });
     this.#stream.on('data', (chunk: Buffer) => this.#out.push(chunk));
-    this.#stream.on('error', (err) => (this.#failed = err));
+    this.#stream.on('error', (err) => {
+      this.#failed = new SpdyProtocolError(`header block ${mode}: ${err.message}`);
+      this.#abort?.(this.#failed);
+    });
   }
 
   /** Compresses (deflate) or decompresses (inflate) one header block, in call order. */
   process(input: Buffer): Promise<Buffer> {
     const run = () =>
       new Promise<Buffer>((resolve, reject) => {
-        if (this.#failed) return reject(new SpdyProtocolError(`header zlib: ${this.#failed.message}`));
+        if (this.#failed) return reject(this.#failed);
+        if (this.#stream.destroyed) return reject(new SpdyProtocolError('header zlib closed'));
         this.#out = [];
+        this.#abort = reject;
         this.#stream.write(input);
         this.#stream.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-          if (this.#failed) reject(new SpdyProtocolError(`header zlib: ${this.#failed.message}`));
+          this.#abort = undefined;
+          if (this.#failed) reject(this.#failed);
           else resolve(Buffer.concat(this.#out));
         });
       });

@@ -1,0 +1,417 @@
+/**
+ * A small SPDY/3.1 session over one socket: enough for the kubelet's streaming endpoints (exec, attach,
+ * port-forward), which kube-apiserver reaches with SPDY/3.1 (DESIGN.md §9). The peer opens streams
+ * (`on('stream')`), each a Duplex: bytes in from DATA frames, bytes out as DATA frames, `end()` sends FIN.
+ *
+ * Deliberately absent: flow control (the Go client never sends WINDOW_UPDATE, so enforcing a window would
+ * stall it; SETTINGS and WINDOW_UPDATE are read and ignored), priorities, server push. Backpressure is
+ * TCP's: when a stream's reader falls behind, the socket is paused until it catches up.
+ * A `client` role exists for tests and smoke checks (`exec-client.ts`).
+ */
+import { EventEmitter } from 'node:events';
+import { Duplex } from 'node:stream';
+import {
+  ControlType,
+  decodeHeaderBlock,
+  encodeDataFrame,
+  encodeGoAway,
+  encodeHeaderBlock,
+  encodePing,
+  encodeRstStream,
+  encodeSynReply,
+  encodeSynStream,
+  FLAG_FIN,
+  FLAG_UNIDIRECTIONAL,
+  HeaderZlib,
+  parseFrame,
+  RstStatus,
+  SpdyProtocolError,
+  type SpdyFrame,
+  type SpdyHeaders,
+} from './spdy-frames.ts';
+
+/** Options of a {@link SpdySession}. */
+export interface SpdySessionOptions {
+  /** `server` (default) accepts odd stream ids from the peer; `client` opens odd ids itself. */
+  role?: 'server' | 'client';
+  /** Bytes already read from the socket past the HTTP upgrade (`head` of Node's `upgrade` event). */
+  initialData?: Buffer;
+}
+
+/** Events of a {@link SpdySession}. */
+export interface SpdySessionEvents {
+  /** The peer opened a stream; call `stream.reply()` (or write to it) to accept it. */
+  stream: [stream: SpdyStream];
+  /** The peer sent GOAWAY: it opens no more streams. */
+  goaway: [lastGoodStreamId: number, status: number];
+  /** The socket closed; every stream is destroyed. `error` is set for protocol or socket errors. */
+  close: [error: Error | undefined];
+}
+
+/** Largest DATA frame we send: small enough that streams interleave, large enough to be cheap. */
+const DATA_CHUNK = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+// Module-private hooks the session calls on its streams; symbols keep them off the public surface.
+const kData = Symbol('data');
+const kFin = Symbol('fin');
+const kReset = Symbol('reset');
+const kResponse = Symbol('response');
+const kLocalFin = Symbol('localFin');
+
+/** What a stream needs from its session. */
+interface StreamLink {
+  send(frame: Buffer | Promise<Buffer>, done?: () => void): void;
+  compress(headers: SpdyHeaders): Promise<Buffer>;
+  unblock(stream: SpdyStream): void;
+  block(stream: SpdyStream): void;
+  release(stream: SpdyStream): void;
+  alive(): boolean;
+}
+
+/**
+ * One SPDY stream. Readable side: the peer's DATA, ending at its FIN. Writable side: our DATA; `end()`
+ * sends FIN. `destroy()` before both sides finished sends RST_STREAM(CANCEL). Write errors on a dead
+ * connection are swallowed: the session's `close` destroys the stream instead. A stream we opened emits
+ * `response` (with the SYN_REPLY headers) when the peer accepts it.
+ */
+export class SpdyStream extends Duplex {
+  /** The stream id (odd when the client opened it). */
+  readonly id: number;
+  /** The SYN_STREAM headers, names in lower case (e.g. `streamtype`). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly #link: StreamLink;
+  #replied: boolean;
+  #localFin = false;
+  #remoteFin = false;
+  #reset = false;
+
+  /** @internal created by {@link SpdySession}; `local` is true for streams we opened. */
+  constructor(id: number, headers: Record<string, string>, link: StreamLink, local: boolean) {
+    super({ allowHalfOpen: true });
+    this.id = id;
+    this.headers = headers;
+    this.#link = link;
+    this.#replied = local;
+  }
+
+  /** Accepts a peer-opened stream with SYN_REPLY. Idempotent; writing replies implicitly. */
+  reply(headers: SpdyHeaders = {}): void {
+    if (this.#replied || this.#reset) return;
+    this.#replied = true;
+    const block = this.#link.compress(headers);
+    this.#link.send(block.then((b) => encodeSynReply(this.id, 0, b)));
+  }
+
+  /** Abandons the stream with RST_STREAM(`status`) and destroys it. */
+  reset(status: number = RstStatus.Cancel): void {
+    if (!this.#reset && this.#link.alive()) this.#link.send(encodeRstStream(this.id, status));
+    this.#reset = true;
+    this.destroy();
+  }
+
+  override _read(): void {
+    this.#link.unblock(this);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.#reset) return callback();
+    this.reply();
+    for (let at = 0; at < chunk.length; at += DATA_CHUNK) {
+      const last = at + DATA_CHUNK >= chunk.length;
+      this.#link.send(encodeDataFrame(this.id, chunk.subarray(at, at + DATA_CHUNK), false), last ? callback : undefined);
+    }
+    if (chunk.length === 0) callback();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.#reset || this.#localFin) return callback();
+    this.reply();
+    this.#localFin = true;
+    this.#link.send(encodeDataFrame(this.id, EMPTY, true), callback);
+    if (this.#remoteFin) this.#link.release(this);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.#reset && !(this.#localFin && this.#remoteFin) && this.#link.alive()) {
+      this.#reset = true;
+      this.#link.send(encodeRstStream(this.id, RstStatus.Cancel));
+    }
+    this.#link.release(this);
+    callback(error);
+  }
+
+  /** Peer data for this stream. */
+  [kData](data: Buffer): void {
+    if (this.#remoteFin || this.#reset || data.length === 0) return;
+    if (!this.push(data)) this.#link.block(this);
+  }
+
+  /** Peer FIN: the readable side ends. */
+  [kFin](): void {
+    if (this.#remoteFin) return;
+    this.#remoteFin = true;
+    this.push(null);
+    if (this.#localFin) this.#link.release(this);
+  }
+
+  /** Peer RST_STREAM: the stream is gone in both directions. */
+  [kReset](): void {
+    this.#reset = true;
+    this.destroy();
+  }
+
+  /** SYN_REPLY to a stream we opened. */
+  [kResponse](headers: Record<string, string>): void {
+    this.emit('response', headers);
+  }
+
+  /** Our half is closed without a DATA FIN: unidirectional streams, or FIN already on SYN_STREAM. */
+  [kLocalFin](): void {
+    this.#localFin = true;
+  }
+}
+
+/**
+ * A SPDY/3.1 connection. Construct it on a socket right after the `101 Switching Protocols` exchange.
+ * Errors never escape as `error` events: they end the session, and `close` carries them.
+ */
+export class SpdySession extends EventEmitter<SpdySessionEvents> {
+  readonly #socket: Duplex;
+  readonly #role: 'server' | 'client';
+  readonly #inflate = new HeaderZlib('inflate');
+  readonly #deflate = new HeaderZlib('deflate');
+  readonly #streams = new Map<number, SpdyStream>();
+  readonly #blocked = new Set<SpdyStream>();
+  readonly #pings = new Map<number, () => void>();
+  #buffer: Buffer = EMPTY;
+  #inbox: SpdyFrame[] = [];
+  #draining = false;
+  #lastRemoteId = 0;
+  #nextLocalId: number;
+  #nextPingId: number;
+  #pendingWrites = 0;
+  #writeChain: Promise<void> = Promise.resolve();
+  #goingAway = false;
+  #closed = false;
+  #error: Error | undefined;
+  readonly #link: StreamLink;
+
+  constructor(socket: Duplex, options: SpdySessionOptions = {}) {
+    super();
+    this.#socket = socket;
+    this.#role = options.role ?? 'server';
+    this.#nextLocalId = this.#role === 'client' ? 1 : 2;
+    this.#nextPingId = this.#role === 'client' ? 1 : 2;
+    this.#link = {
+      send: (frame, done) => this.#send(frame, done),
+      compress: (headers) => this.#deflate.process(encodeHeaderBlock(headers)),
+      block: (stream) => {
+        this.#blocked.add(stream);
+        this.#socket.pause();
+      },
+      unblock: (stream) => {
+        if (this.#blocked.delete(stream) && this.#blocked.size === 0 && !this.#closed) this.#socket.resume();
+      },
+      release: (stream) => {
+        if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
+        this.#link.unblock(stream);
+      },
+      alive: () => !this.#closed,
+    };
+    socket.on('data', (chunk: Buffer) => this.#receive(chunk));
+    socket.on('error', (err) => (this.#error ??= err));
+    socket.on('end', () => this.close());
+    socket.on('close', () => this.#onSocketClose());
+    if (options.initialData?.length) this.#receive(options.initialData);
+  }
+
+  /** Streams currently open (not yet finished in both directions, nor reset). */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  /** Opens a stream (client role, or server push-style use); it is usable once `response` arrives. */
+  openStream(headers: SpdyHeaders, options: { fin?: boolean } = {}): SpdyStream {
+    if (this.#closed || this.#goingAway) throw new Error('SPDY session is closing: no new streams');
+    const id = this.#nextLocalId;
+    this.#nextLocalId += 2;
+    const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), String(v)]));
+    const stream = new SpdyStream(id, lower, this.#link, true);
+    this.#streams.set(id, stream);
+    const block = this.#deflate.process(encodeHeaderBlock(headers));
+    this.#send(block.then((b) => encodeSynStream(id, options.fin ? FLAG_FIN : 0, b)));
+    if (options.fin) {
+      stream[kLocalFin]();
+      stream.end();
+    }
+    return stream;
+  }
+
+  /** Sends a PING and resolves with the round-trip time in milliseconds when the peer echoes it. */
+  ping(): Promise<number> {
+    const id = this.#nextPingId;
+    this.#nextPingId += 2;
+    const started = performance.now();
+    return new Promise((resolve, reject) => {
+      if (this.#closed) return reject(new Error('SPDY session closed'));
+      this.#pings.set(id, () => resolve(performance.now() - started));
+      this.#send(encodePing(id));
+    });
+  }
+
+  /** Sends GOAWAY, then ends the socket once every queued frame is written. Resolves when it is closed. */
+  close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => {
+      if (this.#closed) resolve();
+      else this.#socket.once('close', () => resolve());
+    });
+    if (!this.#goingAway && !this.#closed) {
+      this.#goingAway = true;
+      this.#send(encodeGoAway(this.#lastRemoteId, 0));
+      this.#afterWrites(() => this.#socket.end());
+    }
+    return closed;
+  }
+
+  /** Closes the socket now, without GOAWAY. */
+  destroy(error?: Error): void {
+    this.#error ??= error;
+    this.#socket.destroy();
+  }
+
+  /** Writes frames in order; a frame still being compressed holds back the frames queued after it. */
+  #send(frame: Buffer | Promise<Buffer>, done?: () => void): void {
+    const write = (buf: Buffer) => {
+      if (this.#socket.destroyed || this.#socket.writableEnded) return done && queueMicrotask(done);
+      // Socket write errors are not the stream's: the socket's close event tears everything down.
+      this.#socket.write(buf, () => done?.());
+    };
+    if (this.#pendingWrites === 0 && Buffer.isBuffer(frame)) return write(frame);
+    this.#pendingWrites++;
+    this.#writeChain = this.#writeChain
+      .then(() => frame)
+      .then(write, (err: Error) => this.destroy(err))
+      .finally(() => this.#pendingWrites--);
+  }
+
+  #afterWrites(fn: () => void): void {
+    if (this.#pendingWrites === 0) fn();
+    else this.#writeChain = this.#writeChain.then(fn);
+  }
+
+  #receive(chunk: Buffer): void {
+    this.#buffer = this.#buffer.length ? Buffer.concat([this.#buffer, chunk]) : chunk;
+    let parsed;
+    try {
+      while ((parsed = parseFrame(this.#buffer))) {
+        this.#inbox.push(parsed.frame);
+        this.#buffer = this.#buffer.subarray(parsed.size);
+      }
+    } catch (err) {
+      return this.#protocolError(err as Error);
+    }
+    void this.#drain();
+  }
+
+  /** Handles frames strictly in arrival order, waiting only where a header block must be inflated. */
+  async #drain(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      let frame;
+      while (!this.#closed && (frame = this.#inbox.shift())) {
+        const pending = this.#handle(frame);
+        if (pending) await pending;
+      }
+    } catch (err) {
+      this.#protocolError(err as Error);
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  #handle(frame: SpdyFrame): Promise<void> | undefined {
+    switch (frame.type) {
+      case 'data': {
+        const stream = this.#streams.get(frame.streamId);
+        if (!stream) return; // late data for a stream already gone: ignore, as Go's spdystream does
+        stream[kData](frame.data);
+        if (frame.flags & FLAG_FIN) stream[kFin]();
+        return;
+      }
+      case 'syn_stream':
+        // The header block must be inflated even for a stream we refuse: the zlib context is shared.
+        return this.#inflateHeaders(frame.headerBlock).then((headers) => this.#accept(frame, headers));
+      case 'syn_reply':
+      case 'headers':
+        return this.#inflateHeaders(frame.headerBlock).then((headers) => {
+          const stream = this.#streams.get(frame.streamId);
+          if (!stream) return;
+          if (frame.type === 'syn_reply') stream[kResponse](headers);
+          if (frame.flags & FLAG_FIN) stream[kFin]();
+        });
+      case 'rst_stream':
+        this.#streams.get(frame.streamId)?.[kReset]();
+        return;
+      case 'ping':
+        if ((frame.id & 1) !== (this.#nextPingId & 1)) this.#send(encodePing(frame.id));
+        else this.#pings.get(frame.id)?.();
+        this.#pings.delete(frame.id);
+        return;
+      case 'goaway':
+        this.#goingAway = true;
+        this.emit('goaway', frame.lastGoodStreamId, frame.status);
+        return;
+      case 'bad_version':
+        throw new SpdyProtocolError(`unsupported SPDY version ${frame.version}`);
+      default:
+        return; // SETTINGS, WINDOW_UPDATE and unknown control frames: ignored (no flow control)
+    }
+  }
+
+  async #inflateHeaders(block: Buffer): Promise<Record<string, string>> {
+    return decodeHeaderBlock(await this.#inflate.process(block));
+  }
+
+  #accept(frame: Extract<SpdyFrame, { type: 'syn_stream' }>, headers: Record<string, string>): void {
+    const id = frame.streamId;
+    const peerParity = this.#role === 'server' ? 1 : 0;
+    if (id === 0 || (id & 1) !== peerParity || id <= this.#lastRemoteId || this.#streams.has(id)) {
+      this.#send(encodeRstStream(id, this.#streams.has(id) ? RstStatus.StreamInUse : RstStatus.ProtocolError));
+      return;
+    }
+    this.#lastRemoteId = id;
+    if (this.#goingAway || this.listenerCount('stream') === 0) {
+      this.#send(encodeRstStream(id, RstStatus.RefusedStream));
+      return;
+    }
+    const stream = new SpdyStream(id, headers, this.#link, false);
+    this.#streams.set(id, stream);
+    if (frame.flags & FLAG_UNIDIRECTIONAL) stream[kLocalFin]();
+    if (frame.flags & FLAG_FIN) stream[kFin]();
+    this.emit('stream', stream);
+  }
+
+  #protocolError(err: Error): void {
+    if (this.#closed) return;
+    this.#error ??= err;
+    this.#goingAway = true;
+    this.#send(encodeGoAway(this.#lastRemoteId, 1));
+    this.#afterWrites(() => this.#socket.destroy());
+  }
+
+  #onSocketClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#inbox = [];
+    for (const stream of [...this.#streams.values()]) stream.destroy();
+    this.#streams.clear();
+    this.#pings.clear();
+    this.#inflate.close();
+    this.#deflate.close();
+    this.emit('close', this.#error);
+  }
+}
+
+export { ControlType, RstStatus };
