@@ -27,11 +27,7 @@ const pod: V1Pod = {
   status: { hostIP: '127.0.0.1' },
 };
 
-const svc = (
-  name: string,
-  ip: string,
-  ports: V1Service['spec'] extends infer S ? NonNullable<S>['ports'] : never,
-): V1Service => ({
+const svc = (name: string, ip: string, ports: V1ServicePort[]): V1Service => ({
   metadata: { name },
   spec: { clusterIP: ip, ports },
 });
