@@ -43,7 +43,12 @@ describe('loadKubeConfig', () => {
   it('prefers an explicit path over KUBECONFIG', () => {
     const flag = write('flag', kubeconfig('https://flag.example:6443'));
     const env = { KUBECONFIG: write('env', kubeconfig('https://env.example:6443')) };
-    const { kc, origin } = loadKubeConfig({ kubeconfig: flag, env, homeDir: dir, inClusterTokenPath: noToken() });
+    const { kc, origin } = loadKubeConfig({
+      kubeconfig: flag,
+      env,
+      homeDir: dir,
+      inClusterTokenPath: noToken(),
+    });
     expect(origin).toBe('flag');
     expect(kc.getCurrentCluster()?.server).toBe('https://flag.example:6443');
   });
@@ -138,6 +143,12 @@ describe('API errors', () => {
     const err = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' });
     expect(isApiError(err)).toBe(false);
     expect(apiErrorMessage(err)).toBe('connect ECONNREFUSED 127.0.0.1:6443');
+  });
+
+  it('names the cause of a failed fetch', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' });
+    const err = new TypeError('fetch failed', { cause: refused });
+    expect(apiErrorMessage(err)).toBe('fetch failed: connect ECONNREFUSED 127.0.0.1:6443');
   });
 
   it('turns the JSON-string body into the Status message', () => {

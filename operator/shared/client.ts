@@ -144,7 +144,9 @@ export function isApiError(err: unknown, code?: number): boolean {
 }
 
 /** The apiserver's `metav1.Status` answer inside an API error, parsed; undefined when there is none. */
-export function apiErrorStatus(err: unknown): { message?: string; reason?: string; code?: number } | undefined {
+export function apiErrorStatus(
+  err: unknown,
+): { message?: string; reason?: string; code?: number } | undefined {
   if (!isApiError(err)) return undefined;
   const body = (err as { body?: unknown }).body;
   let parsed: unknown = body;
@@ -172,5 +174,16 @@ export function apiErrorMessage(err: unknown): string {
     const first = err instanceof Error ? err.message.split('\n')[0] : '';
     return first && !first.startsWith('HTTP-Code') ? `${first} (HTTP ${code})` : `HTTP ${code}`;
   }
-  return err instanceof Error ? err.message : String(err);
+  return withCauses(err);
+}
+
+/** `err.message` followed by its causes: undici says only "fetch failed" and puts ECONNREFUSED in `cause`. */
+function withCauses(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (message && !parts.includes(message)) parts.push(message);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(': ');
 }

@@ -4,7 +4,10 @@ import { createLogger, parseLogLevel } from './log.ts';
 /** A logger whose lines are collected, parsed, in memory. */
 function capture(level = 'trace') {
   const lines: Record<string, unknown>[] = [];
-  const logger = createLogger({ level, destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
+  const logger = createLogger({
+    level,
+    destination: { write: (s: string) => void lines.push(JSON.parse(s)) },
+  });
   return { logger, lines };
 }
 
@@ -26,7 +29,11 @@ describe('createLogger', () => {
       { config: { credentials: { password: 'hunter2' } } },
       ['config', 'credentials', 'password'],
     ],
-    ['an authorization header', { req: { headers: { authorization: 'Bearer x' } } }, ['req', 'headers', 'authorization']],
+    [
+      'an authorization header',
+      { req: { headers: { authorization: 'Bearer x' } } },
+      ['req', 'headers', 'authorization'],
+    ],
     ['a private key', { tls: { keyPem: '-----BEGIN' } }, ['tls', 'keyPem']],
   ])('redacts %s', (_name, fields, path) => {
     const { logger, lines } = capture();
@@ -62,6 +69,8 @@ describe('parseLogLevel', () => {
   });
 
   it('names the choices when the level is a typo', () => {
-    expect(() => parseLogLevel('verbose')).toThrow('LOG_LEVEL=verbose is not a log level; use one of trace, debug');
+    expect(() => parseLogLevel('verbose')).toThrow(
+      'LOG_LEVEL=verbose is not a log level; use one of trace, debug',
+    );
   });
 });

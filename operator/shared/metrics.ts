@@ -100,7 +100,12 @@ export function workqueueMetrics(reg: Registry = registry): WorkqueueMetrics {
       reg,
       'spillway_workqueue_depth',
       () =>
-        new Gauge({ name: 'spillway_workqueue_depth', help: 'Keys waiting in the queue', labelNames: ['name'], registers }),
+        new Gauge({
+          name: 'spillway_workqueue_depth',
+          help: 'Keys waiting in the queue',
+          labelNames: ['name'],
+          registers,
+        }),
     ),
     adds: once(
       reg,

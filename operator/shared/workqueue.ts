@@ -323,11 +323,15 @@ export async function runWorkers(
           queue.addRateLimited(key);
           // The first failures are often conflicts that fix themselves: debug-level until they persist.
           const level = retries >= 3 ? 'warn' : 'debug';
-          log[level]({ key, retries: retries + 1, err: apiErrorMessage(err) }, 'reconcile failed; will retry');
+          log[level](
+            { key, retries: retries + 1, err: apiErrorMessage(err) },
+            'reconcile failed; will retry',
+          );
         }
       } finally {
         queue.done(key);
-        if (queue.name) metrics?.workDuration.observe({ name: queue.name }, (performance.now() - started) / 1000);
+        if (queue.name)
+          metrics?.workDuration.observe({ name: queue.name }, (performance.now() - started) / 1000);
       }
     }
   };
