@@ -7,7 +7,12 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['operator/**/*.test.ts', 'webhooks/**/*.test.ts', 'test/support/**/*.test.ts', 'hack/**/*.test.ts'],
+          include: [
+            'operator/**/*.test.ts',
+            'webhooks/**/*.test.ts',
+            'test/support/**/*.test.ts',
+            'hack/**/*.test.ts',
+          ],
           testTimeout: 10_000,
         },
       },
