@@ -3,10 +3,14 @@
  * webhook server's self-managed TLS. Pure TypeScript (WebCrypto + @peculiar/x509): no openssl needed in a pod.
  */
 import { randomBytes, webcrypto } from 'node:crypto';
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+// Node's WebCrypto is the standard Crypto interface; its type lives in node:crypto, not in lib.dom.
+x509.cryptoProvider.set(webcrypto as never);
 
 const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
