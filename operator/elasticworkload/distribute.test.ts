@@ -1,0 +1,229 @@
+import { describe, expect, it } from 'vitest';
+import type { ElasticWorkloadSpec } from './api.ts';
+import { distribute, foldBack, type Observation } from './distribute.ts';
+import { nothing, seen, spec, summary, twoUnits, type Expected } from './distribute.fixtures.ts';
+
+describe('distribute, Static', () => {
+  it.each<[string, ElasticWorkloadSpec, Observation, Expected]>([
+    [
+      'ACK example: min 2, max 4, replicas 6, one unit',
+      spec({ replicas: 6, min: 2, max: 4 }),
+      nothing,
+      { source: 4, units: [2], capped: 0, decision: 'Static' },
+    ],
+    [
+      'kubectl scale to 10',
+      spec({ replicas: 10, max: 4 }),
+      seen([4, 4], [['burst', 2, 2]]),
+      { source: 4, units: [6] },
+    ],
+    [
+      'scale to 3 takes the unit to 0 and the source to 3 at once',
+      spec({ replicas: 3, max: 4 }),
+      seen([4, 4], [['burst', 6, 6]]),
+      { source: 3, units: [0] },
+    ],
+    [
+      'zero replicas',
+      spec({ replicas: 0, max: 4, units: twoUnits }),
+      seen(
+        [4, 4],
+        [
+          ['spot', 4, 4],
+          ['on-demand', 2, 2],
+        ],
+      ),
+      { source: 0, units: [0, 0], capped: 0 },
+    ],
+    [
+      'replicas below max stay on the source',
+      spec({ replicas: 3, min: 1, max: 4 }),
+      nothing,
+      { source: 3, units: [0] },
+    ],
+    [
+      'replicas equal to max stay on the source',
+      spec({ replicas: 4, max: 4 }),
+      nothing,
+      { source: 4, units: [0] },
+    ],
+    [
+      'max 0 sends everything to the units',
+      spec({ replicas: 5, max: 0 }),
+      nothing,
+      { source: 0, units: [5] },
+    ],
+    ['no max keeps everything on the source', spec({ replicas: 7 }), nothing, { source: 7, units: [0] }],
+    [
+      'units fill in order; the last one without max is unbounded',
+      spec({ replicas: 30, max: 4, units: twoUnits }),
+      nothing,
+      { source: 4, units: [4, 22], capped: 0 },
+    ],
+    [
+      'a unit without max takes all that is left, even in the middle',
+      spec({ replicas: 10, max: 4, units: [['a'], ['b', 3]] }),
+      nothing,
+      { source: 4, units: [6, 0] },
+    ],
+    [
+      'beyond every max the rest is capped',
+      spec({
+        replicas: 9,
+        max: 2,
+        units: [
+          ['a', 1],
+          ['b', 2],
+        ],
+      }),
+      nothing,
+      { source: 2, units: [1, 2], capped: 4 },
+    ],
+    [
+      'no units: the rest is capped',
+      spec({ replicas: 5, max: 3, units: [] }),
+      nothing,
+      { source: 3, units: [], capped: 2 },
+    ],
+    [
+      'scale-in removes from the last unit first',
+      spec({ replicas: 7, max: 4, units: twoUnits }),
+      seen(
+        [4, 4],
+        [
+          ['spot', 4, 4],
+          ['on-demand', 2, 2],
+        ],
+      ),
+      { source: 4, units: [3, 0] },
+    ],
+    [
+      'scale-in reaches the source last',
+      spec({ replicas: 2, max: 4, units: twoUnits }),
+      seen(
+        [4, 4],
+        [
+          ['spot', 4, 4],
+          ['on-demand', 2, 2],
+        ],
+      ),
+      { source: 2, units: [0, 0] },
+    ],
+    [
+      'taking over a source above max keeps its ready replicas until the unit is ready',
+      spec({ replicas: 10, max: 4 }),
+      seen([10, 10]),
+      { source: 10, sourceGoal: 4, units: [6] },
+    ],
+    [
+      '... and gives them up as unit pods become ready',
+      spec({ replicas: 10, max: 4 }),
+      seen([10, 10], [['burst', 6, 3]]),
+      { source: 7, sourceGoal: 4, units: [6] },
+    ],
+    [
+      'source pods that are not ready go at once',
+      spec({ replicas: 10, max: 4 }),
+      seen([10, 5], [['burst', 6, 0]]),
+      { source: 5, units: [6] },
+    ],
+    [
+      'a lowered unit max moves replicas to the next unit, keeping ready ones until replaced',
+      spec({ replicas: 10, max: 4, units: [['spot', 2], ['on-demand']] }),
+      seen(
+        [4, 4],
+        [
+          ['spot', 4, 4],
+          ['on-demand', 2, 2],
+        ],
+      ),
+      { source: 4, units: [4, 4], unitGoals: [2, 4] },
+    ],
+  ])('%s', (_name, s, observed, expected) => {
+    expect(summary(distribute(s, observed), expected)).toEqual(expected);
+  });
+
+  it('drains a unit removed from the spec into the remaining ones, then marks it for deletion', () => {
+    const s = spec({ replicas: 8, max: 4, units: [['a']] });
+    const first = distribute(
+      s,
+      seen(
+        [4, 4],
+        [
+          ['a', 2, 2],
+          ['old', 2, 2],
+        ],
+      ),
+    );
+    expect(first.units).toEqual([
+      { name: 'a', inSpec: true, replicas: 4, goal: 4 },
+      { name: 'old', inSpec: false, replicas: 2, goal: 0 },
+    ]);
+    const then = distribute(
+      s,
+      seen(
+        [4, 4],
+        [
+          ['a', 4, 4],
+          ['old', 2, 2],
+        ],
+      ),
+    );
+    expect(then.units[1]).toEqual({ name: 'old', inSpec: false, replicas: 0, goal: 0 });
+  });
+});
+
+describe('distribute, blocked template', () => {
+  it.each<[string, ElasticWorkloadSpec, Observation, Expected]>([
+    [
+      'no unit gets a replica; the source keeps up to max; the rest is capped',
+      spec({ replicas: 6, max: 4 }),
+      seen([0, 0], [], { blocked: true }),
+      { source: 4, units: [0], capped: 2, decision: 'Blocked' },
+    ],
+    [
+      'without max the source keeps everything',
+      spec({ replicas: 6 }),
+      seen([0, 0], [], { blocked: true }),
+      { source: 6, units: [0], capped: 0 },
+    ],
+    [
+      'existing unit pods go at once: nothing replaces them',
+      spec({ replicas: 6, max: 4 }),
+      seen([4, 4], [['burst', 2, 2]], { blocked: true }),
+      { source: 4, units: [0] },
+    ],
+    [
+      'also under WhenUnschedulable',
+      spec({ replicas: 6, min: 2, max: 4, policy: 'WhenUnschedulable' }),
+      seen([4, 2], [], { blocked: true, ages: [100, 100] }),
+      { source: 4, units: [0], capped: 2, decision: 'Blocked' },
+    ],
+  ])('%s', (_name, s, observed, expected) => {
+    expect(summary(distribute(s, observed), expected)).toEqual(expected);
+  });
+});
+describe('foldBack (ElasticWorkload deleted)', () => {
+  it.each<[string, ElasticWorkloadSpec, Observation, Expected]>([
+    [
+      'the source scales to every replica, beyond its max; units wait until it is ready',
+      spec({ replicas: 10, max: 4 }),
+      seen([4, 4], [['burst', 6, 6]]),
+      { source: 10, units: [6], unitGoals: [0], capped: 0, decision: 'FoldBack' },
+    ],
+    [
+      'units go as source pods become ready',
+      spec({ replicas: 10, max: 4 }),
+      seen([10, 8], [['burst', 6, 6]]),
+      { source: 10, units: [2] },
+    ],
+    [
+      'once the source is ready, every unit is at 0',
+      spec({ replicas: 10, max: 4 }),
+      seen([10, 10], [['burst', 2, 2]]),
+      { source: 10, units: [0] },
+    ],
+  ])('%s', (_name, s, observed, expected) => {
+    expect(summary(foldBack(s, observed), expected)).toEqual(expected);
+  });
+});
