@@ -99,7 +99,12 @@ export function admissionResponse(uid: string, outcome: AdmissionOutcome): objec
       response.patch = patch;
     }
   } else {
-    response.status = { status: 'Failure', code: outcome.code, reason: reasonFor(outcome.code), message: outcome.message };
+    response.status = {
+      status: 'Failure',
+      code: outcome.code,
+      reason: reasonFor(outcome.code),
+      message: outcome.message,
+    };
   }
   if (outcome.warnings && outcome.warnings.length > 0) response.warnings = outcome.warnings;
   return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };

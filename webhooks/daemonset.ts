@@ -1,8 +1,10 @@
 /**
  * DaemonSet guard (mutating): a DaemonSet runs one pod per real node, and a virtual node is not one (a sandbox
  * cannot run what DaemonSets are for: host networking, host paths, node agents). Many DaemonSets tolerate every
- * taint (`operator: Exists`), so the virtual node's taint does not keep them off; a required node affinity on the
- * template does, and the DaemonSet controller keeps it when it pins each pod to its node.
+ * taint (`operator: Exists`), so the virtual node's taint does not keep them off. A required node affinity on the
+ * template does: the DaemonSet controller evaluates the template's node affinity to decide which nodes get a
+ * pod, so no pod is even created for a virtual node. (Each pod it creates carries only a `metadata.name` term:
+ * the controller replaces the pod's required node affinity with the node it pins the pod to.)
  */
 import type { V1DaemonSet } from '@kubernetes/client-node';
 import { OFF_VIRTUAL_NODE } from './contract.ts';

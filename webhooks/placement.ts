@@ -102,7 +102,9 @@ function addCapacityAnnotations(meta: V1ObjectMeta, policy: PlacementPolicy, war
   const capacity = meta.labels?.[CAPACITY_LABEL];
   if (capacity === undefined) return;
   if (!isCapacity(capacity)) {
-    warnings.push(`ignoring pod label ${CAPACITY_LABEL}=${capacity}: use one of ${CAPACITY_CLASSES.join(', ')}`);
+    warnings.push(
+      `ignoring pod label ${CAPACITY_LABEL}=${capacity}: use one of ${CAPACITY_CLASSES.join(', ')}`,
+    );
     return;
   }
   for (const [key, value] of Object.entries(policy.capacityAnnotations[capacity])) {
@@ -110,7 +112,9 @@ function addCapacityAnnotations(meta: V1ObjectMeta, policy: PlacementPolicy, war
     // The user's own annotation wins: it may carry a price limit or a strategy we do not know about.
     if (current === undefined) (meta.annotations ??= {})[key] = value;
     else if (current !== value) {
-      warnings.push(`keeping annotation ${key}=${current} although ${CAPACITY_LABEL}=${capacity} implies ${value}`);
+      warnings.push(
+        `keeping annotation ${key}=${current} although ${CAPACITY_LABEL}=${capacity} implies ${value}`,
+      );
     }
   }
 }

@@ -32,7 +32,9 @@ function termHas(term: V1NodeSelectorTerm, req: V1NodeSelectorRequirement): bool
 export function requireOnEveryTerm(spec: V1PodSpec, req: V1NodeSelectorRequirement): boolean {
   const affinity = (spec.affinity ??= {});
   const nodeAffinity = (affinity.nodeAffinity ??= {});
-  const required = (nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution ??= { nodeSelectorTerms: [] });
+  const required = (nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution ??= {
+    nodeSelectorTerms: [],
+  });
   const terms = (required.nodeSelectorTerms ??= []);
   if (terms.length === 0) {
     terms.push({ matchExpressions: [structuredClone(req)] });
@@ -45,12 +47,6 @@ export function requireOnEveryTerm(spec: V1PodSpec, req: V1NodeSelectorRequireme
     changed = true;
   }
   return changed;
-}
-
-/** Whether every required node selector term contains `req`, i.e. the pod can only land where `req` holds. */
-export function requiredOnEveryTerm(spec: V1PodSpec | undefined, req: V1NodeSelectorRequirement): boolean {
-  const terms = spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-  return !!terms && terms.length > 0 && terms.every((t) => termHas(t, req));
 }
 
 /** Adds a preferred node affinity term unless an identical one (same weight and expressions) exists. */
@@ -83,7 +79,9 @@ export function tolerates(toleration: V1Toleration, taint: TaintMatch): boolean 
   if (toleration.effect && toleration.effect !== taint.effect) return false;
   if (toleration.operator === 'Exists') return !toleration.key || toleration.key === taint.key;
   // operator Equal (or empty, which means Equal)
-  return toleration.key === taint.key && taint.value !== undefined && (toleration.value ?? '') === taint.value;
+  return (
+    toleration.key === taint.key && taint.value !== undefined && (toleration.value ?? '') === taint.value
+  );
 }
 
 /**

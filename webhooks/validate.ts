@@ -17,8 +17,7 @@ export type IsVirtualNode = (nodeName: string) => boolean;
 
 /** The validating webhook's answer. */
 export type Verdict =
-  | { allowed: true }
-  | { allowed: false; code: number; message: string; violations: SandboxViolation[] };
+  { allowed: true } | { allowed: false; code: number; message: string; violations: SandboxViolation[] };
 
 function requiresVirtual(term: V1NodeSelectorTerm, isVirtualNode: IsVirtualNode): boolean {
   const onlyValues = (values: string[] | undefined, ok: (v: string) => boolean) =>
@@ -55,7 +54,8 @@ export function virtualPlacementReason(
   if (selector[NODE_TYPE_LABEL] === VIRTUAL_KUBELET_TYPE) {
     return `spec.nodeSelector requires ${NODE_TYPE_LABEL}=${VIRTUAL_KUBELET_TYPE}`;
   }
-  const terms = spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+  const terms =
+    spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
   if (terms && terms.length > 0 && terms.every((t) => requiresVirtual(t, isVirtualNode))) {
     return 'its required node affinity admits only virtual nodes';
   }

@@ -193,7 +193,8 @@ function selectorLabelKeys(selector: V1LabelSelector | undefined): Set<string> {
 }
 
 /** JSON with sorted keys and without `undefined`, so that equal objects hash equally. */
-function stableJson(value: unknown): string {
+/** JSON with object keys sorted and undefined fields dropped: equal for equal content, whatever the key order. */
+export function stableJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)
       ? Object.fromEntries(

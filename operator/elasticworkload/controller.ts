@@ -1,0 +1,372 @@
+/**
+ * The ElasticWorkload controller: owns how many replicas run on the source Deployment and on each unit
+ * Deployment (DESIGN.md §2.1). It never places pods. Level-based: each reconcile reads the ElasticWorkload,
+ * the source, its units and (for capacity-aware overflow) the source's Unschedulable pods from the informer
+ * caches, asks the pure `distribute`/`foldBack` for a plan, applies it, and writes status once.
+ */
+import type { KubeConfig, KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { applyObject } from '../shared/apply.ts';
+import { apiErrorMessage, isApiError, makeClients, type Clients } from '../shared/client.ts';
+import { EventRecorder, EventType } from '../shared/events.ts';
+import { informerFor, objectKey, splitKey, type SupervisedInformer } from '../shared/informer.ts';
+import { componentLogger, type Logger } from '../shared/log.ts';
+import { describeViolations, sandboxViolations } from '../shared/sandbox-rules.ts';
+import { WorkQueue, runWorkers } from '../shared/workqueue.ts';
+import {
+  ANNOTATION_ORIGINAL_REPLICAS,
+  API_VERSION,
+  FINALIZER,
+  GROUP,
+  KIND,
+  LABEL_ELASTIC_WORKLOAD,
+  LABEL_UNIT,
+  PLURAL,
+  VERSION,
+  type ElasticWorkload,
+} from './api.ts';
+import { distribute, foldBack, type DistributionPlan, type Observation } from './distribute.ts';
+import { elasticWorkloadStatus, sameStatus } from './status.ts';
+import { unitDeployment, unitIsCurrent } from './units.ts';
+
+/** The field manager of everything this controller writes. */
+export const FIELD_MANAGER = 'spillway-elasticworkload';
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+/** Reconciles ElasticWorkloads in every namespace. */
+export class ElasticWorkloadController {
+  readonly #c: Clients;
+  readonly #log: Logger;
+  readonly #events: EventRecorder;
+  readonly #queue = new WorkQueue({ name: 'elasticworkload' });
+  /** ElasticWorkloads as the apiserver stores them (plain JSON: metadata times are strings). */
+  readonly ews: SupervisedInformer<KubernetesObject>;
+  readonly deployments: SupervisedInformer<V1Deployment>;
+  readonly pendingPods: SupervisedInformer<V1Pod>;
+  #workers: Promise<void> | undefined;
+  readonly #now: () => Date;
+
+  constructor(opts: { kc: KubeConfig; logger?: Logger; identity?: string; now?: () => Date }) {
+    this.#c = makeClients(opts.kc);
+    this.#log = opts.logger ?? componentLogger('elasticworkload');
+    this.#now = opts.now ?? (() => new Date());
+    this.#events = new EventRecorder({
+      api: this.#c.events,
+      controller: 'spillway.dev/elasticworkload-controller',
+      instance: opts.identity ?? 'spillway',
+      onError: (err) => this.#log.debug({ err: String(err) }, 'event not recorded'),
+    });
+    const c = this.#c;
+    this.ews = informerFor<KubernetesObject>(opts.kc, 'elasticworkloads', {
+      path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+      list: async () =>
+        (await c.customObjects.listClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+        })) as never,
+    });
+    this.deployments = informerFor<V1Deployment>(opts.kc, 'deployments', {
+      path: '/apis/apps/v1/deployments',
+      list: () => c.apps.listDeploymentForAllNamespaces(),
+    });
+    // Only Pending pods: Unschedulable source pods drive capacity-aware overflow.
+    this.pendingPods = informerFor<V1Pod>(opts.kc, 'pending-pods', {
+      path: '/api/v1/pods',
+      fieldSelector: 'status.phase=Pending',
+      list: () => c.core.listPodForAllNamespaces({ fieldSelector: 'status.phase=Pending' }),
+    });
+  }
+
+  /** Starts the informers and the workers; resolves once the caches have synced. */
+  async start(workers = 4): Promise<void> {
+    this.ews.onAdd((ew) => this.#queue.add(objectKey(ew)));
+    this.ews.onUpdate((ew) => this.#queue.add(objectKey(ew)));
+    const fromDeployment = (d: V1Deployment) => this.#enqueueFor(d.metadata?.namespace, d);
+    this.deployments.onAdd(fromDeployment);
+    this.deployments.onUpdate(fromDeployment);
+    this.deployments.onDelete(fromDeployment);
+    const fromPod = (p: V1Pod) => {
+      for (const ew of this.#list(p.metadata?.namespace)) {
+        if (ew.spec.overflow?.policy === 'WhenUnschedulable')
+          this.#queue.add(`${ew.metadata.namespace}/${ew.metadata.name}`);
+      }
+    };
+    this.pendingPods.onAdd(fromPod);
+    this.pendingPods.onUpdate(fromPod);
+    this.pendingPods.onDelete(fromPod);
+    for (const i of [this.ews, this.deployments, this.pendingPods]) i.start();
+    await Promise.all([this.ews.synced, this.deployments.synced, this.pendingPods.synced]);
+    this.#workers = runWorkers(this.#queue, workers, (key) => this.reconcile(key), { logger: this.#log });
+  }
+
+  /** Stops the workers and informers. */
+  async stop(): Promise<void> {
+    await this.#queue.shutDown();
+    await this.#workers;
+    await Promise.all([this.ews.stop(), this.deployments.stop(), this.pendingPods.stop()]);
+  }
+
+  #list(namespace: string | undefined): ElasticWorkload[] {
+    return this.ews.list(namespace) as unknown as ElasticWorkload[];
+  }
+
+  #enqueueFor(namespace: string | undefined, d: V1Deployment): void {
+    const owner = d.metadata?.labels?.[LABEL_ELASTIC_WORKLOAD];
+    if (owner) this.#queue.add(`${namespace}/${owner}`);
+    for (const ew of this.#list(namespace)) {
+      if (ew.spec.sourceTarget.name === d.metadata?.name) this.#queue.add(`${namespace}/${ew.metadata.name}`);
+    }
+  }
+
+  /** The unit Deployments of `ew` that exist, by unit name. */
+  #units(ew: ElasticWorkload): Map<string, V1Deployment> {
+    const out = new Map<string, V1Deployment>();
+    for (const d of this.deployments.list(ew.metadata.namespace)) {
+      const owned = d.metadata?.ownerReferences?.some((o) => o.uid === ew.metadata.uid && o.controller);
+      const unit = d.metadata?.labels?.[LABEL_UNIT];
+      if (owned && unit && d.metadata?.labels?.[LABEL_ELASTIC_WORKLOAD] === ew.metadata.name)
+        out.set(unit, d);
+    }
+    return out;
+  }
+
+  /** Seconds each Unschedulable pod of `source` has been waiting (unit pods excluded). */
+  #unschedulable(source: V1Deployment, now: Date): number[] {
+    const match = source.spec?.selector?.matchLabels ?? {};
+    return this.pendingPods
+      .list(source.metadata?.namespace)
+      .filter((p) => {
+        const labels = p.metadata?.labels ?? {};
+        return !labels[LABEL_UNIT] && Object.entries(match).every(([k, v]) => labels[k] === v);
+      })
+      .flatMap((p) => {
+        const c = p.status?.conditions?.find((x) => x.type === 'PodScheduled');
+        if (c?.status !== 'False' || c.reason !== 'Unschedulable') return [];
+        const since = c.lastTransitionTime ? new Date(c.lastTransitionTime).getTime() : now.getTime();
+        return [Math.max(0, (now.getTime() - since) / 1000)];
+      });
+  }
+
+  /** One level-based pass over the ElasticWorkload `key` (`namespace/name`). */
+  async reconcile(key: string): Promise<{ requeueAfter?: number } | void> {
+    const { namespace, name } = splitKey(key);
+    const ew = this.ews.get(namespace, name) as unknown as ElasticWorkload | undefined;
+    if (!ew) return;
+    const deleting = Boolean(ew.metadata.deletionTimestamp);
+    if (!deleting && !ew.metadata.finalizers?.includes(FINALIZER)) {
+      await this.#patchEw(ew, {
+        metadata: {
+          finalizers: [...(ew.metadata.finalizers ?? []), FINALIZER],
+          resourceVersion: ew.metadata.resourceVersion,
+        },
+      });
+      return;
+    }
+    if (deleting && !ew.metadata.finalizers?.includes(FINALIZER)) return;
+    const now = this.#now();
+    const source = this.deployments.get(namespace, ew.spec.sourceTarget.name);
+    const units = this.#units(ew);
+    if (!source) {
+      if (deleting) return this.#removeFinalizer(ew, units);
+      await this.#writeStatus(
+        ew,
+        elasticWorkloadStatus({ ew, source, units, plan: undefined, violations: [], now }),
+      );
+      return;
+    }
+    const violations = sandboxViolations(source.spec?.template?.spec, [], 'spec.template.spec');
+    const lastOverflow = ew.status?.lastOverflowTime
+      ? new Date(ew.status.lastOverflowTime).getTime()
+      : undefined;
+    const observed: Observation = {
+      source: {
+        desired: source.spec?.replicas ?? 1,
+        ready: source.status?.readyReplicas ?? 0,
+        unschedulableForSeconds: this.#unschedulable(source, now),
+      },
+      units: [...units].map(([unit, d]) => ({
+        name: unit,
+        desired: d.spec?.replicas ?? 0,
+        ready: d.status?.readyReplicas ?? 0,
+      })),
+      blocked: violations.length > 0,
+      ...(lastOverflow === undefined
+        ? {}
+        : { secondsSinceLastOverflow: (now.getTime() - lastOverflow) / 1000 }),
+    };
+    const plan = deleting ? foldBack(ew.spec, observed) : distribute(ew.spec, observed);
+    await this.#scaleSource(ew, source, plan.source.replicas);
+    for (const u of plan.units) await this.#applyUnit(ew, source, units.get(u.name), u);
+    if (deleting && plan.units.every((u) => u.replicas === 0)) return this.#removeFinalizer(ew, units);
+    if (
+      violations.length > 0 &&
+      ew.status?.conditions?.find((c) => c.type === 'BurstBlocked')?.status !== 'True'
+    ) {
+      void this.#event(
+        ew,
+        EventType.Warning,
+        'BurstBlocked',
+        'Block',
+        `no replica can burst: ${describeViolations(violations)}`,
+      );
+    }
+    await this.#writeStatus(
+      ew,
+      elasticWorkloadStatus({ ew, source, units: this.#units(ew), plan, violations, now }),
+    );
+    return plan.recheckAfterSeconds ? { requeueAfter: plan.recheckAfterSeconds * 1000 } : undefined;
+  }
+
+  async #scaleSource(ew: ElasticWorkload, source: V1Deployment, replicas: number): Promise<void> {
+    const current = source.spec?.replicas ?? 1;
+    const original = source.metadata?.annotations?.[ANNOTATION_ORIGINAL_REPLICAS];
+    if (current === replicas && original !== undefined) return;
+    await this.#c.apps.patchNamespacedDeployment(
+      {
+        name: source.metadata!.name!,
+        namespace: source.metadata!.namespace!,
+        body: {
+          // The replicas the source had before spillway managed it, for the record.
+          metadata:
+            original === undefined
+              ? { annotations: { [ANNOTATION_ORIGINAL_REPLICAS]: String(current) } }
+              : {},
+          spec: { replicas },
+        },
+        fieldManager: FIELD_MANAGER,
+      },
+      mergePatch,
+    );
+    if (current !== replicas) {
+      void this.#event(
+        ew,
+        EventType.Normal,
+        'ScaledSource',
+        'Scale',
+        `scaled source Deployment ${source.metadata?.name} from ${current} to ${replicas}`,
+      );
+    }
+  }
+
+  async #applyUnit(
+    ew: ElasticWorkload,
+    source: V1Deployment,
+    existing: V1Deployment | undefined,
+    u: DistributionPlan['units'][number],
+  ): Promise<void> {
+    const unit = ew.spec.elasticUnit?.find((x) => x.name === u.name);
+    if (!unit || (!u.inSpec && u.replicas === 0)) {
+      if (existing && u.replicas === 0) await this.#deleteUnit(ew, existing);
+      return;
+    }
+    if (!existing && u.replicas === 0) return;
+    const desired = unitDeployment(ew, source, unit, u.replicas);
+    if (existing && existing.spec?.replicas === u.replicas && unitIsCurrent(existing, desired)) return;
+    try {
+      await applyObject(this.#c.objects, desired, { fieldManager: FIELD_MANAGER, force: true });
+    } catch (err) {
+      void this.#event(
+        ew,
+        EventType.Warning,
+        'UnitApplyFailed',
+        'Apply',
+        `could not apply unit Deployment ${desired.metadata?.name}: ${apiErrorMessage(err)}`,
+      );
+      throw err;
+    }
+    const before = existing?.spec?.replicas ?? 0;
+    if (before !== u.replicas) {
+      void this.#event(
+        ew,
+        EventType.Normal,
+        'ScaledUnit',
+        'Scale',
+        `scaled unit ${u.name} (Deployment ${desired.metadata?.name}) from ${before} to ${u.replicas}`,
+      );
+    }
+  }
+
+  async #deleteUnit(ew: ElasticWorkload, unit: V1Deployment): Promise<void> {
+    try {
+      // Background propagation: an orphaned unit ReplicaSet would be adopted by the source.
+      await this.#c.apps.deleteNamespacedDeployment({
+        name: unit.metadata!.name!,
+        namespace: unit.metadata!.namespace!,
+        propagationPolicy: 'Background',
+      });
+      void this.#event(
+        ew,
+        EventType.Normal,
+        'DeletedUnit',
+        'Delete',
+        `deleted unit Deployment ${unit.metadata?.name}`,
+      );
+    } catch (err) {
+      if (!isApiError(err, 404)) throw err;
+    }
+  }
+
+  async #removeFinalizer(ew: ElasticWorkload, units: Map<string, V1Deployment>): Promise<void> {
+    for (const d of units.values()) await this.#deleteUnit(ew, d);
+    await this.#patchEw(ew, {
+      metadata: {
+        finalizers: (ew.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+        resourceVersion: ew.metadata.resourceVersion,
+      },
+    });
+  }
+
+  async #patchEw(ew: ElasticWorkload, body: object): Promise<void> {
+    try {
+      await this.#c.customObjects.patchNamespacedCustomObject(
+        {
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ew.metadata.namespace!,
+          name: ew.metadata.name,
+          body,
+        },
+        mergePatch,
+      );
+    } catch (err) {
+      if (!isApiError(err, 404)) throw err;
+    }
+  }
+
+  async #writeStatus(ew: ElasticWorkload, status: ElasticWorkload['status']): Promise<void> {
+    if (sameStatus(status, ew.status)) return;
+    try {
+      await this.#c.customObjects.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ew.metadata.namespace!,
+          name: ew.metadata.name,
+          body: { status },
+        },
+        mergePatch,
+      );
+    } catch (err) {
+      if (!isApiError(err, 404)) throw err;
+    }
+  }
+
+  #event(ew: ElasticWorkload, type: EventType, reason: string, action: string, note: string): Promise<void> {
+    return this.#events.record(
+      {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        namespace: ew.metadata.namespace,
+        name: ew.metadata.name,
+        uid: ew.metadata.uid,
+      },
+      type,
+      reason,
+      action,
+      note,
+    );
+  }
+}

@@ -1,0 +1,233 @@
+import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { podKey, validatePod, virtualPlacementReason } from './validate.ts';
+
+const isVirtual = (name: string) => name.startsWith('virtual-');
+const base: V1PodSpec = { containers: [{ name: 'app', image: 'nginx' }] };
+
+function pod(labels: Record<string, string> = {}, spec: Partial<V1PodSpec> = {}, meta: object = {}): V1Pod {
+  return { metadata: { name: 'web-1', namespace: 'shop', labels, ...meta }, spec: { ...base, ...spec } };
+}
+
+const required = (...terms: object[]) => ({
+  affinity: {
+    nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } },
+  },
+});
+const expr = (key: string, operator: string, values: string[]) => ({
+  matchExpressions: [{ key, operator, values }],
+});
+const dsOwner = { ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: 'agent', uid: 'u' }] };
+
+// Ways onto a virtual node: [name, labels, spec, namespace labels, reason regex]
+const onto: [
+  string,
+  Record<string, string>,
+  Partial<V1PodSpec>,
+  Record<string, string> | undefined,
+  RegExp,
+][] = [
+  [
+    'bound by nodeName',
+    {},
+    { nodeName: 'virtual-eci' },
+    undefined,
+    /spec\.nodeName binds it to virtual node virtual-eci/,
+  ],
+  [
+    'nodeSelector virtual-node',
+    {},
+    { nodeSelector: { 'spillway.dev/virtual-node': 'true' } },
+    undefined,
+    /spec\.nodeSelector requires spillway\.dev\/virtual-node=true/,
+  ],
+  [
+    'nodeSelector type',
+    {},
+    { nodeSelector: { type: 'virtual-kubelet' } },
+    undefined,
+    /spec\.nodeSelector requires type=virtual-kubelet/,
+  ],
+  [
+    'required affinity In [true]',
+    {},
+    required(expr('spillway.dev/virtual-node', 'In', ['true'])),
+    undefined,
+    /required node affinity admits only virtual nodes/,
+  ],
+  [
+    'required affinity type In',
+    {},
+    required(expr('type', 'In', ['virtual-kubelet'])),
+    undefined,
+    /required node affinity/,
+  ],
+  [
+    'matchFields pin to a virtual node',
+    {},
+    required({ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['virtual-eci'] }] }),
+    undefined,
+    /required node affinity/,
+  ],
+  [
+    'pod burst=always',
+    { 'spillway.dev/burst': 'always' },
+    {},
+    undefined,
+    /pod label spillway\.dev\/burst=always/,
+  ],
+  [
+    'ACK eci=true',
+    { 'alibabacloud.com/eci': 'true' },
+    {},
+    undefined,
+    /pod label alibabacloud\.com\/eci=true/,
+  ],
+  [
+    'namespace burst=always',
+    {},
+    {},
+    { 'spillway.dev/burst': 'always' },
+    /namespace label spillway\.dev\/burst=always/,
+  ],
+];
+
+// Unsupported features: [name, spec, metadata, path]
+const features: [string, Partial<V1PodSpec>, object, string][] = [
+  [
+    'privileged',
+    { containers: [{ name: 'a', securityContext: { privileged: true } }] },
+    {},
+    'spec.containers[0].securityContext.privileged',
+  ],
+  [
+    'privileged ephemeral',
+    { ephemeralContainers: [{ name: 'dbg', securityContext: { privileged: true } }] },
+    {},
+    'spec.ephemeralContainers[0].securityContext.privileged',
+  ],
+  [
+    'hostPort',
+    { containers: [{ name: 'a', ports: [{ containerPort: 80, hostPort: 8080 }] }] },
+    {},
+    'spec.containers[0].ports[0].hostPort',
+  ],
+  ['hostNetwork', { hostNetwork: true }, {}, 'spec.hostNetwork'],
+  ['hostPID', { hostPID: true }, {}, 'spec.hostPID'],
+  ['hostIPC', { hostIPC: true }, {}, 'spec.hostIPC'],
+  [
+    'hostPath',
+    { volumes: [{ name: 'logs', hostPath: { path: '/var/log' } }] },
+    {},
+    'spec.volumes[0].hostPath',
+  ],
+];
+
+const matrix = onto.flatMap(([how, labels, placement, ns, reason]) =>
+  features.map(
+    ([feature, spec, meta, path]) =>
+      [`${how} × ${feature}`, labels, { ...placement, ...spec }, meta, ns, reason, path] as const,
+  ),
+);
+
+describe('validatePod: denials', () => {
+  it.each(matrix)('%s → denied', (_name, labels, spec, meta, ns, reason, path) => {
+    const verdict = validatePod(pod(labels, spec, meta), ns, isVirtual);
+    expect(verdict.allowed).toBe(false);
+    if (verdict.allowed) return;
+    expect(verdict.code).toBe(403);
+    expect(verdict.message).toMatch(reason);
+    expect(verdict.message).toContain(`${path}: `);
+    expect(verdict.message).toMatch(/^pod shop\/web-1 would run on a virtual node/);
+  });
+
+  it('a DaemonSet pod pinned to a virtual node is denied', () => {
+    const spec = required({
+      matchFields: [{ key: 'metadata.name', operator: 'In', values: ['virtual-eci'] }],
+    });
+    const verdict = validatePod(pod({}, spec, dsOwner), undefined, isVirtual);
+    expect(verdict.allowed).toBe(false);
+    if (!verdict.allowed)
+      expect(verdict.message).toContain('metadata.ownerReferences: owned by DaemonSet agent');
+  });
+
+  it('lists every violation, with what to do', () => {
+    const spec = { hostNetwork: true, hostPID: true, volumes: [{ name: 'h', hostPath: { path: '/' } }] };
+    const verdict = validatePod(pod({ 'spillway.dev/burst': 'always' }, spec), undefined, isVirtual);
+    if (verdict.allowed) throw new Error('expected a denial');
+    expect(verdict.violations.map((v) => v.path)).toEqual([
+      'spec.hostNetwork',
+      'spec.hostPID',
+      'spec.volumes[0].hostPath',
+    ]);
+    expect(verdict.message).toContain('these 3');
+    expect(verdict.message).toContain('reach the pod through a Service instead');
+    expect(verdict.message).toContain('use emptyDir');
+  });
+});
+
+describe('validatePod: allowed', () => {
+  const hostNet = { hostNetwork: true };
+  it.each<[string, V1Pod, Record<string, string> | undefined]>([
+    ['a feature on a pod that stays on real nodes', pod({}, hostNet), undefined],
+    [
+      'burst=overflow (placement keeps it off instead)',
+      pod({ 'spillway.dev/burst': 'overflow' }, hostNet),
+      undefined,
+    ],
+    ['namespace overflow', pod({}, hostNet), { 'spillway.dev/burst': 'overflow' }],
+    ['bound to a real node', pod({}, { ...hostNet, nodeName: 'kwok-node-0' }), undefined],
+    [
+      'nodeSelector virtual-node=false',
+      pod({}, { ...hostNet, nodeSelector: { 'spillway.dev/virtual-node': 'false' } }),
+      undefined,
+    ],
+    [
+      'only one of two ORed terms is virtual',
+      pod(
+        {},
+        {
+          ...hostNet,
+          ...required(expr('spillway.dev/virtual-node', 'In', ['true']), expr('zone', 'In', ['a'])),
+        },
+      ),
+      undefined,
+    ],
+    [
+      'In [true, false] is not a requirement',
+      pod({}, { ...hostNet, ...required(expr('spillway.dev/virtual-node', 'In', ['true', 'false'])) }),
+      undefined,
+    ],
+    [
+      'NotIn [true] excludes virtual nodes',
+      pod({}, { ...hostNet, ...required(expr('spillway.dev/virtual-node', 'NotIn', ['true'])) }),
+      undefined,
+    ],
+    ['burst=always without any unsupported feature', pod({ 'spillway.dev/burst': 'always' }), undefined],
+    ['a DaemonSet pod in a burst=always namespace', pod({}, {}, dsOwner), { 'spillway.dev/burst': 'always' }],
+    [
+      'privileged: false',
+      pod(
+        { 'spillway.dev/burst': 'always' },
+        { containers: [{ name: 'a', securityContext: { privileged: false } }] },
+      ),
+      undefined,
+    ],
+  ])('%s', (_name, p, ns) => {
+    expect(validatePod(p, ns, isVirtual)).toEqual({ allowed: true });
+  });
+});
+
+describe('virtualPlacementReason and podKey', () => {
+  it('is undefined for an ordinary pod', () => {
+    expect(virtualPlacementReason(pod(), undefined, isVirtual)).toBeUndefined();
+  });
+
+  it.each<[V1Pod, string | undefined, string]>([
+    [pod(), undefined, 'shop/web-1'],
+    [{ metadata: { generateName: 'web-' } }, 'shop', 'shop/web-*'],
+    [{}, undefined, '<no namespace>/<unnamed>'],
+  ])('podKey %#', (p, ns, key) => {
+    expect(podKey(p, ns)).toBe(key);
+  });
+});
