@@ -53,7 +53,7 @@ describe('EventRecorder', () => {
       note: 'scaled web-unit-spot to 4',
       reportingController: 'spillway.dev/ew',
       reportingInstance: 'pod-a',
-      metadata: { namespace: 'shop', generateName: 'web.' },
+      metadata: { namespace: 'shop', name: expect.stringMatching(/^web\.[0-9a-f]+$/) },
     });
     // eventTime is a MicroTime: six fractional digits on the wire.
     expect(JSON.stringify(fake.created[0]!.eventTime)).toMatch(/\.\d{6}Z"$/);

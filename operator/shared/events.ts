@@ -3,6 +3,7 @@
  * `kubectl events`. Repeats of the same event on the same object within ten minutes update one Event's
  * `series` instead of creating new objects, as client-go's recorder does; recording never throws.
  */
+import { randomBytes } from 'node:crypto';
 import {
   PatchStrategy,
   V1MicroTime,
@@ -96,7 +97,11 @@ export class EventRecorder {
         return;
       }
       const event: EventsV1Event = {
-        metadata: { generateName: `${regarding.name}.`, namespace },
+        // client-go's naming: `<object>.<hex time><random>`; a generateName ending in '.' is invalid.
+        metadata: {
+          name: `${regarding.name}.${now.toString(16)}${randomBytes(3).toString('hex')}`,
+          namespace,
+        },
         eventTime: new V1MicroTime(now),
         regarding: regarding as V1ObjectReference,
         type,
