@@ -1,0 +1,227 @@
+/**
+ * The admission webhooks registered with the real kube-apiserver (dev mode: `url: https://127.0.0.1:PORT`)
+ * and placement checked against the real kube-scheduler, with a kwok-simulated node that carries the
+ * virtual node's labels and taints.
+ */
+import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeClients } from '../../operator/shared/client.ts';
+import { VIRTUAL_NODE_LABELS, virtualNodeTaints } from '../../webhooks/contract.ts';
+import { startWebhooks, type RunningWebhooks } from '../../webhooks/run.ts';
+import { normalNodes, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
+import { createTestNamespace } from '../support/namespace.ts';
+
+const virtualNode = 'kwok-virtual-webhooks';
+const pause = { name: 'app', image: 'registry.k8s.io/pause:3.10' };
+
+function pod(name: string, labels: Record<string, string>, spec: Partial<V1Pod['spec']> = {}): V1Pod {
+  return { metadata: { name, labels }, spec: { containers: [{ ...pause }], ...spec } };
+}
+
+describe('admission webhooks against the real apiserver and scheduler', () => {
+  let cluster: TestCluster;
+  let ns: { name: string; remove: () => Promise<void> };
+  let burstNs: { name: string; remove: () => Promise<void> };
+  let webhooks: RunningWebhooks;
+  let core: CoreV1Api;
+  let apps: AppsV1Api;
+
+  beforeAll(async () => {
+    cluster = await testCluster();
+    core = cluster.kc.makeApiClient(CoreV1Api);
+    apps = cluster.kc.makeApiClient(AppsV1Api);
+    await core.createNamespace({ body: { metadata: { name: 'spillway-system' } } }).catch(() => undefined);
+    // A Ready node that looks like a virtual node to the webhooks and the scheduler; kwok runs its pods.
+    const resources = { cpu: '1000', memory: '4Ti', pods: '1000' };
+    await core.createNode({
+      body: {
+        metadata: {
+          name: virtualNode,
+          annotations: { 'kwok.x-k8s.io/node': 'fake' },
+          labels: { ...VIRTUAL_NODE_LABELS, 'kubernetes.io/hostname': virtualNode },
+        },
+        spec: { taints: virtualNodeTaints('kwok') },
+        status: { capacity: resources, allocatable: resources },
+      },
+    });
+    webhooks = await startWebhooks({
+      clients: makeClients(cluster.kc),
+      namespace: 'spillway-system',
+      devMode: true,
+      register: true,
+    });
+    ns = await createTestNamespace(cluster.kc, 'webhooks');
+    burstNs = await createTestNamespace(cluster.kc, 'burst-ns', { 'spillway.dev/burst': 'always' });
+  });
+  afterAll(async () => {
+    await webhooks?.stop();
+    await ns?.remove();
+    await burstNs?.remove();
+    await core?.deleteNode({ name: virtualNode }).catch(() => undefined);
+  });
+
+  const created = async (namespace: string, p: V1Pod) => core.createNamespacedPod({ namespace, body: p });
+  const nodeOf = async (namespace: string, name: string) => {
+    let node: string | undefined;
+    await waitFor(`${namespace}/${name} scheduled`, 60_000, async () => {
+      node = (await core.readNamespacedPod({ namespace, name })).spec?.nodeName;
+      return node !== undefined;
+    });
+    return node;
+  };
+
+  it('places a burst: always pod on the virtual node, keeping every field the user wrote', async () => {
+    const stored = await created(
+      ns.name,
+      pod(
+        'always',
+        { 'spillway.dev/burst': 'always', 'team.example.com/owner': 'x' },
+        { tolerations: [{ key: 'mine', operator: 'Exists' }] },
+      ),
+    );
+    expect(stored.metadata?.labels?.['team.example.com/owner']).toBe('x');
+    expect(stored.spec?.tolerations).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ key: 'mine' }),
+        expect.objectContaining({ key: 'virtual-kubelet.io/provider', operator: 'Exists' }),
+      ]),
+    );
+    const terms =
+      stored.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+    expect(
+      terms?.every((t) =>
+        t.matchExpressions?.some((e) => e.key === 'spillway.dev/virtual-node' && e.operator === 'In'),
+      ),
+    ).toBe(true);
+    expect(await nodeOf(ns.name, 'always')).toBe(virtualNode);
+  });
+
+  it('treats ACK’s alibabacloud.com/eci label and a labelled namespace as burst: always', async () => {
+    await created(ns.name, pod('eci', { 'alibabacloud.com/eci': 'true' }));
+    await created(burstNs.name, pod('from-namespace', {}));
+    expect(await nodeOf(ns.name, 'eci')).toBe(virtualNode);
+    expect(await nodeOf(burstNs.name, 'from-namespace')).toBe(virtualNode);
+  });
+
+  it('adds the provider annotations for spot capacity', async () => {
+    const stored = await created(
+      ns.name,
+      pod('spot', { 'spillway.dev/burst': 'always', 'spillway.dev/capacity': 'spot' }),
+    );
+    expect(stored.metadata?.annotations?.['k8s.aliyun.com/eci-spot-strategy']).toBe('SpotAsPriceGo');
+  });
+
+  it('denies a burst: always pod a sandbox cannot run, naming every field and what to do', async () => {
+    const bad = pod(
+      'bad',
+      { 'spillway.dev/burst': 'always' },
+      {
+        hostNetwork: true,
+        containers: [
+          {
+            ...pause,
+            securityContext: { privileged: true },
+            ports: [{ containerPort: 8080, hostPort: 8080 }],
+          },
+        ],
+        volumes: [{ name: 'logs', hostPath: { path: '/var/log' } }],
+      },
+    );
+    const err = await created(ns.name, bad).then(
+      () => undefined,
+      (e: unknown) => String((e as { body?: string }).body ?? e),
+    );
+    expect(err).toBeDefined();
+    for (const path of [
+      'spec.hostNetwork',
+      'spec.containers[0].securityContext.privileged',
+      'spec.containers[0].ports[0].hostPort',
+      'spec.volumes[0].hostPath',
+    ]) {
+      expect(err).toContain(path);
+    }
+  });
+
+  it('lets a burst: overflow pod with hostPort in, but never onto the virtual node', async () => {
+    const stored = await created(
+      ns.name,
+      pod(
+        'overflow-hostport',
+        { 'spillway.dev/burst': 'overflow' },
+        { containers: [{ ...pause, ports: [{ containerPort: 80, hostPort: 8081 }] }] },
+      ),
+    );
+    expect(stored.spec?.tolerations?.some((t) => t.key === 'virtual-kubelet.io/provider')).toBeFalsy();
+    expect(normalNodes).toContain(await nodeOf(ns.name, 'overflow-hostport'));
+  });
+
+  it('fills the normal nodes with burst: overflow pods before any spills to the virtual node', async () => {
+    await apps.createNamespacedDeployment({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'overflow' },
+        spec: {
+          replicas: 30,
+          selector: { matchLabels: { app: 'overflow' } },
+          template: {
+            metadata: { labels: { app: 'overflow', 'spillway.dev/burst': 'overflow' } },
+            spec: { containers: [{ ...pause, resources: { requests: { cpu: '500m', memory: '64Mi' } } }] },
+          },
+        },
+      },
+    });
+    let pods: V1Pod[] = [];
+    await waitFor('30 overflow pods scheduled', 90_000, async () => {
+      pods = (await core.listNamespacedPod({ namespace: ns.name, labelSelector: 'app=overflow' })).items;
+      return pods.length === 30 && pods.every((p) => p.spec?.nodeName);
+    });
+    const onVirtual = pods.filter((p) => p.spec?.nodeName === virtualNode).length;
+    expect(onVirtual).toBeGreaterThan(0);
+    // Every normal node is full: no further 500m pod fits on either of them.
+    const all = (await core.listPodForAllNamespaces()).items.filter(
+      (p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed',
+    );
+    for (const node of normalNodes) {
+      const requested = all
+        .filter((p) => p.spec?.nodeName === node)
+        .flatMap((p) => p.spec?.containers ?? [])
+        .reduce((sum, c) => sum + milliCpu(c.resources?.requests?.cpu), 0);
+      expect(4000 - requested, `free CPU on ${node}`).toBeLessThan(500);
+    }
+  });
+
+  it('keeps a DaemonSet that tolerates every taint off the virtual node', async () => {
+    await apps.createNamespacedDaemonSet({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'agent' },
+        spec: {
+          selector: { matchLabels: { app: 'agent' } },
+          template: {
+            metadata: { labels: { app: 'agent' } },
+            spec: { tolerations: [{ operator: 'Exists' }], containers: [{ ...pause }] },
+          },
+        },
+      },
+    });
+    let nodes: (string | undefined)[] = [];
+    await waitFor('DaemonSet pods on both normal nodes', 60_000, async () => {
+      const pods = (await core.listNamespacedPod({ namespace: ns.name, labelSelector: 'app=agent' })).items;
+      nodes = pods.map(
+        (p) =>
+          p.spec?.nodeName ??
+          p.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+            ?.nodeSelectorTerms?.[0]?.matchFields?.[0]?.values?.[0],
+      );
+      return normalNodes.every((n) => nodes.includes(n));
+    });
+    const ds = await apps.readNamespacedDaemonSet({ namespace: ns.name, name: 'agent' });
+    expect(ds.status?.desiredNumberScheduled).toBe(normalNodes.length);
+    expect(nodes).not.toContain(virtualNode);
+  });
+});
+
+function milliCpu(q: string | undefined): number {
+  if (!q) return 0;
+  return q.endsWith('m') ? Number(q.slice(0, -1)) : Number(q) * 1000;
+}
