@@ -25,7 +25,8 @@ export interface SandboxKey {
 /** Builds the key of a pod; throws when the pod has no UID (it was never stored by the apiserver). */
 export function sandboxKey(pod: V1Pod): SandboxKey {
   const { uid, namespace, name } = pod.metadata ?? {};
-  if (!uid || !name) throw new Error(`pod ${namespace ?? ''}/${name ?? '?'} has no metadata.uid: not a stored pod`);
+  if (!uid || !name)
+    throw new Error(`pod ${namespace ?? ''}/${name ?? '?'} has no metadata.uid: not a stored pod`);
   return { uid, namespace: namespace ?? 'default', name };
 }
 

@@ -55,7 +55,9 @@ export interface RemoteCommandClientResult {
 }
 
 /** Runs one remote command against a kubelet-like endpoint and collects the result. */
-export async function runRemoteCommand(options: RemoteCommandClientOptions): Promise<RemoteCommandClientResult> {
+export async function runRemoteCommand(
+  options: RemoteCommandClientOptions,
+): Promise<RemoteCommandClientResult> {
   const host = options.host ?? '127.0.0.1';
   const socket: Duplex = options.tls
     ? tls.connect({ host, port: options.port, ...options.tls })

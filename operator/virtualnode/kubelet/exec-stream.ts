@@ -114,7 +114,8 @@ export function remoteCommandStatus(result: ExecResult | { error: unknown }): Re
     };
   }
   const message = result.error instanceof Error ? result.error.message : String(result.error);
-  if (isNotFound(result.error)) return { metadata: {}, status: 'Failure', message, reason: 'NotFound', code: 404 };
+  if (isNotFound(result.error))
+    return { metadata: {}, status: 'Failure', message, reason: 'NotFound', code: 404 };
   return {
     metadata: {},
     status: 'Failure',
@@ -135,7 +136,8 @@ export function writeUpgradeError(
   headers: Record<string, string> = {},
 ): void {
   const body = Buffer.from(message + '\n');
-  const reason = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found' }[status] ?? 'Error';
+  const reason =
+    { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found' }[status] ?? 'Error';
   const lines = [
     `HTTP/1.1 ${status} ${reason}`,
     'Content-Type: text/plain; charset=utf-8',
@@ -155,14 +157,20 @@ export function negotiateRemoteCommand(req: IncomingMessage): string {
   const connection = (req.headers.connection ?? '').toLowerCase();
   const upgrade = (req.headers.upgrade ?? '').toLowerCase();
   if (!connection.includes('upgrade') || !upgrade.includes('spdy/3.1')) {
-    throw new RemoteCommandRequestError(400, 'unable to upgrade: missing upgrade headers in request (SPDY/3.1)');
+    throw new RemoteCommandRequestError(
+      400,
+      'unable to upgrade: missing upgrade headers in request (SPDY/3.1)',
+    );
   }
   const offers = (req.headersDistinct['x-stream-protocol-version'] ?? [])
     .flatMap((v) => v.split(','))
     .map((v) => v.trim())
     .filter(Boolean);
   if (offers.length === 0) {
-    throw new RemoteCommandRequestError(400, 'unable to upgrade: header X-Stream-Protocol-Version is missing');
+    throw new RemoteCommandRequestError(
+      400,
+      'unable to upgrade: header X-Stream-Protocol-Version is missing',
+    );
   }
   if (!offers.includes(REMOTE_COMMAND_PROTOCOL)) {
     throw new RemoteCommandRequestError(
@@ -244,7 +252,8 @@ export async function serveRemoteCommand(
   // The client stops copying stdout/stderr at their FIN and only then reads the status: end them first.
   await Promise.all([streams.stdout, streams.stderr].map((s) => s && endAndWait(s)));
   if (streams.error && !abort.signal.aborted) await endAndWait(streams.error, JSON.stringify(status));
-  await session.close();
+  // The client closes the connection once it has the status; one that lingers is cut off.
+  await session.close({ timeoutMs: 10_000 });
   return outcome;
 }
 
@@ -261,7 +270,10 @@ function waitForStreams(
   if (options.tty) expected.add('resize');
   const got: Partial<Record<StreamType, SpdyStream>> = {};
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error('timed out waiting for client to create streams')), timeoutMs);
+    const timer = setTimeout(
+      () => done(new Error('timed out waiting for client to create streams')),
+      timeoutMs,
+    );
     const onClose = () => done(new Error('connection closed before the client created its streams'));
     const onStream = (stream: SpdyStream) => {
       const type = stream.headers.streamtype as StreamType;

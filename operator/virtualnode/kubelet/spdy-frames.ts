@@ -97,7 +97,8 @@ export function parseFrame(buf: Buffer): { frame: SpdyFrame; size: number } | un
 
 function parseControl(controlType: number, flags: number, p: Buffer): SpdyFrame {
   const need = (n: number) => {
-    if (p.length < n) throw new SpdyProtocolError(`control frame type ${controlType} too short (${p.length} bytes)`);
+    if (p.length < n)
+      throw new SpdyProtocolError(`control frame type ${controlType} too short (${p.length} bytes)`);
   };
   const id = () => p.readUInt32BE(0) & 0x7fffffff;
   switch (controlType) {
@@ -140,7 +141,8 @@ function parseControl(controlType: number, flags: number, p: Buffer): SpdyFrame 
 }
 
 function frameHeader(first: number, flags: number, length: number): Buffer {
-  if (length > MAX_FRAME_PAYLOAD) throw new RangeError(`SPDY frame payload of ${length} bytes exceeds 2^24-1`);
+  if (length > MAX_FRAME_PAYLOAD)
+    throw new RangeError(`SPDY frame payload of ${length} bytes exceeds 2^24-1`);
   const h = Buffer.allocUnsafe(8);
   h.writeUInt32BE(first >>> 0, 0);
   h.writeUInt32BE(((flags << 24) | length) >>> 0, 4);
@@ -149,7 +151,10 @@ function frameHeader(first: number, flags: number, length: number): Buffer {
 
 /** Encodes a control frame of `type` around an already-built payload. */
 export function encodeControlFrame(type: number, flags: number, payload: Buffer): Buffer {
-  return Buffer.concat([frameHeader(0x80000000 | (SPDY_VERSION << 16) | type, flags, payload.length), payload]);
+  return Buffer.concat([
+    frameHeader(0x80000000 | (SPDY_VERSION << 16) | type, flags, payload.length),
+    payload,
+  ]);
 }
 
 /** Encodes a DATA frame; `data` must fit one frame ({@link MAX_FRAME_PAYLOAD}). */
@@ -164,7 +169,12 @@ function u32(...values: number[]): Buffer {
 }
 
 /** SYN_STREAM with a compressed header block. */
-export function encodeSynStream(streamId: number, flags: number, compressedHeaders: Buffer, priority = 0): Buffer {
+export function encodeSynStream(
+  streamId: number,
+  flags: number,
+  compressedHeaders: Buffer,
+  priority = 0,
+): Buffer {
   const fixed = Buffer.concat([u32(streamId, 0), Buffer.from([(priority & 7) << 5, 0])]);
   return encodeControlFrame(ControlType.SynStream, flags, Buffer.concat([fixed, compressedHeaders]));
 }

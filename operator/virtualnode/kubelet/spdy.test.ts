@@ -2,19 +2,21 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SpdySession, type SpdyStream } from './spdy.ts';
-import { decodeHeaderBlock, HeaderZlib, parseFrame, type SpdyFrame } from './spdy-frames.ts';
+import { decodeHeaderBlock, encodeGoAway, HeaderZlib, parseFrame, type SpdyFrame } from './spdy-frames.ts';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => cleanups.splice(0).forEach((fn) => fn()));
 
 /** A listening loopback server; resolves with the accepted server-side socket and the client socket. */
-async function socketPair(): Promise<{ serverSocket: net.Socket; clientSocket: net.Socket }> {
+async function socketPair(
+  clientOptions: { allowHalfOpen?: boolean } = {},
+): Promise<{ serverSocket: net.Socket; clientSocket: net.Socket }> {
   const server = net.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as net.AddressInfo;
   const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const clientSocket = net.connect(port, '127.0.0.1');
+  const clientSocket = net.connect({ port, host: '127.0.0.1', ...clientOptions });
   const [serverSocket] = await accepted;
   cleanups.push(() => {
     clientSocket.destroy();
@@ -56,6 +58,23 @@ describe('SpdySession', () => {
     serverStream.end('hello from the server');
     expect(await toServer).toBe('hello from the client');
     expect(await toClient).toBe('hello from the server');
+  });
+
+  it('still delivers what the peer sent just before it closed the connection', async () => {
+    const { serverSocket, clientSocket } = await socketPair();
+    const server = new SpdySession(serverSocket);
+    const client = new SpdySession(clientSocket, { role: 'client' });
+    const received = new Promise<string>((resolve) =>
+      server.on('stream', (s) => {
+        s.reply();
+        void readAll(s).then(resolve);
+      }),
+    );
+    const stdin = client.openStream({ streamType: 'stdin' });
+    stdin.end('last words');
+    await once(stdin, 'finish'); // SYN_STREAM, DATA and FIN are written
+    clientSocket.end(); // EOF arrives while the server may still be inflating the SYN_STREAM headers
+    expect(await received).toBe('last words');
   });
 
   it('echoes the client pings that keep the apiserver connection alive', async () => {
@@ -116,6 +135,19 @@ describe('SpdySession', () => {
     await server.close();
     expect((await goaway)[1]).toBe(0);
     expect((await closed)[0]).toBeUndefined();
+  });
+
+  it('still ends the connection on close after the peer has said GOAWAY but kept its socket open', async () => {
+    const { serverSocket, clientSocket } = await socketPair({ allowHalfOpen: true });
+    const server = new SpdySession(serverSocket);
+    const peerGoAway = once(server, 'goaway');
+    clientSocket.write(encodeGoAway(0, 0));
+    await peerGoAway;
+    const ended = once(clientSocket.resume(), 'end');
+    const closed = server.close({ timeoutMs: 200 });
+    await ended; // our GOAWAY and FIN reached the peer
+    await closed; // and the lingering peer was cut off after the timeout
+    expect(serverSocket.destroyed).toBe(true);
   });
 
   it('ends the session on a frame it cannot speak (SPDY/2), reporting a protocol error', async () => {

@@ -13,12 +13,10 @@ import { Duplex } from 'node:stream';
 import {
   ControlType,
   decodeHeaderBlock,
-  encodeDataFrame,
   encodeGoAway,
   encodeHeaderBlock,
   encodePing,
   encodeRstStream,
-  encodeSynReply,
   encodeSynStream,
   FLAG_FIN,
   FLAG_UNIDIRECTIONAL,
@@ -29,6 +27,18 @@ import {
   type SpdyFrame,
   type SpdyHeaders,
 } from './spdy-frames.ts';
+import {
+  kData,
+  kFin,
+  kLocalFin,
+  kReset,
+  kResponse,
+  kSessionGone,
+  SpdyStream,
+  type StreamLink,
+} from './spdy-stream.ts';
+
+export { SpdyStream };
 
 /** Options of a {@link SpdySession}. */
 export interface SpdySessionOptions {
@@ -48,129 +58,7 @@ export interface SpdySessionEvents {
   close: [error: Error | undefined];
 }
 
-/** Largest DATA frame we send: small enough that streams interleave, large enough to be cheap. */
-const DATA_CHUNK = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
-
-// Module-private hooks the session calls on its streams; symbols keep them off the public surface.
-const kData = Symbol('data');
-const kFin = Symbol('fin');
-const kReset = Symbol('reset');
-const kResponse = Symbol('response');
-const kLocalFin = Symbol('localFin');
-
-/** What a stream needs from its session. */
-interface StreamLink {
-  send(frame: Buffer | Promise<Buffer>, done?: () => void): void;
-  compress(headers: SpdyHeaders): Promise<Buffer>;
-  unblock(stream: SpdyStream): void;
-  block(stream: SpdyStream): void;
-  release(stream: SpdyStream): void;
-  alive(): boolean;
-}
-
-/**
- * One SPDY stream. Readable side: the peer's DATA, ending at its FIN. Writable side: our DATA; `end()`
- * sends FIN. `destroy()` before both sides finished sends RST_STREAM(CANCEL). Write errors on a dead
- * connection are swallowed: the session's `close` destroys the stream instead. A stream we opened emits
- * `response` (with the SYN_REPLY headers) when the peer accepts it.
- */
-export class SpdyStream extends Duplex {
-  /** The stream id (odd when the client opened it). */
-  readonly id: number;
-  /** The SYN_STREAM headers, names in lower case (e.g. `streamtype`). */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly #link: StreamLink;
-  #replied: boolean;
-  #localFin = false;
-  #remoteFin = false;
-  #reset = false;
-
-  /** @internal created by {@link SpdySession}; `local` is true for streams we opened. */
-  constructor(id: number, headers: Record<string, string>, link: StreamLink, local: boolean) {
-    super({ allowHalfOpen: true });
-    this.id = id;
-    this.headers = headers;
-    this.#link = link;
-    this.#replied = local;
-  }
-
-  /** Accepts a peer-opened stream with SYN_REPLY. Idempotent; writing replies implicitly. */
-  reply(headers: SpdyHeaders = {}): void {
-    if (this.#replied || this.#reset) return;
-    this.#replied = true;
-    const block = this.#link.compress(headers);
-    this.#link.send(block.then((b) => encodeSynReply(this.id, 0, b)));
-  }
-
-  /** Abandons the stream with RST_STREAM(`status`) and destroys it. */
-  reset(status: number = RstStatus.Cancel): void {
-    if (!this.#reset && this.#link.alive()) this.#link.send(encodeRstStream(this.id, status));
-    this.#reset = true;
-    this.destroy();
-  }
-
-  override _read(): void {
-    this.#link.unblock(this);
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.#reset) return callback();
-    this.reply();
-    for (let at = 0; at < chunk.length; at += DATA_CHUNK) {
-      const last = at + DATA_CHUNK >= chunk.length;
-      this.#link.send(encodeDataFrame(this.id, chunk.subarray(at, at + DATA_CHUNK), false), last ? callback : undefined);
-    }
-    if (chunk.length === 0) callback();
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    if (this.#reset || this.#localFin) return callback();
-    this.reply();
-    this.#localFin = true;
-    this.#link.send(encodeDataFrame(this.id, EMPTY, true), callback);
-    if (this.#remoteFin) this.#link.release(this);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.#reset && !(this.#localFin && this.#remoteFin) && this.#link.alive()) {
-      this.#reset = true;
-      this.#link.send(encodeRstStream(this.id, RstStatus.Cancel));
-    }
-    this.#link.release(this);
-    callback(error);
-  }
-
-  /** Peer data for this stream. */
-  [kData](data: Buffer): void {
-    if (this.#remoteFin || this.#reset || data.length === 0) return;
-    if (!this.push(data)) this.#link.block(this);
-  }
-
-  /** Peer FIN: the readable side ends. */
-  [kFin](): void {
-    if (this.#remoteFin) return;
-    this.#remoteFin = true;
-    this.push(null);
-    if (this.#localFin) this.#link.release(this);
-  }
-
-  /** Peer RST_STREAM: the stream is gone in both directions. */
-  [kReset](): void {
-    this.#reset = true;
-    this.destroy();
-  }
-
-  /** SYN_REPLY to a stream we opened. */
-  [kResponse](headers: Record<string, string>): void {
-    this.emit('response', headers);
-  }
-
-  /** Our half is closed without a DATA FIN: unidirectional streams, or FIN already on SYN_STREAM. */
-  [kLocalFin](): void {
-    this.#localFin = true;
-  }
-}
 
 /**
  * A SPDY/3.1 connection. Construct it on a socket right after the `101 Switching Protocols` exchange.
@@ -183,7 +71,7 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   readonly #deflate = new HeaderZlib('deflate');
   readonly #streams = new Map<number, SpdyStream>();
   readonly #blocked = new Set<SpdyStream>();
-  readonly #pings = new Map<number, () => void>();
+  readonly #pings = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
   #buffer: Buffer = EMPTY;
   #inbox: SpdyFrame[] = [];
   #draining = false;
@@ -192,7 +80,12 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   #nextPingId: number;
   #pendingWrites = 0;
   #writeChain: Promise<void> = Promise.resolve();
-  #goingAway = false;
+  /** We sent GOAWAY: no new streams from either side. */
+  #sentGoAway = false;
+  /** The peer sent GOAWAY: it opens no more streams. */
+  #peerGoAway = false;
+  #peerEnded = false;
+  #socketGone = false;
   #closed = false;
   #error: Error | undefined;
   readonly #link: StreamLink;
@@ -221,9 +114,15 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     };
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('error', (err) => (this.#error ??= err));
-    socket.on('end', () => this.close());
+    socket.on('end', () => {
+      // The peer is done sending; what it sent before EOF is still handled before we go away.
+      this.#peerEnded = true;
+      if (!this.#draining) void this.close();
+    });
     socket.on('close', () => this.#onSocketClose());
     if (options.initialData?.length) this.#receive(options.initialData);
+    // A socket paused while the HTTP head was read does not flow again just because we listen.
+    socket.resume();
   }
 
   /** Streams currently open (not yet finished in both directions, nor reset). */
@@ -233,7 +132,9 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
 
   /** Opens a stream (client role, or server push-style use); it is usable once `response` arrives. */
   openStream(headers: SpdyHeaders, options: { fin?: boolean } = {}): SpdyStream {
-    if (this.#closed || this.#goingAway) throw new Error('SPDY session is closing: no new streams');
+    if (this.#closed || this.#sentGoAway || this.#peerGoAway) {
+      throw new Error('SPDY session is closing: no new streams');
+    }
     const id = this.#nextLocalId;
     this.#nextLocalId += 2;
     const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), String(v)]));
@@ -255,19 +156,26 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     const started = performance.now();
     return new Promise((resolve, reject) => {
       if (this.#closed) return reject(new Error('SPDY session closed'));
-      this.#pings.set(id, () => resolve(performance.now() - started));
+      this.#pings.set(id, { resolve: () => resolve(performance.now() - started), reject });
       this.#send(encodePing(id));
     });
   }
 
-  /** Sends GOAWAY, then ends the socket once every queued frame is written. Resolves when it is closed. */
-  close(): Promise<void> {
+  /**
+   * Sends GOAWAY, then ends the socket once every queued frame is written. Resolves when the socket has
+   * closed; a peer that keeps its side open longer than `timeoutMs` has the socket destroyed under it.
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
     const closed = new Promise<void>((resolve) => {
-      if (this.#closed) resolve();
-      else this.#socket.once('close', () => resolve());
+      if (this.#closed) return resolve();
+      this.once('close', () => resolve());
+      if (options.timeoutMs !== undefined) {
+        const timer = setTimeout(() => this.#socket.destroy(), options.timeoutMs);
+        this.once('close', () => clearTimeout(timer));
+      }
     });
-    if (!this.#goingAway && !this.#closed) {
-      this.#goingAway = true;
+    if (!this.#sentGoAway && !this.#closed) {
+      this.#sentGoAway = true;
       this.#send(encodeGoAway(this.#lastRemoteId, 0));
       this.#afterWrites(() => this.#socket.end());
     }
@@ -328,6 +236,8 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
       this.#protocolError(err as Error);
     } finally {
       this.#draining = false;
+      if (this.#peerEnded) void this.close();
+      if (this.#socketGone) this.#teardown();
     }
   }
 
@@ -356,11 +266,11 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
         return;
       case 'ping':
         if ((frame.id & 1) !== (this.#nextPingId & 1)) this.#send(encodePing(frame.id));
-        else this.#pings.get(frame.id)?.();
+        else this.#pings.get(frame.id)?.resolve();
         this.#pings.delete(frame.id);
         return;
       case 'goaway':
-        this.#goingAway = true;
+        this.#peerGoAway = true;
         this.emit('goaway', frame.lastGoodStreamId, frame.status);
         return;
       case 'bad_version':
@@ -378,11 +288,13 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     const id = frame.streamId;
     const peerParity = this.#role === 'server' ? 1 : 0;
     if (id === 0 || (id & 1) !== peerParity || id <= this.#lastRemoteId || this.#streams.has(id)) {
-      this.#send(encodeRstStream(id, this.#streams.has(id) ? RstStatus.StreamInUse : RstStatus.ProtocolError));
+      this.#send(
+        encodeRstStream(id, this.#streams.has(id) ? RstStatus.StreamInUse : RstStatus.ProtocolError),
+      );
       return;
     }
     this.#lastRemoteId = id;
-    if (this.#goingAway || this.listenerCount('stream') === 0) {
+    if (this.#sentGoAway || this.#peerGoAway || this.listenerCount('stream') === 0) {
       this.#send(encodeRstStream(id, RstStatus.RefusedStream));
       return;
     }
@@ -396,17 +308,24 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   #protocolError(err: Error): void {
     if (this.#closed) return;
     this.#error ??= err;
-    this.#goingAway = true;
+    this.#sentGoAway = true;
     this.#send(encodeGoAway(this.#lastRemoteId, 1));
     this.#afterWrites(() => this.#socket.destroy());
   }
 
   #onSocketClose(): void {
+    this.#socketGone = true;
+    // Frames that arrived before the close but wait behind a header block are still delivered.
+    if (!this.#draining) this.#teardown();
+  }
+
+  #teardown(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#inbox = [];
-    for (const stream of [...this.#streams.values()]) stream.destroy();
+    for (const stream of [...this.#streams.values()]) stream[kSessionGone]();
     this.#streams.clear();
+    for (const ping of this.#pings.values()) ping.reject(new Error('SPDY session closed'));
     this.#pings.clear();
     this.#inflate.close();
     this.#deflate.close();
