@@ -149,7 +149,7 @@ export async function startVirtualNode(opts: {
     pod: (namespace, name) => pods.pods.get(namespace, name),
     pods: () => pods.pods.list(),
     tls: {
-      cert: serving.certPem + ca.certPem,
+      cert: serving.certPem,
       key: serving.keyPem,
       clientCA: authConfig.data?.['client-ca-file'],
     },

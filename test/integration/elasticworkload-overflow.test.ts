@@ -112,15 +112,13 @@ describe('WhenUnschedulable overflow and drain-back', () => {
       name: burstNode,
       body: [{ op: 'add', path: '/metadata/labels/type', value: 'elastic' }],
     });
-    await cluster.kc
-      .makeApiClient(CustomObjectsApi)
-      .createNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        namespace: ns.name,
-        body,
-      });
+    await cluster.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: ns.name,
+      body,
+    });
 
     await waitFor('2 on the source, 2 overflowed to the unit, all ready', 90_000, async () => {
       const [s, u] = await Promise.all([

@@ -10,13 +10,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { createCA, createSigningKey, issueCert, type KeyPair } from '../../operator/shared/pki.ts';
 import { installNetworkGuard } from './guard.ts';
+import { freePort } from './ports.ts';
 
 export const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
 export const defaultClusterDir = process.env.SPILLWAY_CLUSTER_DIR ?? join(repoRoot, '.cluster');
@@ -44,17 +44,6 @@ interface ClusterState {
 
 /** The fake normal nodes every local cluster has. */
 export const normalNodes = ['kwok-node-0', 'kwok-node-1'];
-
-async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? ok(addr.port) : fail(new Error('no port'))));
-    });
-  });
-}
 
 function isAlive(pid: number): boolean {
   try {
@@ -324,6 +313,8 @@ export class LocalCluster {
           `--tls-cert-file=${pki('apiserver.crt')}`,
           `--tls-private-key-file=${pki('apiserver.key')}`,
           `--kubelet-client-certificate=${pki('apiserver-kubelet-client.crt')}`,
+          // Reach kubelets by address, never by a host name that would need a DNS lookup off this machine.
+          '--kubelet-preferred-address-types=InternalIP',
           `--kubelet-client-key=${pki('apiserver-kubelet-client.key')}`,
           '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
           `--service-account-key-file=${pki('sa.pub')}`,

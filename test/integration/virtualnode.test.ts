@@ -1,0 +1,278 @@
+/**
+ * The virtual node with the fake provider on the real control plane: registration, pods to Running with
+ * full status, kubectl logs/exec through the apiserver, graceful delete, restart without duplicates,
+ * NotReady on provider outage, UnsupportedPodSpec, and the kubelet API's authentication.
+ */
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { dirname, join } from 'node:path';
+import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeProvider } from '../../operator/providers/fake/fake-provider.ts';
+import type { SandboxKey } from '../../operator/providers/types.ts';
+import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
+import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
+import { kubectl } from '../support/kube.ts';
+import { createTestNamespace } from '../support/namespace.ts';
+import { freePort } from '../support/ports.ts';
+
+const nodeName = 'spillway-virtual-test';
+const onVirtualNode = {
+  nodeSelector: { 'spillway.dev/virtual-node': 'true' },
+  tolerations: [{ key: 'virtual-kubelet.io/provider', operator: 'Exists' as const }],
+};
+
+/** The fake provider, recording the grace periods it was asked to honour. */
+class RecordingFake extends FakeProvider {
+  graceBy = new Map<string, number | undefined>();
+  override async delete(key: SandboxKey, options?: { gracePeriodSeconds?: number }): Promise<void> {
+    this.graceBy.set(key.name, options?.gracePeriodSeconds);
+    return super.delete(key, options);
+  }
+}
+
+function kubeletGet(
+  port: number,
+  path: string,
+  auth: { token?: string; cert?: Buffer; key?: Buffer } = {},
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        rejectUnauthorized: false,
+        cert: auth.cert,
+        key: auth.key,
+        headers: auth.token ? { Authorization: `Bearer ${auth.token}` } : {},
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('virtual node with the fake provider', () => {
+  let cluster: TestCluster;
+  let ns: { name: string; remove: () => Promise<void> };
+  let provider: RecordingFake;
+  let vn: RunningVirtualNode;
+  let core: CoreV1Api;
+  let port: number;
+
+  const start = async () =>
+    startVirtualNode({
+      kc: cluster.kc,
+      provider,
+      config: {
+        name: nodeName,
+        internalIP: '127.0.0.1',
+        kubeletPort: port,
+        pingIntervalMs: 1000,
+        pingFailureThreshold: 3,
+      },
+    });
+  const pods = async (selector: string) =>
+    (await core.listNamespacedPod({ namespace: ns.name, labelSelector: selector })).items;
+
+  beforeAll(async () => {
+    cluster = await testCluster();
+    core = cluster.kc.makeApiClient(CoreV1Api);
+    ns = await createTestNamespace(cluster.kc, 'vnode');
+    port = await freePort();
+    provider = new RecordingFake();
+    provider.script('*', '*', { logs: ['hello from the sandbox'] });
+    vn = await start();
+  });
+  afterAll(async () => {
+    await vn?.stop();
+    await ns?.remove();
+    await core?.deleteNode({ name: nodeName }).catch(() => undefined);
+  });
+
+  it('registers a Ready node with the provider’s capacity, labels, taints and kubelet port', async () => {
+    const node = await core.readNode({ name: nodeName });
+    expect(node.metadata?.labels).toMatchObject({
+      'spillway.dev/virtual-node': 'true',
+      type: 'virtual-kubelet',
+    });
+    expect(node.spec?.taints).toEqual(
+      expect.arrayContaining([{ key: 'virtual-kubelet.io/provider', value: 'fake', effect: 'NoSchedule' }]),
+    );
+    // The apiserver stores quantities in canonical form: 1000 CPUs read back as 1k.
+    expect(node.status?.allocatable).toMatchObject({ cpu: '1k', pods: '10k' });
+    expect(node.status?.daemonEndpoints?.kubeletEndpoint?.Port).toBe(port);
+    expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    const lease = await kubectl(
+      cluster.kubeconfigPath,
+      'get',
+      'lease',
+      '-n',
+      'kube-node-lease',
+      nodeName,
+      '-o',
+      'jsonpath={.spec.holderIdentity}',
+    );
+    expect(lease).toBe(nodeName);
+  });
+
+  it('runs a Deployment’s pods to Running and Ready with a full status', async () => {
+    await cluster.kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'burst' },
+        spec: {
+          replicas: 5,
+          selector: { matchLabels: { app: 'burst' } },
+          template: {
+            metadata: { labels: { app: 'burst' } },
+            spec: {
+              ...onVirtualNode,
+              containers: [
+                {
+                  name: 'app',
+                  image: 'nginx:1.27',
+                  env: [{ name: 'POD', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+                },
+              ],
+            },
+          },
+        },
+      },
+    });
+    let running: V1Pod[] = [];
+    await waitFor('5 pods Running and Ready on the virtual node', 60_000, async () => {
+      running = (await pods('app=burst')).filter(
+        (p) =>
+          p.status?.phase === 'Running' &&
+          p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+      );
+      return running.length === 5;
+    });
+    for (const p of running) {
+      expect(p.spec?.nodeName).toBe(nodeName);
+      expect(p.status?.podIP).toBeTruthy();
+      expect(p.status?.hostIP).toBe('127.0.0.1');
+      expect(p.status?.qosClass).toBe('BestEffort');
+      expect(p.status?.startTime).toBeTruthy();
+      expect(p.status?.containerStatuses?.[0]).toMatchObject({
+        name: 'app',
+        ready: true,
+        started: true,
+        restartCount: 0,
+      });
+      expect(p.status?.containerStatuses?.[0]?.state?.running?.startedAt).toBeTruthy();
+    }
+  });
+
+  it('serves kubectl logs and kubectl exec through the apiserver', async () => {
+    const [p] = await pods('app=burst');
+    const name = p!.metadata!.name!;
+    expect(await kubectl(cluster.kubeconfigPath, 'logs', '-n', ns.name, name)).toContain(
+      'hello from the sandbox',
+    );
+    expect(
+      (
+        await kubectl(cluster.kubeconfigPath, 'exec', '-n', ns.name, name, '--', 'echo', 'hi', 'there')
+      ).trim(),
+    ).toBe('hi there');
+    // The env the pod controller resolved reaches the sandbox.
+    expect(await kubectl(cluster.kubeconfigPath, 'exec', '-n', ns.name, name, '--', 'env')).toContain(
+      `POD=${name}`,
+    );
+    await expect(
+      kubectl(cluster.kubeconfigPath, 'exec', '-n', ns.name, name, '--', 'sh', '-c', 'exit 3'),
+    ).rejects.toThrow(/exit code 3/);
+  });
+
+  it('passes the grace period of kubectl delete to the provider, then the pod is gone', async () => {
+    const [p] = await pods('app=burst');
+    const name = p!.metadata!.name!;
+    await kubectl(
+      cluster.kubeconfigPath,
+      'delete',
+      'pod',
+      '-n',
+      ns.name,
+      name,
+      '--grace-period=7',
+      '--wait=true',
+    );
+    expect(provider.graceBy.get(name)).toBe(7);
+    await expect(core.readNamespacedPod({ namespace: ns.name, name })).rejects.toThrow();
+  });
+
+  it('makes no duplicate and leaves no orphan when restarted mid-burst', async () => {
+    await kubectl(cluster.kubeconfigPath, 'scale', 'deployment/burst', '-n', ns.name, '--replicas=40');
+    await vn.stop();
+    vn = await start();
+    await waitFor(
+      '40 pods Running',
+      60_000,
+      async () => (await pods('app=burst')).filter((p) => p.status?.phase === 'Running').length === 40,
+    );
+    const uids = new Set((await pods('app=burst')).map((p) => p.metadata?.uid));
+    const instances = await provider.list();
+    expect(instances.filter((i) => i.key.namespace === ns.name && uids.has(i.key.uid))).toHaveLength(40);
+    // One create per pod ever made: the 5 first, the replacement of the deleted one, and 35 new.
+    expect(provider.createCalls).toBe(41);
+    expect(await vn.pods.collectOrphans(Date.now() + 60_000)).toBe(0);
+  });
+
+  it('fails a pod a sandbox cannot run with UnsupportedPodSpec and an Event', async () => {
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'hostnet' },
+        spec: { nodeName, hostNetwork: true, containers: [{ name: 'c', image: 'busybox' }] },
+      },
+    });
+    await waitFor('hostnet Failed', 30_000, async () => {
+      const p = await core.readNamespacedPod({ namespace: ns.name, name: 'hostnet' });
+      return p.status?.phase === 'Failed' && p.status.reason === 'UnsupportedPodSpec';
+    });
+    const events = await core.listNamespacedEvent({
+      namespace: ns.name,
+      fieldSelector: 'involvedObject.name=hostnet',
+    });
+    expect(
+      events.items.some((e) => e.reason === 'UnsupportedPodSpec' && e.message?.includes('spec.hostNetwork')),
+    ).toBe(true);
+  });
+
+  it('refuses anonymous and unauthorised kubelet API calls', async () => {
+    expect(await kubeletGet(port, '/pods')).toBe(401);
+    await core.createNamespacedServiceAccount({ namespace: ns.name, body: { metadata: { name: 'nobody' } } });
+    const token = (
+      await core.createNamespacedServiceAccountToken({
+        namespace: ns.name,
+        name: 'nobody',
+        body: { spec: { audiences: [] } },
+      })
+    ).status!.token;
+    expect(await kubeletGet(port, '/pods', { token })).toBe(403);
+    expect(await kubeletGet(port, '/exec/x/y/z', { token })).toBe(403);
+    // The apiserver's kubelet client certificate (what it presents for logs/exec, and what metrics-server
+    // would use) is authenticated by the cluster's client CA and authorised by a SubjectAccessReview.
+    const pki = (f: string) => readFileSync(join(dirname(cluster.kubeconfigPath), 'pki', f));
+    const cert = { cert: pki('apiserver-kubelet-client.crt'), key: pki('apiserver-kubelet-client.key') };
+    expect(await kubeletGet(port, '/pods', cert)).toBe(200);
+    expect(await kubeletGet(port, '/stats/summary', cert)).toBe(200);
+    expect(await kubeletGet(port, '/metrics/resource', cert)).toBe(200);
+  });
+
+  it('turns NotReady when the provider stops answering, and Ready again when it is back', async () => {
+    provider.failPing = true;
+    const ready = async () =>
+      (await core.readNode({ name: nodeName })).status?.conditions?.find((c) => c.type === 'Ready');
+    await waitFor('node NotReady', 60_000, async () => (await ready())?.status === 'False');
+    expect((await ready())?.reason).toBe('ProviderUnreachable');
+    provider.failPing = false;
+    await waitFor('node Ready again', 60_000, async () => (await ready())?.status === 'True');
+  });
+});

@@ -1,0 +1,287 @@
+/**
+ * The ECI 2018-08-08 actions the fake endpoint implements, each a function of the request parameters that
+ * returns the response body or throws an {@link EciFault} (an ECI error code). Only the subset spillway calls:
+ * CreateContainerGroup, DeleteContainerGroup, DescribeContainerGroups, DescribeContainerLog,
+ * ExecContainerCommand, DescribeMultiContainerGroupMetric and DescribeRegions.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { describeGroup, unflatten, type FakeGroup, type GroupStore } from './groups.ts';
+
+/** An ECI error answer: HTTP status, error code, message. */
+export class EciFault extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** What an action can see of the fake beyond its parameters. */
+export interface ActionContext {
+  store: GroupStore;
+  regionId: string;
+  /** Spot or on-demand creates fail with `OperationDenied.NoStock` while set. */
+  noStock: { spot: boolean; onDemand: boolean };
+  /** ClientToken → the group it created and a fingerprint of the parameters. */
+  clientTokens: Map<string, { id: string; fingerprint: string }>;
+  /** Registers an exec session and returns its WebSocket URI. */
+  openExec(group: FakeGroup, container: string, command: string[], tty: boolean): string;
+}
+
+type Params = URLSearchParams;
+type Action = (params: Params, ctx: ActionContext) => Record<string, unknown>;
+
+const MAX_PAGE = 20;
+
+function required(params: Params, name: string): string {
+  const v = params.get(name);
+  if (v === null || v === '')
+    throw new EciFault(
+      400,
+      `MissingParameter.${name}`,
+      `The input parameter "${name}" that is mandatory for processing this request is not supplied.`,
+    );
+  return v;
+}
+
+function groupOf(params: Params, ctx: ActionContext): FakeGroup {
+  const id = required(params, 'ContainerGroupId');
+  const g = ctx.store.groups.get(id);
+  if (!g)
+    throw new EciFault(
+      404,
+      'InvalidContainerGroup.NotFound',
+      `The specified container group ${id} does not exist.`,
+    );
+  return g;
+}
+
+function checkRegion(params: Params, ctx: ActionContext): void {
+  const region = required(params, 'RegionId');
+  if (region !== ctx.regionId)
+    throw new EciFault(400, 'InvalidRegionId.NotFound', `The region ${region} does not exist.`);
+}
+
+const createContainerGroup: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  for (const name of [
+    'SecurityGroupId',
+    'VSwitchId',
+    'ContainerGroupName',
+    'Container.1.Name',
+    'Container.1.Image',
+  ]) {
+    required(params, name);
+  }
+  const token = params.get('ClientToken');
+  if (token !== null && (token.length > 64 || !/^[\x20-\x7e]*$/.test(token))) {
+    throw new EciFault(
+      400,
+      'InvalidParameter.ClientToken',
+      'ClientToken must be ASCII and at most 64 characters',
+    );
+  }
+  const fingerprint = createHash('sha256')
+    .update(JSON.stringify([...params].filter(([k]) => k !== 'ClientToken').sort()))
+    .digest('hex');
+  const earlier = token === null ? undefined : ctx.clientTokens.get(token);
+  if (earlier) {
+    if (earlier.fingerprint !== fingerprint) {
+      throw new EciFault(
+        400,
+        'IdempotentParameterMismatch',
+        'The request uses the same client token as a previous, but non-identical request.',
+      );
+    }
+    return { ContainerGroupId: earlier.id };
+  }
+  const spot = (params.get('SpotStrategy') ?? 'NoSpot') !== 'NoSpot';
+  if (spot ? ctx.noStock.spot : ctx.noStock.onDemand) {
+    throw new EciFault(
+      403,
+      'OperationDenied.NoStock',
+      'Sales of this resource are temporarily suspended in the specified zone.',
+    );
+  }
+  if (params.get('SpotStrategy') === 'SpotWithPriceLimit' && !params.get('SpotPriceLimit')) {
+    throw new EciFault(
+      400,
+      'MissingParameter.SpotPriceLimit',
+      'SpotPriceLimit is required with SpotWithPriceLimit',
+    );
+  }
+  const group = ctx.store.create(unflatten(params), ctx.regionId);
+  if (token !== null) ctx.clientTokens.set(token, { id: group.id, fingerprint });
+  return { ContainerGroupId: group.id };
+};
+
+const deleteContainerGroup: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  const group = groupOf(params, ctx);
+  if (group.status !== 'Terminating') ctx.store.delete(group);
+  return {};
+};
+
+function tagFilters(params: Params): { Key: string; Value?: string }[] {
+  const filters: { Key: string; Value?: string }[] = [];
+  for (let i = 1; params.has(`Tag.${i}.Key`); i++) {
+    const value = params.get(`Tag.${i}.Value`);
+    filters.push({ Key: params.get(`Tag.${i}.Key`)!, ...(value !== null && { Value: value }) });
+  }
+  return filters;
+}
+
+const describeContainerGroups: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  const limit = Number(params.get('Limit') ?? MAX_PAGE);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+    throw new EciFault(400, 'InvalidParameter.Limit', `Limit must be between 1 and ${MAX_PAGE}`);
+  }
+  let ids: string[] | undefined;
+  const rawIds = params.get('ContainerGroupIds');
+  if (rawIds) {
+    try {
+      ids = JSON.parse(rawIds) as string[];
+    } catch {
+      throw new EciFault(400, 'InvalidParameter.ContainerGroupIds', 'ContainerGroupIds must be a JSON array');
+    }
+    if (!Array.isArray(ids) || ids.length > MAX_PAGE) {
+      throw new EciFault(400, 'InvalidParameter.ContainerGroupIds', `at most ${MAX_PAGE} ContainerGroupIds`);
+    }
+  }
+  const tags = tagFilters(params);
+  const status = params.get('Status');
+  const name = params.get('ContainerGroupName');
+  const matching = [...ctx.store.groups.values()].filter(
+    (g) =>
+      (!ids || ids.includes(g.id)) &&
+      (!status || g.status === status) &&
+      (!name || g.name === name) &&
+      tags.every((f) =>
+        g.tags.some((t) => t.Key === f.Key && (f.Value === undefined || t.Value === f.Value)),
+      ),
+  );
+  const start = Number(params.get('NextToken') || 0);
+  if (!Number.isInteger(start) || start < 0)
+    throw new EciFault(400, 'InvalidParameter.NextToken', 'bad NextToken');
+  const page = matching.slice(start, start + limit);
+  const next = start + limit < matching.length ? String(start + limit) : '';
+  const withEvent = params.get('WithEvent') === 'true';
+  return {
+    TotalCount: matching.length,
+    NextToken: next,
+    ContainerGroups: page.map((g) => describeGroup(g, withEvent, ctx.regionId)),
+  };
+};
+
+/** RFC 3339 with nanoseconds, as container runtimes write log timestamps. */
+function nanoTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
+}
+
+const describeContainerLog: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  const group = groupOf(params, ctx);
+  const name = required(params, 'ContainerName');
+  const c = [...group.containers, ...group.initContainers].find((x) => x.name === name);
+  if (!c) throw new EciFault(404, 'InvalidContainer.NotFound', `container ${name} not found in ${group.id}`);
+  let lines = params.get('LastTime') === 'true' ? (c.previousLogs ?? []) : c.logs;
+  const since = params.get('SinceSeconds');
+  const startTime = params.get('StartTime');
+  if (since !== null) lines = lines.filter((l) => l.time.getTime() >= Date.now() - Number(since) * 1000);
+  else if (startTime !== null) lines = lines.filter((l) => l.time.getTime() >= Date.parse(startTime));
+  const tail = params.get('Tail');
+  if (tail !== null) lines = Number(tail) === 0 ? [] : lines.slice(-Number(tail));
+  const stamps = params.get('Timestamps') === 'true';
+  let content = lines.map((l) => `${stamps ? `${nanoTime(l.time)} ` : ''}${l.text}\n`).join('');
+  const limit = params.get('LimitBytes');
+  if (limit !== null) content = Buffer.from(content).subarray(0, Number(limit)).toString();
+  return { ContainerName: name, Content: content };
+};
+
+const execContainerCommand: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  const group = groupOf(params, ctx);
+  const name = required(params, 'ContainerName');
+  const c = group.containers.find((x) => x.name === name);
+  if (!c) throw new EciFault(404, 'InvalidContainer.NotFound', `container ${name} not found in ${group.id}`);
+  if (c.state.State !== 'Running')
+    throw new EciFault(400, 'IncorrectStatus', `container ${name} is not running`);
+  let command: unknown;
+  try {
+    command = JSON.parse(required(params, 'Command'));
+  } catch {
+    throw new EciFault(400, 'InvalidParameter.Command', 'Command must be a JSON array of strings');
+  }
+  if (!Array.isArray(command) || command.some((a) => typeof a !== 'string')) {
+    throw new EciFault(400, 'InvalidParameter.Command', 'Command must be a JSON array of strings');
+  }
+  return { WebSocketUri: ctx.openExec(group, name, command as string[], params.get('TTY') === 'true') };
+};
+
+const describeMultiContainerGroupMetric: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  const ids = JSON.parse(required(params, 'ContainerGroupIds')) as string[];
+  const now = Date.now();
+  const datas = ids.flatMap((id) => {
+    const g = ctx.store.groups.get(id);
+    if (!g || g.status !== 'Running') return [];
+    const uptimeNs = (now - g.creationTime.getTime()) * 1e6;
+    const cpu = { UsageNanoCores: 100_000_000, UsageCoreNanoSeconds: Math.round(uptimeNs / 10), Limit: 1000 };
+    const memory = { WorkingSet: 64 * 2 ** 20, UsageBytes: 80 * 2 ** 20, Rss: 48 * 2 ** 20 };
+    const containers = g.containers.map((c) => ({ Name: c.name, CPU: cpu, Memory: memory }));
+    const n = containers.length;
+    return [
+      {
+        ContainerGroupId: id,
+        Records: [
+          {
+            Timestamp: new Date(now).toISOString(),
+            CPU: {
+              ...cpu,
+              UsageNanoCores: cpu.UsageNanoCores * n,
+              UsageCoreNanoSeconds: cpu.UsageCoreNanoSeconds * n,
+            },
+            Memory: {
+              WorkingSet: memory.WorkingSet * n,
+              UsageBytes: memory.UsageBytes * n,
+              Rss: memory.Rss * n,
+            },
+            Network: { Interfaces: [{ Name: 'eth0', RxBytes: 1000, TxBytes: 2000 }] },
+            Containers: containers,
+          },
+        ],
+      },
+    ];
+  });
+  return { MonitorDatas: datas };
+};
+
+const describeRegions: Action = (_params, ctx) => ({
+  Regions: [
+    {
+      RegionId: ctx.regionId,
+      RegionEndpoint: `eci.${ctx.regionId}.aliyuncs.com`,
+      Zones: [`${ctx.regionId}-a`],
+    },
+  ],
+});
+
+/** The implemented actions, by name (the `x-acs-action` header). */
+export const ACTIONS: Readonly<Record<string, Action>> = {
+  CreateContainerGroup: createContainerGroup,
+  DeleteContainerGroup: deleteContainerGroup,
+  DescribeContainerGroups: describeContainerGroups,
+  DescribeContainerLog: describeContainerLog,
+  ExecContainerCommand: execContainerCommand,
+  DescribeMultiContainerGroupMetric: describeMultiContainerGroupMetric,
+  DescribeRegions: describeRegions,
+};
+
+/** A request id in ECI's format. */
+export function requestId(): string {
+  const h = randomBytes(16).toString('hex').toUpperCase();
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
