@@ -1,0 +1,150 @@
+#!/usr/bin/env node
+/**
+ * The `spillway` command.
+ *
+ *   spillway run            everything in one process against $KUBECONFIG (make run): applies the CRD, serves and
+ *                           registers the webhooks (dev mode), runs the ElasticWorkload controller under leader
+ *                           election and one virtual node
+ *   spillway controller     the chart's controller+webhooks Deployment (webhook configurations come with the chart)
+ *   spillway virtual-node   one virtual node (the chart's virtual node workload)
+ *   spillway crds           prints the CRDs as YAML
+ *   spillway version
+ */
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { elasticWorkloadCrd } from './elasticworkload/crd.ts';
+import { ElasticWorkloadController } from './elasticworkload/controller.ts';
+import { installCrd } from './elasticworkload/install.ts';
+import { createProvider } from './providers/index.ts';
+import { loadKubeConfig, makeClients } from './shared/client.ts';
+import { LeaderElector } from './shared/leader.ts';
+import { componentLogger } from './shared/log.ts';
+import { serveMetrics } from './shared/metrics.ts';
+import { GracefulShutdown } from './shared/shutdown.ts';
+import { startVirtualNode } from './virtualnode/run.ts';
+import { startWebhooks } from '../webhooks/run.ts';
+
+export const VERSION = '0.1.0';
+
+const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags]
+
+  --kubeconfig PATH        kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  --namespace NS           spillway's namespace (default: spillway-system)
+  --provider NAME          virtual node provider: fake (default: fake)
+  --node-name NAME         virtual node name (default: spillway-virtual-<provider>)
+  --node-ip IP             address the apiserver reaches the kubelet API on (default: 127.0.0.1)
+  --kubelet-port PORT      kubelet API port (default: 10250)
+  --webhook-port PORT      webhook server port (default: any free port in run, 9443 in controller)
+  --metrics-port PORT      Prometheus metrics on 127.0.0.1:PORT (default: 8080; 0 disables)
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string', default: process.env.SPILLWAY_NAMESPACE ?? 'spillway-system' },
+      provider: { type: 'string', default: 'fake' },
+      'node-name': { type: 'string' },
+      'node-ip': { type: 'string', default: '127.0.0.1' },
+      'kubelet-port': { type: 'string', default: '10250' },
+      'webhook-port': { type: 'string' },
+      'metrics-port': { type: 'string', default: '8080' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const command = positionals[0];
+  if (values.help || !command) {
+    process.stdout.write(usage);
+    return command ? 0 : 2;
+  }
+  if (command === 'version') {
+    process.stdout.write(`spillway ${VERSION}\n`);
+    return 0;
+  }
+  if (command === 'crds') {
+    process.stdout.write(stringify(elasticWorkloadCrd()));
+    return 0;
+  }
+  if (!['run', 'controller', 'virtual-node'].includes(command)) {
+    process.stderr.write(`spillway: unknown command "${command}"\n${usage}`);
+    return 2;
+  }
+
+  const log = componentLogger('spillway', { command });
+  const { kc, origin } = loadKubeConfig(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+  const clients = makeClients(kc);
+  const shutdown = new GracefulShutdown({ logger: log });
+  shutdown.listen();
+  const identity = `${hostname()}-${process.pid}`;
+  log.info({ kubeconfig: origin, identity }, 'starting');
+
+  const metricsPort = Number(values['metrics-port']);
+  if (metricsPort > 0) {
+    const metrics = await serveMetrics({ host: '127.0.0.1', port: metricsPort });
+    shutdown.onShutdown('metrics', () => metrics.close());
+  }
+
+  if (command === 'run' || command === 'controller') {
+    const dev = command === 'run';
+    if (dev) await installCrd(kc);
+    await clients.core
+      .createNamespace({ body: { metadata: { name: values.namespace } } })
+      .catch(() => undefined);
+    const webhooks = await startWebhooks({
+      clients,
+      namespace: values.namespace,
+      devMode: dev,
+      register: dev,
+      ...(dev ? {} : { host: '0.0.0.0' }),
+      ...(values['webhook-port'] ? { port: Number(values['webhook-port']) } : {}),
+    });
+    shutdown.onShutdown('webhooks', () => webhooks.stop());
+    // Every replica serves webhooks; only the leader reconciles ElasticWorkloads.
+    const elector = new LeaderElector({
+      leases: clients.coordination,
+      namespace: values.namespace,
+      name: 'spillway-elasticworkload-controller',
+      identity,
+      logger: log,
+      onStartedLeading: async () => {
+        const controller = new ElasticWorkloadController({ kc, identity, logger: log });
+        await controller.start();
+        shutdown.onShutdown('elasticworkload-controller', () => controller.stop());
+      },
+      onStoppedLeading: () => {
+        // Lost the lease while running: exit so that a fresh process campaigns again (as client-go does).
+        void shutdown.shutdown('lost leadership');
+      },
+    });
+    elector.start();
+    shutdown.onShutdown('leader-election', () => elector.stop());
+  }
+
+  if (command === 'run' || command === 'virtual-node') {
+    const nodeName = values['node-name'] ?? `spillway-virtual-${values.provider}`;
+    const provider = await createProvider(values.provider, { nodeName });
+    const node = await startVirtualNode({
+      kc,
+      provider,
+      config: { name: nodeName, internalIP: values['node-ip'], kubeletPort: Number(values['kubelet-port']) },
+      logger: log,
+    });
+    shutdown.onShutdown('virtual-node', async () => {
+      await node.stop();
+      await provider.close();
+    });
+    log.info({ node: nodeName, provider: provider.name }, 'virtual node registered');
+  }
+  return new Promise<number>(() => {}); // runs until a signal; GracefulShutdown exits the process
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`spillway: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
