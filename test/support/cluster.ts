@@ -27,6 +27,8 @@ export const serviceCIDR = '10.96.0.0/16';
 /** Pod IPs kwok hands out to pods on the fake normal nodes (never reachable: the guard blackholes it). */
 export const kwokPodCIDR = '10.244.0.0/16';
 const kwokNodeIP = '10.244.255.1';
+/** Addresses the fake provider reports for its pods (never reachable either). */
+export const fakePodCIDR = '10.253.0.0/16';
 
 export const components = [
   'etcd',
@@ -122,7 +124,7 @@ export class LocalCluster {
         throw new Error(`${join(this.binDir, c)} is missing: run \`make tools\` (hack/build-tools.sh) first`);
       }
     }
-    installNetworkGuard([serviceCIDR, kwokPodCIDR], log);
+    installNetworkGuard([serviceCIDR, kwokPodCIDR, fakePodCIDR], log);
     rmSync(this.dir, { recursive: true, force: true });
     for (const d of ['pki', 'logs', 'pids', 'etcd'])
       mkdirSync(this.#path(d), { recursive: true, mode: 0o700 });

@@ -347,7 +347,8 @@ export class FakeProvider implements SandboxProvider {
 
   #allocateIP(): string {
     const n = this.#nextIP++;
-    const prefix = this.#options.podIPPrefix ?? '10.244';
+    // A range of its own, apart from kwok's 10.244/16 and the local provider's: fake addresses are never dialled.
+    const prefix = this.#options.podIPPrefix ?? '10.253';
     return `${prefix}.${(n >> 8) & 0xff}.${n & 0xff}`;
   }
 }
