@@ -60,7 +60,7 @@ describe('creating sandboxes', () => {
     const web = pod('web-1');
     const status = await provider.create(web);
     expect(status.phase).toBe('Running');
-    expect(status.podIP).toMatch(/^10\.244\./);
+    expect(status.podIP).toMatch(/^10\.253\./);
     expect(status.containers[0]).toMatchObject({ name: 'app', ready: true, started: true, restartCount: 0 });
     expect(status.containers[0]!.state.kind).toBe('running');
     expect(provider.createCalls).toBe(1);
