@@ -106,7 +106,7 @@ export async function startWebhooks(o: StartWebhooksOptions): Promise<RunningWeb
     bundleTargets: o.tlsMode === 'external' ? [] : webhookBundleTargets(admissionregistration, names),
     onCertificate: (cert) => {
       ref.server?.setCertificate(cert);
-      if (ref.server) log.info({ secret: `${o.namespace}/${secretName}` }, 'serving a new certificate');
+      if (ref.server) log.info({ secretName: `${o.namespace}/${secretName}` }, 'serving a new certificate');
     },
     log,
   });

@@ -111,7 +111,7 @@ export class TlsKeeper {
       const next = (await applyTlsPlan(snap?.tls, plan, this.#o.settings, now))!;
       const written = snap ? await this.#o.store.update(next, snap) : await this.#o.store.create(next);
       if (written)
-        this.#o.log?.info({ secret: `${namespace}/${secretName}`, action: plan.action }, plan.reason);
+        this.#o.log?.info({ secretName: `${namespace}/${secretName}`, action: plan.action }, plan.reason);
       // Written or not (another replica won the race), read again and plan from what is stored now.
     }
     throw new Error(`could not settle the TLS Secret ${namespace}/${secretName} after 5 attempts`);
