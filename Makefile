@@ -43,7 +43,7 @@ cluster-down: deps
 ## the operator in the foreground against $$KUBECONFIG (default: the local cluster's); PROVIDER=fake|local|eci
 run: deps
 	@$(WITH_NODE) export KUBECONFIG="$${KUBECONFIG:-$(CURDIR)/.cluster/kubeconfig}"; \
-	  node operator/cli.ts run --provider $(PROVIDER) $(RUN_FLAGS)
+	  exec node operator/cli.ts run --provider $(PROVIDER) $(RUN_FLAGS)
 
 crds: deps
 	@$(WITH_NODE) node hack/gen-crds.ts

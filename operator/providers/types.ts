@@ -318,6 +318,15 @@ export interface SandboxProvider {
   attach?(key: SandboxKey, container: string, streams: ExecStreams): Promise<ExecResult>;
 
   /**
+   * Replaces the files of the instance's materialised volumes (configMap, secret, downwardAPI, projected), as a
+   * kubelet's periodic volume sync does: the virtual node calls it to refresh projected service-account tokens
+   * before they expire and to carry ConfigMap/Secret changes. Volumes not named keep their files. Optional:
+   * a provider without it keeps the files it was created with (tokens then live as long as their bound pod).
+   * @throws NotFoundError no instance for this UID
+   */
+  updateVolumes?(key: SandboxKey, volumes: Record<string, MaterialisedVolume>): Promise<void>;
+
+  /**
    * Resource usage of one instance now.
    * @throws NotFoundError no instance for this UID
    */

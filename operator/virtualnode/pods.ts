@@ -51,6 +51,12 @@ export interface PodControllerOptions {
   /** Instances without a pod older than this are deleted. Default 30 s. */
   orphanMinAgeMs?: number;
   orphanIntervalMs?: number;
+  /**
+   * How often materialised volumes are re-resolved and pushed to the provider (`updateVolumes`), so that
+   * projected service-account tokens are refreshed well before they expire and ConfigMap/Secret changes
+   * arrive, as the kubelet's volume sync does. Default 40 minutes (tokens are requested for 1 hour).
+   */
+  volumeRefreshIntervalMs?: number;
   /** Parallel provider calls. Default 32. */
   workers?: number;
   logger?: Logger;
@@ -85,6 +91,7 @@ export class PodController {
       maxCreateAttempts: 5,
       orphanMinAgeMs: 30_000,
       orphanIntervalMs: 30_000,
+      volumeRefreshIntervalMs: 40 * 60_000,
       workers: 32,
       nodeAllocatable: {},
       ...opts,
@@ -137,6 +144,17 @@ export class PodController {
     );
     t.unref();
     this.#timers.push(t);
+    if (this.#o.provider.updateVolumes) {
+      const r = setInterval(
+        () =>
+          void this.refreshVolumes().catch((err) =>
+            this.#log.warn({ err: String(err) }, 'volume refresh failed'),
+          ),
+        this.#o.volumeRefreshIntervalMs,
+      );
+      r.unref();
+      this.#timers.push(r);
+    }
     for (const key of this.pods.keys()) enqueue(this.pods.getByKey(key)!);
   }
 
@@ -293,6 +311,38 @@ export class PodController {
       action,
       note,
     );
+  }
+
+  /**
+   * Re-resolves the volumes of every running pod that has any to refresh (projected, configMap, secret,
+   * downwardAPI) and hands them to the provider. Returns how many pods were refreshed.
+   */
+  async refreshVolumes(): Promise<number> {
+    const update = this.#o.provider.updateVolumes?.bind(this.#o.provider);
+    if (!update) return 0;
+    let refreshed = 0;
+    for (const pod of this.pods.list()) {
+      const uid = pod.metadata?.uid ?? '';
+      if (!this.#created.has(uid) || pod.metadata?.deletionTimestamp) continue;
+      if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') continue;
+      if (!(pod.spec?.volumes ?? []).some((v) => v.projected || v.configMap || v.secret || v.downwardAPI))
+        continue;
+      try {
+        const { volumes } = await resolvePodInputs(pod, this.#o.resolver, this.#o.nodeAllocatable);
+        await update(sandboxKey(pod), volumes ?? {});
+        refreshed += 1;
+      } catch (err) {
+        // A vanished reference keeps the files the sandbox has, as a kubelet does; say so on the pod.
+        void this.#event(
+          pod,
+          EventType.Warning,
+          'FailedMount',
+          'Refresh',
+          `could not refresh volumes: ${apiErrorMessage(err)}`,
+        );
+      }
+    }
+    return refreshed;
   }
 
   /** Deletes instances whose pod no longer exists (by UID), once older than the minimum age. */

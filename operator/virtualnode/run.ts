@@ -12,7 +12,7 @@ import type { SandboxProvider } from '../providers/types.ts';
 import { startKubeletApi } from './kubelet/api.ts';
 import { KubeletAuth } from './kubelet/auth.ts';
 import { NodeController, type VirtualNodeConfig } from './node.ts';
-import { PodController } from './pods.ts';
+import { PodController, type PodControllerOptions } from './pods.ts';
 import type { ResolverSource } from './resolve.ts';
 
 /** A running virtual node. */
@@ -81,7 +81,11 @@ export async function startVirtualNode(opts: {
   config: VirtualNodeConfig;
   provider: SandboxProvider;
   logger?: Logger;
-  workers?: number;
+  /** Pod controller tuning (workers, create attempts, refresh and orphan intervals). */
+  pods?: Pick<
+    PodControllerOptions,
+    'workers' | 'maxCreateAttempts' | 'volumeRefreshIntervalMs' | 'orphanIntervalMs' | 'orphanMinAgeMs'
+  >;
 }): Promise<RunningVirtualNode> {
   const clients = makeClients(opts.kc);
   const log = opts.logger ?? componentLogger('virtual-node', { node: opts.config.name });
@@ -117,7 +121,7 @@ export async function startVirtualNode(opts: {
       resolver: apiResolverSource(clients.core, services),
       nodeAllocatable: { cpu: capacity.cpu, memory: capacity.memory },
       logger: log,
-      ...(opts.workers ? { workers: opts.workers } : {}),
+      ...opts.pods,
     },
     opts.kc,
   );

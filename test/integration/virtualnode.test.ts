@@ -245,6 +245,58 @@ describe('virtual node with the fake provider', () => {
     ).toBe(true);
   });
 
+  it('retries a create the provider refuses, with Events, then fails the pod with ProviderFailed', async () => {
+    provider.errorHook = (method, key) =>
+      method === 'create' && key?.name === 'doomed' ? new Error('backend says no') : undefined;
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'doomed' },
+        spec: { nodeName, containers: [{ name: 'c', image: 'busybox' }] },
+      },
+    });
+    await waitFor('doomed Failed with ProviderFailed', 60_000, async () => {
+      const p = await core.readNamespacedPod({ namespace: ns.name, name: 'doomed' });
+      return p.status?.phase === 'Failed' && p.status.reason === 'ProviderFailed';
+    });
+    provider.errorHook = undefined;
+    const events = await core.listNamespacedEvent({
+      namespace: ns.name,
+      fieldSelector: 'involvedObject.name=doomed',
+    });
+    const failures = events.items.filter((e) => e.reason === 'ProviderCreateFailed');
+    expect(failures.length).toBeGreaterThan(0);
+    expect(failures[0]?.message).toContain('backend says no');
+  });
+
+  it('deletes an instance whose pod is gone once it is older than 30 s, and no other', async () => {
+    const before = (await provider.list()).length;
+    await provider.create({
+      metadata: { name: 'ghost', namespace: ns.name, uid: 'ghost-uid' },
+      spec: { nodeName, containers: [{ name: 'c' }] },
+    });
+    expect(await vn.pods.collectOrphans(Date.now())).toBe(0);
+    expect(await vn.pods.collectOrphans(Date.now() + 31_000)).toBe(1);
+    expect((await provider.list()).length).toBe(before);
+    expect((await provider.list()).some((i) => i.key.uid === 'ghost-uid')).toBe(false);
+  });
+
+  it('refreshes the projected service-account token of running pods', async () => {
+    const [p] = await pods('app=burst');
+    const tokenOf = () => {
+      const volumes = provider.sandbox(p!.metadata!.uid!)!.inputs.volumes ?? {};
+      const access = Object.entries(volumes).find(([name]) => name.startsWith('kube-api-access'))?.[1];
+      return access?.files.find((f) => f.path === 'token')?.content.toString();
+    };
+    const first = tokenOf();
+    expect(first?.split('.')).toHaveLength(3); // a JWT from the TokenRequest API
+    await new Promise((r) => setTimeout(r, 1100)); // tokens carry iat in seconds
+    expect(await vn.pods.refreshVolumes()).toBeGreaterThan(0);
+    const second = tokenOf();
+    expect(second?.split('.')).toHaveLength(3);
+    expect(second).not.toBe(first);
+  });
+
   it('refuses anonymous and unauthorised kubelet API calls', async () => {
     expect(await kubeletGet(port, '/pods')).toBe(401);
     await core.createNamespacedServiceAccount({ namespace: ns.name, body: { metadata: { name: 'nobody' } } });

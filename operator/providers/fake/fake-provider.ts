@@ -17,6 +17,7 @@ import {
   type ExecResult,
   type ExecStreams,
   type LogOptions,
+  type MaterialisedVolume,
   type NodeCapacity,
   type PodStats,
   type ResolvedPodInputs,
@@ -88,6 +89,8 @@ export class FakeProvider implements SandboxProvider {
   failPing: boolean | Error = false;
 
   createCalls = 0;
+  /** Calls of {@link updateVolumes}. */
+  volumeUpdates = 0;
   deleteCalls = 0;
   statusCalls = 0;
   listCalls = 0;
@@ -152,6 +155,7 @@ export class FakeProvider implements SandboxProvider {
     this.startLatencyMs = this.#options.startLatencyMs ?? 0;
     this.nextCreateError = this.nextDeleteError = this.errorHook = undefined;
     this.failPing = false;
+    this.volumeUpdates = 0;
     this.createCalls = this.deleteCalls = this.statusCalls = this.listCalls = 0;
     this.logsCalls = this.execCalls = this.attachCalls = this.statsCalls = this.pingCalls = 0;
   }
@@ -179,6 +183,14 @@ export class FakeProvider implements SandboxProvider {
   }
 
   /** Deletes at once: fake processes need no grace period, so `gracePeriodSeconds` is ignored. */
+  /** Replaces the named volumes' files; {@link volumeUpdates} counts the calls. */
+  async updateVolumes(key: SandboxKey, volumes: Record<string, MaterialisedVolume>): Promise<void> {
+    const sandbox = this.sandbox(key.uid);
+    if (!sandbox) throw new NotFoundError(`no fake sandbox for ${key.namespace}/${key.name}`, { key });
+    this.volumeUpdates++;
+    sandbox.inputs.volumes = { ...sandbox.inputs.volumes, ...volumes };
+  }
+
   async delete(key: SandboxKey, _options?: { gracePeriodSeconds?: number }): Promise<void> {
     this.deleteCalls++;
     const injected = this.nextDeleteError;
