@@ -22,6 +22,7 @@ import { LeaderElector } from './shared/leader.ts';
 import { componentLogger } from './shared/log.ts';
 import { serveMetrics } from './shared/metrics.ts';
 import { GracefulShutdown } from './shared/shutdown.ts';
+import { loadVirtualNodes, type VirtualNodeEntry } from './virtualnode/config.ts';
 import { startVirtualNode } from './virtualnode/run.ts';
 import { startWebhooks } from '../webhooks/run.ts';
 
@@ -37,6 +38,7 @@ const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags
   --kubelet-port PORT      kubelet API port (default: 10250)
   --webhook-port PORT      webhook server port (default: any free port in run, 9443 in controller)
   --metrics-port PORT      Prometheus metrics on 127.0.0.1:PORT (default: 8080; 0 disables)
+  --config FILE            virtual-node: several virtual nodes from one YAML file (see operator/virtualnode/config.ts)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -52,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
       'kubelet-port': { type: 'string', default: '10250' },
       'webhook-port': { type: 'string' },
       'metrics-port': { type: 'string', default: '8080' },
+      config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -124,19 +127,27 @@ async function main(argv: string[]): Promise<number> {
   }
 
   if (command === 'run' || command === 'virtual-node') {
-    const nodeName = values['node-name'] ?? `spillway-virtual-${values.provider}`;
-    const provider = await createProvider(values.provider, { nodeName });
-    const node = await startVirtualNode({
-      kc,
-      provider,
-      config: { name: nodeName, internalIP: values['node-ip'], kubeletPort: Number(values['kubelet-port']) },
-      logger: log,
-    });
-    shutdown.onShutdown('virtual-node', async () => {
-      await node.stop();
-      await provider.close();
-    });
-    log.info({ node: nodeName, provider: provider.name }, 'virtual node registered');
+    const entries: VirtualNodeEntry[] = values.config
+      ? loadVirtualNodes(values.config)
+      : [
+          {
+            provider: values.provider,
+            config: {
+              name: values['node-name'] ?? `spillway-virtual-${values.provider}`,
+              internalIP: values['node-ip'],
+              kubeletPort: Number(values['kubelet-port']),
+            },
+          },
+        ];
+    for (const entry of entries) {
+      const provider = await createProvider(entry.provider, { nodeName: entry.config.name });
+      const node = await startVirtualNode({ kc, provider, config: entry.config, logger: log });
+      shutdown.onShutdown(`virtual-node ${entry.config.name}`, async () => {
+        await node.stop();
+        await provider.close();
+      });
+      log.info({ node: entry.config.name, provider: provider.name }, 'virtual node registered');
+    }
   }
   return new Promise<number>(() => {}); // runs until a signal; GracefulShutdown exits the process
 }
