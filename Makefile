@@ -30,9 +30,12 @@ unit: deps
 integration: tools
 	@$(WITH_NODE) vitest run --project integration
 
-## everything CI checks; ends with vitest's summary
+e2e: tools
+	@$(WITH_NODE) vitest run --project e2e
+
+## everything CI checks; ends with vitest's summary (hack/test.sh: unit + integration, then e2e, on one cluster)
 test: tools lint typecheck
-	@$(WITH_NODE) vitest run
+	@$(WITH_NODE) bash hack/test.sh
 
 cluster-up: tools
 	@$(WITH_NODE) node hack/cluster.ts up

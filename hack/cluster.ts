@@ -3,6 +3,7 @@
  *
  *   node hack/cluster.ts up      start (or reuse) it; the last line printed is `export KUBECONFIG=<path>`
  *   node hack/cluster.ts down    stop every process it started, by pid
+ *   node hack/cluster.ts status  exit 0 when it is running
  */
 import { LocalCluster } from '../test/support/cluster.ts';
 
@@ -16,11 +17,15 @@ try {
       `cluster ${started ? 'started' : 'already running'} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
     );
     console.log(`export KUBECONFIG=${cluster.kubeconfigPath}`);
+  } else if (command === 'status') {
+    const running = await cluster.isRunning();
+    console.log(running ? `running: export KUBECONFIG=${cluster.kubeconfigPath}` : 'not running');
+    process.exit(running ? 0 : 1);
   } else if (command === 'down') {
     await cluster.down();
     console.log('cluster stopped');
   } else {
-    console.error('usage: node hack/cluster.ts up|down');
+    console.error('usage: node hack/cluster.ts up|down|status');
     process.exit(2);
   }
 } catch (err) {
