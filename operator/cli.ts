@@ -11,12 +11,14 @@
  *   spillway version
  */
 import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { elasticWorkloadCrd } from './elasticworkload/crd.ts';
 import { ElasticWorkloadController } from './elasticworkload/controller.ts';
 import { installCrd } from './elasticworkload/install.ts';
 import { createProvider } from './providers/index.ts';
+import type { LocalProvider } from './providers/local/provider.ts';
 import { loadKubeConfig, makeClients } from './shared/client.ts';
 import { LeaderElector } from './shared/leader.ts';
 import { componentLogger } from './shared/log.ts';
@@ -39,6 +41,8 @@ const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags
   --webhook-port PORT      webhook server port (default: any free port in run, 9443 in controller)
   --metrics-port PORT      Prometheus metrics on 127.0.0.1:PORT (default: 8080; 0 disables)
   --config FILE            virtual-node: several virtual nodes from one YAML file (see operator/virtualnode/config.ts)
+  --provider-config FILE   eci: the provider configuration (docs/eci.md); credentials from RRSA or a Secret's env
+  --coredns PATH           run --provider local: the CoreDNS binary for cluster DNS (default: bin/coredns)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -55,6 +59,8 @@ async function main(argv: string[]): Promise<number> {
       'webhook-port': { type: 'string' },
       'metrics-port': { type: 'string', default: '8080' },
       config: { type: 'string' },
+      'provider-config': { type: 'string' },
+      coredns: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -140,13 +146,34 @@ async function main(argv: string[]): Promise<number> {
           },
         ];
     for (const entry of entries) {
-      const provider = await createProvider(entry.provider, { nodeName: entry.config.name });
-      const node = await startVirtualNode({ kc, provider, config: entry.config, logger: log });
-      shutdown.onShutdown(`virtual-node ${entry.config.name}`, async () => {
+      const local = entry.provider === 'local';
+      const config =
+        local && !entry.config.podCIDR ? { ...entry.config, podCIDR: '10.250.0.0/24' } : entry.config;
+      const provider = await createProvider(entry.provider, {
+        nodeName: config.name,
+        ...(config.podCIDR ? { nodeCIDR: config.podCIDR } : {}),
+        ...((entry.providerConfig ?? values['provider-config'])
+          ? { configFile: entry.providerConfig ?? values['provider-config'] }
+          : {}),
+      });
+      const node = await startVirtualNode({ kc, provider, config, logger: log });
+      shutdown.onShutdown(`virtual-node ${config.name}`, async () => {
         await node.stop();
         await provider.close();
       });
-      log.info({ node: entry.config.name, provider: provider.name }, 'virtual node registered');
+      if (local && command === 'run') {
+        // A local control plane has no cluster DNS and no kube-proxy: the local provider brings its own.
+        const kubeconfigPath = values.kubeconfig ?? process.env.KUBECONFIG?.split(':')[0];
+        if (!kubeconfigPath)
+          throw new Error('run --provider local needs --kubeconfig or $KUBECONFIG (CoreDNS reads it)');
+        const { startClusterNetwork } = await import('./providers/local/cluster-network.ts');
+        const net = await startClusterNetwork(kc, kubeconfigPath, provider as LocalProvider, {
+          corednsBinary: values.coredns ?? fileURLToPath(new URL('../bin/coredns', import.meta.url)),
+          stateDir: `/run/spillway/${config.name}`,
+        });
+        shutdown.onShutdown('local cluster network', () => net.stop());
+      }
+      log.info({ node: config.name, provider: provider.name }, 'virtual node registered');
     }
   }
   return new Promise<number>(() => {}); // runs until a signal; GracefulShutdown exits the process

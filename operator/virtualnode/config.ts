@@ -29,6 +29,8 @@ const NodeEntry = z.strictObject({
     .string()
     .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a node name is a DNS subdomain: lower case, digits, - and .'),
   provider: z.string().min(1),
+  /** A provider configuration file for this node (eci), instead of --provider-config. */
+  providerConfig: z.string().optional(),
   internalIP: z.string().default('127.0.0.1'),
   kubeletPort: z.int().min(1).max(65535),
   podCIDR: z.string().optional(),
@@ -49,6 +51,7 @@ export const VirtualNodesFile = z
 /** One node of the file: its provider name and its registration. */
 export interface VirtualNodeEntry {
   provider: string;
+  providerConfig?: string;
   config: VirtualNodeConfig;
 }
 
@@ -61,8 +64,9 @@ export function parseVirtualNodes(text: string, source = 'virtual node configura
       .join('; ');
     throw new Error(`${source}: ${problems}`);
   }
-  return result.data.nodes.map(({ provider, ...n }) => ({
+  return result.data.nodes.map(({ provider, providerConfig, ...n }) => ({
     provider,
+    ...(providerConfig ? { providerConfig } : {}),
     config: {
       name: n.name,
       internalIP: n.internalIP,

@@ -13,16 +13,19 @@ import {
   type V1Pod,
   type V1PodSpec,
 } from '@kubernetes/client-node';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findSandboxProcesses } from '../../operator/providers/local/runtime.ts';
 import { defaultBinDir, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 import {
+  startClusterNetwork,
+  type LocalClusterNetwork,
+} from '../../operator/providers/local/cluster-network.ts';
+import {
   removeLocalNetwork,
   removeNodeState,
-  startClusterNetwork,
   startLocalNode,
-  type LocalClusterNetwork,
   type LocalNode,
 } from '../support/local-network.ts';
 
@@ -114,7 +117,10 @@ beforeAll(async () => {
   cluster = await testCluster();
   core = cluster.kc.makeApiClient(CoreV1Api);
   local = await startLocalNode(cluster.kc, nodeName);
-  net = await startClusterNetwork(cluster.kc, cluster.kubeconfigPath, local.provider);
+  net = await startClusterNetwork(cluster.kc, cluster.kubeconfigPath, local.provider, {
+    corednsBinary: join(defaultBinDir, 'coredns'),
+    stateDir: dirname(cluster.kubeconfigPath),
+  });
   ns = await createTestNamespace(cluster.kc, 'e2e-local');
 }, 180_000);
 

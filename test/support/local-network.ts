@@ -7,78 +7,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { rmdirSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { LocalProvider } from '../../operator/providers/local/provider.ts';
-import { ServiceProxy, PROXY_TABLE } from '../../operator/providers/local/service-proxy.ts';
+import { PROXY_TABLE } from '../../operator/providers/local/service-proxy.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
-import { defaultClusterDir } from './cluster.ts';
-import { publishClusterServices, startCoreDNS, startForwarder, type RunningCoreDNS } from './coredns.ts';
-
-/** Where the apiserver is reachable from sandboxes (the forwarder on the bridge address). */
-export const apiserverBridgePort = 6443;
-
-async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? ok(addr.port) : fail(new Error('no port'))));
-    });
-  });
-}
-
-/** The cluster-side pieces a local node needs (DNS, forwarder, proxy), shared by operator restarts. */
-export interface LocalClusterNetwork {
-  coredns: RunningCoreDNS;
-  forwarder: Server;
-  proxy: ServiceProxy;
-  stop(): Promise<void>;
-}
-
-/** Starts CoreDNS, the apiserver forwarder and the service proxy for a provider whose network is up. */
-export async function startClusterNetwork(
-  kc: KubeConfig,
-  kubeconfigPath: string,
-  provider: LocalProvider,
-): Promise<LocalClusterNetwork> {
-  const bridgeIP = provider.network.gateway;
-  const server = new URL(kc.getCurrentCluster()!.server);
-  const forwarder = await startForwarder(
-    { host: bridgeIP, port: apiserverBridgePort },
-    { host: '127.0.0.1', port: Number(server.port) },
-  );
-  let coredns: RunningCoreDNS | undefined;
-  let proxy: ServiceProxy | undefined;
-  try {
-    coredns = await startCoreDNS({
-      kubeconfigPath,
-      address: bridgeIP,
-      dir: join(defaultClusterDir, 'coredns'),
-    });
-    await publishClusterServices(kc, bridgeIP, apiserverBridgePort);
-    proxy = new ServiceProxy({ kc });
-    await proxy.start();
-  } catch (err) {
-    // Nothing half-started may outlive a failed set-up.
-    await proxy?.stop().catch(() => undefined);
-    await coredns?.stop();
-    await new Promise((r) => forwarder.close(r));
-    throw err;
-  }
-  return {
-    coredns,
-    forwarder,
-    proxy,
-    stop: async () => {
-      await proxy.stop();
-      await coredns.stop();
-      await new Promise((r) => forwarder.close(r));
-    },
-  };
-}
+import { freePort } from './ports.ts';
 
 /** A virtual node over a local provider. */
 export interface LocalNode {

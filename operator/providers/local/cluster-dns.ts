@@ -11,7 +11,7 @@ import { Resolver } from 'node:dns/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node';
-import { defaultBinDir, waitFor } from './cluster.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The kube-dns ClusterIP every ClusterFirst sandbox uses as its nameserver. */
 export const clusterDNSIP = '10.96.0.10';
@@ -28,7 +28,8 @@ export async function startCoreDNS(opts: {
   kubeconfigPath: string;
   address: string;
   dir: string;
-  binDir?: string;
+  /** The coredns binary (hack/build-tools.sh builds it into bin/). */
+  binary: string;
 }): Promise<RunningCoreDNS> {
   mkdirSync(opts.dir, { recursive: true });
   const corefile = join(opts.dir, 'Corefile');
@@ -49,13 +50,13 @@ export async function startCoreDNS(opts: {
     ].join('\n'),
   );
   const out = openSync(join(opts.dir, 'coredns.log'), 'a');
-  const child: ChildProcess = spawn(join(opts.binDir ?? defaultBinDir, 'coredns'), ['-conf', corefile], {
+  const child: ChildProcess = spawn(opts.binary, ['-conf', corefile], {
     stdio: ['ignore', out, out],
   });
   closeSync(out);
   const resolver = new Resolver({ timeout: 500, tries: 1 });
   resolver.setServers([opts.address]);
-  await waitFor('CoreDNS to answer', 30_000, async () => {
+  await poll('CoreDNS to answer', 30_000, async () => {
     if (child.exitCode !== null) throw new Error(`coredns exited; see ${join(opts.dir, 'coredns.log')}`);
     return (await resolver.resolve4('kubernetes.default.svc.cluster.local')).length > 0;
   });
@@ -161,4 +162,20 @@ export async function startForwarder(
     server.listen(listen.port, listen.host, resolve);
   });
   return server;
+}
+
+/** Polls `check` every 100 ms until it returns true; throws naming `what` after `timeoutMs`. */
+async function poll(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${String(last ?? '')}`);
+    await sleep(100);
+  }
 }
