@@ -43,10 +43,24 @@ export class ElasticWorkloadController {
   readonly ews: SupervisedInformer<KubernetesObject>;
   readonly deployments: SupervisedInformer<V1Deployment>;
   readonly pendingPods: SupervisedInformer<V1Pod>;
+  /** Failed pods: unit pods that failed for lack of provider capacity drive spot fallback. */
+  readonly failedPods: SupervisedInformer<V1Pod>;
   #workers: Promise<void> | undefined;
   readonly #now: () => Date;
+  readonly #capacityCooldownMs: number;
 
-  constructor(opts: { kc: KubeConfig; logger?: Logger; identity?: string; now?: () => Date }) {
+  /**
+   * @param capacityCooldownSeconds how long a unit whose provider ran out of capacity keeps only its ready
+   *   replicas before it is tried again (spot fallback); default 300
+   */
+  constructor(opts: {
+    kc: KubeConfig;
+    logger?: Logger;
+    identity?: string;
+    now?: () => Date;
+    capacityCooldownSeconds?: number;
+  }) {
+    this.#capacityCooldownMs = (opts.capacityCooldownSeconds ?? 300) * 1000;
     this.#c = makeClients(opts.kc);
     this.#log = opts.logger ?? componentLogger('elasticworkload');
     this.#now = opts.now ?? (() => new Date());
@@ -76,6 +90,11 @@ export class ElasticWorkloadController {
       fieldSelector: 'status.phase=Pending',
       list: () => c.core.listPodForAllNamespaces({ fieldSelector: 'status.phase=Pending' }),
     });
+    this.failedPods = informerFor<V1Pod>(opts.kc, 'failed-pods', {
+      path: '/api/v1/pods',
+      fieldSelector: 'status.phase=Failed',
+      list: () => c.core.listPodForAllNamespaces({ fieldSelector: 'status.phase=Failed' }),
+    });
   }
 
   /** Starts the informers and the workers; resolves once the caches have synced. */
@@ -95,8 +114,14 @@ export class ElasticWorkloadController {
     this.pendingPods.onAdd(fromPod);
     this.pendingPods.onUpdate(fromPod);
     this.pendingPods.onDelete(fromPod);
-    for (const i of [this.ews, this.deployments, this.pendingPods]) i.start();
-    await Promise.all([this.ews.synced, this.deployments.synced, this.pendingPods.synced]);
+    this.failedPods.onAdd((p) => {
+      const ew = p.metadata?.labels?.[LABEL_ELASTIC_WORKLOAD];
+      if (ew && p.status?.reason === 'InsufficientCapacity')
+        this.#queue.add(`${p.metadata?.namespace}/${ew}`);
+    });
+    const informers = [this.ews, this.deployments, this.pendingPods, this.failedPods];
+    for (const i of informers) i.start();
+    await Promise.all(informers.map((i) => i.synced));
     this.#workers = runWorkers(this.#queue, workers, (key) => this.reconcile(key), { logger: this.#log });
   }
 
@@ -104,7 +129,12 @@ export class ElasticWorkloadController {
   async stop(): Promise<void> {
     await this.#queue.shutDown();
     await this.#workers;
-    await Promise.all([this.ews.stop(), this.deployments.stop(), this.pendingPods.stop()]);
+    await Promise.all([
+      this.ews.stop(),
+      this.deployments.stop(),
+      this.pendingPods.stop(),
+      this.failedPods.stop(),
+    ]);
   }
 
   #list(namespace: string | undefined): ElasticWorkload[] {
@@ -129,6 +159,38 @@ export class ElasticWorkloadController {
         out.set(unit, d);
     }
     return out;
+  }
+
+  /**
+   * Units whose pods recently failed for lack of provider capacity (reason InsufficientCapacity), with the
+   * time the cooldown ends. Failed pods older than the cooldown are deleted: they have said what they had to.
+   */
+  async #capacityLimited(ew: ElasticWorkload, now: Date): Promise<Map<string, number>> {
+    const limited = new Map<string, number>();
+    for (const p of this.failedPods.list(ew.metadata.namespace)) {
+      const labels = p.metadata?.labels ?? {};
+      const unit = labels[LABEL_UNIT];
+      if (
+        labels[LABEL_ELASTIC_WORKLOAD] !== ew.metadata.name ||
+        !unit ||
+        p.status?.reason !== 'InsufficientCapacity'
+      )
+        continue;
+      const at = new Date(
+        p.status.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime ??
+          p.metadata?.creationTimestamp ??
+          now,
+      ).getTime();
+      const until = at + this.#capacityCooldownMs;
+      if (until <= now.getTime()) {
+        await this.#c.core
+          .deleteNamespacedPod({ name: p.metadata!.name!, namespace: p.metadata!.namespace! })
+          .catch(() => undefined);
+        continue;
+      }
+      limited.set(unit, Math.max(limited.get(unit) ?? 0, until));
+    }
+    return limited;
   }
 
   /** Seconds each Unschedulable pod of `source` has been waiting (unit pods excluded). */
@@ -176,6 +238,7 @@ export class ElasticWorkloadController {
       return;
     }
     const violations = sandboxViolations(source.spec?.template?.spec, [], 'spec.template.spec');
+    const limited = await this.#capacityLimited(ew, now);
     const lastOverflow = ew.status?.lastOverflowTime
       ? new Date(ew.status.lastOverflowTime).getTime()
       : undefined;

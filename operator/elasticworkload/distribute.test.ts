@@ -227,3 +227,29 @@ describe('foldBack (ElasticWorkload deleted)', () => {
     expect(summary(foldBack(s, observed), expected)).toEqual(expected);
   });
 });
+
+describe('spot fallback', () => {
+  const spec = {
+    replicas: 10,
+    sourceTarget: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', min: 0, max: 2 },
+    elasticUnit: [{ name: 'spot', max: 6 }, { name: 'on-demand' }],
+    overflow: { policy: 'Static' as const, unschedulableSeconds: 30 },
+  };
+
+  it.each<[string, { ready: number; limited: boolean }, [number, number, number]]>([
+    ['spot has stock: it takes its max', { ready: 6, limited: false }, [2, 6, 2]],
+    ['spot ran out with 3 ready: it keeps 3, the rest moves on', { ready: 3, limited: true }, [2, 3, 5]],
+    ['spot ran out with none ready: everything goes on-demand', { ready: 0, limited: true }, [2, 0, 8]],
+  ])('%s', (_name, spot, [source, spotReplicas, onDemand]) => {
+    const plan = distribute(spec, {
+      source: { desired: 2, ready: 2 },
+      units: [
+        { name: 'spot', desired: 6, ready: spot.ready, capacityLimited: spot.limited },
+        { name: 'on-demand', desired: 2, ready: 2 },
+      ],
+    });
+    expect(plan.source.goal).toBe(source);
+    expect(plan.units.map((u) => u.goal)).toEqual([spotReplicas, onDemand]);
+    expect(plan.capped).toBe(0);
+  });
+});

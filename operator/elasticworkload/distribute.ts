@@ -35,8 +35,12 @@ export interface Observation {
      */
     unschedulableForSeconds?: number[];
   };
-  /** Unit Deployments that exist, including those of units since removed from the spec. */
-  units?: Array<TargetObservation & { name: string }>;
+  /**
+   * Unit Deployments that exist, including those of units since removed from the spec. `capacityLimited`: the
+   * unit's provider recently had no capacity for its pods (spot stock ran out): it keeps what is ready and
+   * the rest overflows into the next unit (spot fallback).
+   */
+  units?: Array<TargetObservation & { name: string; capacityLimited?: boolean }>;
   /** The source's pod template breaks the sandbox rules (DESIGN.md §2.3): no replica may go to a unit. */
   blocked?: boolean;
   /** Seconds since replicas last moved to units because of Unschedulable pods (status.lastOverflowTime). */
@@ -192,8 +196,11 @@ function plan(spec: DistributionSpec, observed: Observation, goal: Goal): Distri
   const cap = Math.min(total, spec.sourceTarget.max ?? Infinity);
   const units = spec.elasticUnit ?? [];
   let rest = total - goal.source;
+  const seen = new Map((observed.units ?? []).map((u) => [u.name, u]));
   const unitGoals = units.map((u, i) => {
-    const n = Math.min(rest, goal.unitCaps?.[i] ?? u.max ?? Infinity);
+    const observedUnit = seen.get(u.name);
+    const limit = observedUnit?.capacityLimited ? observedUnit.ready : Infinity;
+    const n = Math.min(rest, goal.unitCaps?.[i] ?? u.max ?? Infinity, limit);
     rest -= n;
     return n;
   });
@@ -208,7 +215,6 @@ function plan(spec: DistributionSpec, observed: Observation, goal: Goal): Distri
   const overflowed = Math.max(0, goal.overflowed - back);
   const decision = goal.decision === 'Overflow' && overflowed === 0 ? 'UnitsFull' : goal.decision;
 
-  const seen = new Map((observed.units ?? []).map((u) => [u.name, u]));
   const specNames = new Set(units.map((u) => u.name));
   const targets = [
     { goal: source, ...pick(observed.source) },

@@ -241,6 +241,14 @@ export interface NodeCapacity {
   labels?: Record<string, string>;
 }
 
+/** Something the provider has to say about one instance, for the pod's Events (e.g. ECI's SpotToBeReleased). */
+export interface SandboxEvent {
+  key: SandboxKey;
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
 /** Stops a subscription made with {@link SandboxProvider.onStatus}. */
 export type Unsubscribe = () => void;
 
@@ -293,6 +301,12 @@ export interface SandboxProvider {
    * internally, often enough for a p99 propagation of 1 s (DESIGN.md §8). A listener must not throw.
    */
   onStatus(listener: (status: SandboxStatus) => void): Unsubscribe;
+
+  /**
+   * Optional: subscribes to the provider's own events about instances (each delivered once), which the node
+   * records as Events on the pods. A listener must not throw.
+   */
+  onEvent?(listener: (event: SandboxEvent) => void): Unsubscribe;
 
   /**
    * The logs of one container as a byte stream. Rejects before any byte when the instance or container

@@ -85,6 +85,9 @@ export class PodController {
   #timers: NodeJS.Timeout[] = [];
   #workers: Promise<void>[] = [];
   #unsubscribe: (() => void) | undefined;
+  #unsubscribeEvents: (() => void) | undefined;
+  /** UIDs of pods already evicted because their instance is about to be reclaimed. */
+  readonly #evicted = new Set<string>();
 
   constructor(opts: PodControllerOptions, kc?: KubeConfig) {
     this.#o = {
@@ -112,6 +115,10 @@ export class PodController {
   /** Starts the informer, adopts existing instances, then the workers and the orphan collector. */
   async start(): Promise<void> {
     this.#unsubscribe = this.#o.provider.onStatus((s) => this.#onReport(s));
+    this.#unsubscribeEvents = this.#o.provider.onEvent?.((e) => {
+      const pod = this.pods.get(e.key.namespace, e.key.name);
+      if (pod?.metadata?.uid === e.key.uid) void this.#event(pod, e.type, e.reason, 'Provider', e.message);
+    });
     const enqueue = (pod: V1Pod) => {
       const key = objectKey(pod);
       this.#sync.add(key);
@@ -162,6 +169,7 @@ export class PodController {
   async stop(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#unsubscribe?.();
+    this.#unsubscribeEvents?.();
     await Promise.all([this.#sync.shutDown(), this.#status.shutDown()]);
     await Promise.all(this.#workers);
     await this.pods.stop();
@@ -215,6 +223,16 @@ export class PodController {
         );
         return;
       }
+      if (isInsufficientCapacity(err)) {
+        // No capacity (ECI no stock, spot exhausted): fail the pod at once with a reason the ElasticWorkload
+        // controller reads, so that a spot unit falls back to its next unit instead of waiting here.
+        await this.#fail(
+          pod,
+          'InsufficientCapacity',
+          `provider ${this.#o.provider.name} has no capacity for this pod: ${(err as Error).message}`,
+        );
+        return;
+      }
       const attempts = (this.#createFailures.get(k.uid) ?? 0) + 1;
       this.#createFailures.set(k.uid, attempts);
       const what =
@@ -222,11 +240,7 @@ export class PodController {
           ? 'a reference the pod needs is missing'
           : `provider ${this.#o.provider.name} refused the create`;
       const message = `${what} (attempt ${attempts} of ${this.#o.maxCreateAttempts}): ${apiErrorMessage(err)}`;
-      const reason = isInsufficientCapacity(err)
-        ? 'InsufficientCapacity'
-        : err instanceof MissingReferenceError
-          ? 'FailedMount'
-          : 'ProviderCreateFailed';
+      const reason = err instanceof MissingReferenceError ? 'FailedMount' : 'ProviderCreateFailed';
       void this.#event(pod, EventType.Warning, reason, 'Create', message);
       if (attempts >= this.#o.maxCreateAttempts && !(err instanceof MissingReferenceError)) {
         this.#createFailures.delete(k.uid);
@@ -262,6 +276,7 @@ export class PodController {
     this.#created.delete(k.uid);
     this.#reports.delete(k.uid);
     this.#createFailures.delete(k.uid);
+    this.#evicted.delete(k.uid);
   }
 
   async #pushStatus(key: string): Promise<void> {
@@ -277,6 +292,24 @@ export class PodController {
     )
       return;
     await this.#writeStatus(pod, podStatusFrom(pod, report, this.#o.hostIP));
+    const disruption = report.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
+    if (disruption && !this.#evicted.has(report.key.uid)) {
+      // The instance will be reclaimed (a spot release notice): delete the pod gracefully now, so that its
+      // controller starts a replacement while this one still serves.
+      this.#evicted.add(report.key.uid);
+      void this.#event(
+        pod,
+        EventType.Warning,
+        'Evicting',
+        'Delete',
+        `deleting the pod before its instance is reclaimed: ${disruption.message ?? disruption.reason ?? ''}`,
+      );
+      await this.#o.core
+        .deleteNamespacedPod({ name: report.key.name, namespace: report.key.namespace })
+        .catch((err: unknown) => {
+          if (!isApiError(err, 404)) throw err;
+        });
+    }
   }
 
   async #writeStatus(pod: V1Pod, status: V1PodStatus): Promise<void> {

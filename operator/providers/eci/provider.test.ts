@@ -247,11 +247,7 @@ describe('spot release', () => {
     expect(notice.conditions).toContainEqual(
       expect.objectContaining({ type: 'DisruptionTarget', status: 'True', reason: 'SpotInstanceReclaim' }),
     );
-    expect(events).toContainEqual(
-      expect.objectContaining({
-        event: expect.objectContaining({ reason: 'SpotToBeReleased', type: 'Warning' }),
-      }),
-    );
+    expect(events).toContainEqual(expect.objectContaining({ reason: 'SpotToBeReleased', type: 'Warning' }));
     fake.expire(id);
     const reclaimed = await w.until(spot.metadata!.uid!, (s) => s.phase === 'Failed');
     expect(reclaimed.reason).toBe('SpotInstanceReclaimed');

@@ -21,6 +21,7 @@ import {
   type LogOptions,
   type NodeCapacity,
   type PodStats,
+  type SandboxEvent,
   type SandboxInstance,
   type SandboxKey,
   type SandboxProvider,
@@ -34,7 +35,7 @@ import { containerLogs } from './logs.ts';
 import { clientToken, podToContainerGroup, TAGS, type EciPodInputs } from './mapping.ts';
 import { Batcher, Poller } from './poller.ts';
 import { metricsToStats } from './stats.ts';
-import { eventsOf, groupToStatus, keyOfGroup, type EciEvent } from './status.ts';
+import { eventsOf, groupToStatus, keyOfGroup } from './status.ts';
 
 /** What the provider is built from. */
 export interface EciProviderOptions {
@@ -46,10 +47,7 @@ export interface EciProviderOptions {
 }
 
 /** An event for the pod's Events: ECI's own events, and mapping warnings (reason `EciSpecAdjusted`). */
-export interface PodEvent {
-  key: SandboxKey;
-  event: EciEvent;
-}
+export type PodEvent = SandboxEvent;
 
 /** A group spillway knows of; `createdAt` protects a fresh instance from a listing that does not show it yet. */
 interface Known {
@@ -108,10 +106,7 @@ export class EciProvider implements SandboxProvider {
     const existing = this.#known.get(key.uid);
     if (existing) return groupToStatus(existing.group, key);
     for (const warning of mapping.warnings) {
-      this.#emitEvent({
-        key,
-        event: { type: 'Warning', reason: 'EciSpecAdjusted', message: warning, count: 1 },
-      });
+      this.#emitEvent({ key, type: 'Warning', reason: 'EciSpecAdjusted', message: warning });
     }
     const id = await this.api.createContainerGroup(mapping.spec, { key, capacityType: mapping.capacityType });
     this.#log.info(
@@ -325,7 +320,7 @@ export class EciProvider implements SandboxProvider {
       const id = `${event.reason}|${event.message}|${event.count}`;
       if (seen.has(id)) continue;
       seen.add(id);
-      this.#emitEvent({ key, event });
+      this.#emitEvent({ key, type: event.type, reason: event.reason, message: event.message });
     }
   }
 
