@@ -252,6 +252,7 @@ export class ElasticWorkloadController {
         name: unit,
         desired: d.spec?.replicas ?? 0,
         ready: d.status?.readyReplicas ?? 0,
+        capacityLimited: limited.has(unit),
       })),
       blocked: violations.length > 0,
       ...(lastOverflow === undefined
@@ -274,11 +275,28 @@ export class ElasticWorkloadController {
         `no replica can burst: ${describeViolations(violations)}`,
       );
     }
+    for (const [unit, until] of limited) {
+      const fell = plan.units.find((u) => u.name === unit);
+      const max = ew.spec.elasticUnit?.find((x) => x.name === unit)?.max ?? Infinity;
+      if (fell && fell.goal < max) {
+        void this.#event(
+          ew,
+          EventType.Warning,
+          'SpotFallback',
+          'Scale',
+          `unit ${unit} has no provider capacity (its pods failed with InsufficientCapacity): it keeps its ${fell.goal} ready replicas and the rest overflow into the next unit until ${new Date(until).toISOString()}`,
+        );
+      }
+    }
     await this.#writeStatus(
       ew,
       elasticWorkloadStatus({ ew, source, units: this.#units(ew), plan, violations, now }),
     );
-    return plan.recheckAfterSeconds ? { requeueAfter: plan.recheckAfterSeconds * 1000 } : undefined;
+    const waits = [
+      ...(plan.recheckAfterSeconds ? [plan.recheckAfterSeconds * 1000] : []),
+      ...[...limited.values()].map((until) => until - now.getTime() + 1000),
+    ];
+    return waits.length > 0 ? { requeueAfter: Math.min(...waits) } : undefined;
   }
 
   async #scaleSource(ew: ElasticWorkload, source: V1Deployment, replicas: number): Promise<void> {
