@@ -38,8 +38,12 @@ const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags
   --node-name NAME         virtual node name (default: spillway-virtual-<provider>)
   --node-ip IP             address the apiserver reaches the kubelet API on (default: 127.0.0.1)
   --kubelet-port PORT      kubelet API port (default: 10250)
+  --kubelet-host HOST      kubelet API listen address (default: the node IP; the chart sets 0.0.0.0)
   --webhook-port PORT      webhook server port (default: any free port in run, 9443 in controller)
-  --metrics-port PORT      Prometheus metrics on 127.0.0.1:PORT (default: 8080; 0 disables)
+  --webhook-host HOST      webhook server listen address (default: 127.0.0.1 in run, 0.0.0.0 in controller)
+  --tls-mode MODE          webhook TLS: self-managed (default) or external (cert-manager writes the Secret)
+  --metrics-port PORT      Prometheus metrics port (default: 8080; 0 disables)
+  --metrics-host HOST      metrics listen address (default: 127.0.0.1; the chart sets 0.0.0.0)
   --config FILE            virtual-node: several virtual nodes from one YAML file (see operator/virtualnode/config.ts)
   --provider-config FILE   eci: the provider configuration (docs/eci.md); credentials from RRSA or a Secret's env
   --coredns PATH           run --provider local: the CoreDNS binary for cluster DNS (default: bin/coredns)
@@ -56,8 +60,12 @@ async function main(argv: string[]): Promise<number> {
       'node-name': { type: 'string' },
       'node-ip': { type: 'string', default: '127.0.0.1' },
       'kubelet-port': { type: 'string', default: '10250' },
+      'kubelet-host': { type: 'string' },
       'webhook-port': { type: 'string' },
+      'webhook-host': { type: 'string' },
+      'tls-mode': { type: 'string', default: 'self-managed' },
       'metrics-port': { type: 'string', default: '8080' },
+      'metrics-host': { type: 'string', default: '127.0.0.1' },
       config: { type: 'string' },
       'provider-config': { type: 'string' },
       coredns: { type: 'string' },
@@ -92,8 +100,14 @@ async function main(argv: string[]): Promise<number> {
 
   const metricsPort = Number(values['metrics-port']);
   if (metricsPort > 0) {
-    const metrics = await serveMetrics({ host: '127.0.0.1', port: metricsPort });
+    const metrics = await serveMetrics({ host: values['metrics-host'], port: metricsPort });
     shutdown.onShutdown('metrics', () => metrics.close());
+  }
+
+  const tlsMode = values['tls-mode'];
+  if (tlsMode !== 'self-managed' && tlsMode !== 'external') {
+    process.stderr.write(`spillway: --tls-mode must be self-managed or external, not "${tlsMode}"\n`);
+    return 2;
   }
 
   if (command === 'run' || command === 'controller') {
@@ -107,7 +121,8 @@ async function main(argv: string[]): Promise<number> {
       namespace: values.namespace,
       devMode: dev,
       register: dev,
-      ...(dev ? {} : { host: '0.0.0.0' }),
+      tlsMode,
+      host: values['webhook-host'] ?? (dev ? '127.0.0.1' : '0.0.0.0'),
       ...(values['webhook-port'] ? { port: Number(values['webhook-port']) } : {}),
     });
     shutdown.onShutdown('webhooks', () => webhooks.stop());
@@ -134,7 +149,10 @@ async function main(argv: string[]): Promise<number> {
 
   if (command === 'run' || command === 'virtual-node') {
     const entries: VirtualNodeEntry[] = values.config
-      ? loadVirtualNodes(values.config)
+      ? loadVirtualNodes(values.config, {
+          internalIP: values['node-ip'],
+          kubeletHost: values['kubelet-host'],
+        })
       : [
           {
             provider: values.provider,
@@ -142,6 +160,7 @@ async function main(argv: string[]): Promise<number> {
               name: values['node-name'] ?? `spillway-virtual-${values.provider}`,
               internalIP: values['node-ip'],
               kubeletPort: Number(values['kubelet-port']),
+              ...(values['kubelet-host'] ? { kubeletHost: values['kubelet-host'] } : {}),
             },
           },
         ];

@@ -54,8 +54,16 @@ export function eciCredentialsFromEnv(env: NodeJS.ProcessEnv): Record<string, st
 /** Builds the provider `name`, or throws a message saying what is missing. */
 export async function createProvider(name: string, options: ProviderOptions): Promise<SandboxProvider> {
   switch (name) {
-    case 'fake':
-      return new FakeProvider({ startLatencyMs: options.fakeStartLatencyMs ?? 0 });
+    case 'fake': {
+      // A provider configuration may set what the fake node advertises (the chart's virtualNodes[].capacity).
+      const file = options.configFile
+        ? ((parse(readFileSync(options.configFile, 'utf8')) ?? {}) as { capacity?: Record<string, string> })
+        : {};
+      return new FakeProvider({
+        startLatencyMs: options.fakeStartLatencyMs ?? 0,
+        ...(file.capacity ? { capacity: file.capacity } : {}),
+      });
+    }
     case 'local': {
       if (process.getuid?.() !== 0) {
         throw new Error(

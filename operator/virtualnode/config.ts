@@ -31,7 +31,8 @@ const NodeEntry = z.strictObject({
   provider: z.string().min(1),
   /** A provider configuration file for this node (eci), instead of --provider-config. */
   providerConfig: z.string().optional(),
-  internalIP: z.string().default('127.0.0.1'),
+  /** Default: `--node-ip` (in the chart, the pod's IP, which a file cannot know). */
+  internalIP: z.string().optional(),
   kubeletPort: z.int().min(1).max(65535),
   podCIDR: z.string().optional(),
   labels: z.record(z.string(), z.string()).optional(),
@@ -44,9 +45,12 @@ export const VirtualNodesFile = z
   .refine((f) => new Set(f.nodes.map((n) => n.name)).size === f.nodes.length, {
     message: 'node names must be unique',
   })
-  .refine((f) => new Set(f.nodes.map((n) => `${n.internalIP}:${n.kubeletPort}`)).size === f.nodes.length, {
-    message: 'each node needs its own kubelet address (internalIP:kubeletPort)',
-  });
+  .refine(
+    (f) => new Set(f.nodes.map((n) => `${n.internalIP ?? ''}:${n.kubeletPort}`)).size === f.nodes.length,
+    {
+      message: 'each node needs its own kubelet address (internalIP:kubeletPort)',
+    },
+  );
 
 /** One node of the file: its provider name and its registration. */
 export interface VirtualNodeEntry {
@@ -55,8 +59,20 @@ export interface VirtualNodeEntry {
   config: VirtualNodeConfig;
 }
 
+/** What the command line adds to every node of the file. */
+export interface VirtualNodeDefaults {
+  /** The InternalIP of nodes that name none (`--node-ip`); default 127.0.0.1. */
+  internalIP?: string;
+  /** The kubelet API's listen address (`--kubelet-host`); default the node's InternalIP. */
+  kubeletHost?: string;
+}
+
 /** Parses a configuration file's text; throws one message listing every problem with its path. */
-export function parseVirtualNodes(text: string, source = 'virtual node configuration'): VirtualNodeEntry[] {
+export function parseVirtualNodes(
+  text: string,
+  source = 'virtual node configuration',
+  defaults: VirtualNodeDefaults = {},
+): VirtualNodeEntry[] {
   const result = VirtualNodesFile.safeParse(parse(text));
   if (!result.success) {
     const problems = result.error.issues
@@ -69,8 +85,9 @@ export function parseVirtualNodes(text: string, source = 'virtual node configura
     ...(providerConfig ? { providerConfig } : {}),
     config: {
       name: n.name,
-      internalIP: n.internalIP,
+      internalIP: n.internalIP ?? defaults.internalIP ?? '127.0.0.1',
       kubeletPort: n.kubeletPort,
+      ...(defaults.kubeletHost ? { kubeletHost: defaults.kubeletHost } : {}),
       ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}),
       ...(n.labels ? { labels: n.labels } : {}),
       ...(n.taints ? { taints: n.taints } : {}),
@@ -79,6 +96,6 @@ export function parseVirtualNodes(text: string, source = 'virtual node configura
 }
 
 /** Reads and parses the file at `path`. */
-export function loadVirtualNodes(path: string): VirtualNodeEntry[] {
-  return parseVirtualNodes(readFileSync(path, 'utf8'), path);
+export function loadVirtualNodes(path: string, defaults: VirtualNodeDefaults = {}): VirtualNodeEntry[] {
+  return parseVirtualNodes(readFileSync(path, 'utf8'), path, defaults);
 }

@@ -1,0 +1,644 @@
+/**
+ * The Helm chart (charts/spillway) against the local control plane: lint and schema; every ci/ values file
+ * rendered and accepted by the real apiserver (server-side dry run, Pod Security "restricted"); the chart's CRD
+ * and webhook configurations equal to what the code generates; then an install with the operator running
+ * outside the cluster AS THE CHART'S ServiceAccounts and reached through the chart's own webhook configurations,
+ * a burst onto the chart's virtual node, `helm test`, `helm upgrade` and a clean `helm uninstall`.
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import {
+  AdmissionregistrationV1Api,
+  ApiextensionsV1Api,
+  AppsV1Api,
+  CoreV1Api,
+  CoordinationV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+  type V1ConfigMap,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { parse, stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { elasticWorkloadCrd } from '../../operator/elasticworkload/crd.ts';
+import {
+  mutatingWebhookConfiguration,
+  validatingWebhookConfiguration,
+} from '../../webhooks/configurations.ts';
+import { repoRoot, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
+import {
+  chartArgs,
+  chartDir,
+  containerOf,
+  findObject,
+  helm,
+  kubeVersion,
+  parseManifests,
+  renderChart,
+  scratchDir,
+  serviceAccountKubeconfig,
+  startOperator,
+  type KubeObject,
+  type OperatorProcess,
+} from '../support/chart.ts';
+import { installThirdPartyCrdStubs } from '../support/chart-stubs.ts';
+import { kubectl } from '../support/kube.ts';
+import { createTestNamespace } from '../support/namespace.ts';
+import { freePort } from '../support/ports.ts';
+
+const CRD_NAME = 'elasticworkloads.elastic.spillway.dev';
+const ciValues = readdirSync(join(chartDir, 'ci')).filter((f) => f.endsWith('.yaml'));
+const restricted = {
+  'pod-security.kubernetes.io/enforce': 'restricted',
+  'pod-security.kubernetes.io/enforce-version': 'latest',
+};
+
+/** The rendered object without what Helm and the chart add to metadata. */
+function withoutChartMetadata(o: KubeObject): KubeObject {
+  const { labels = {}, annotations = {}, ...meta } = o.metadata;
+  const keep = (m: Record<string, string>) =>
+    Object.fromEntries(
+      Object.entries(m).filter(
+        ([k]) =>
+          !k.startsWith('app.kubernetes.io/') &&
+          !k.startsWith('helm.sh/') &&
+          k !== 'cert-manager.io/inject-ca-from',
+      ),
+    );
+  const l = keep(labels);
+  const a = keep(annotations);
+  return {
+    ...o,
+    metadata: {
+      ...meta,
+      ...(Object.keys(l).length ? { labels: l } : {}),
+      ...(Object.keys(a).length ? { annotations: a } : {}),
+    },
+  };
+}
+
+/** The HTTP status of an HTTPS GET that verifies the server against `ca` for `servername`. */
+function httpsStatus(o: {
+  host: string;
+  port: number;
+  path: string;
+  servername: string;
+  ca: Buffer;
+}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...o, method: 'GET', timeout: 10_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('the chart, rendered', () => {
+  let cluster: TestCluster;
+  let ns: { name: string; remove: () => Promise<void> };
+  let removeStubs: () => Promise<void>;
+
+  beforeAll(async () => {
+    cluster = await testCluster();
+    ns = await createTestNamespace(cluster.kc, 'chart-dry', restricted);
+    removeStubs = await installThirdPartyCrdStubs(cluster.kc);
+  });
+  afterAll(async () => {
+    await ns?.remove();
+    await removeStubs?.();
+  });
+
+  it('passes helm lint --strict with the defaults and with every ci/ values file', async () => {
+    for (const values of [undefined, ...ciValues]) {
+      const out = await helm(
+        cluster.kubeconfigPath,
+        'lint',
+        chartDir,
+        '--strict',
+        '--kube-version',
+        kubeVersion,
+        ...(values ? ['-f', join(chartDir, 'ci', values)] : []),
+      );
+      expect(out, values).toContain('0 chart(s) failed');
+      expect(out, values).not.toMatch(/\[(WARNING|ERROR)\]/);
+    }
+  });
+
+  it.each([
+    ['a misspelt top-level key', ['--set', 'controler.replicas=3'], 'controler'],
+    ['a misspelt nested key', ['--set', 'controller.replica=3'], 'replica'],
+    [
+      'an unknown key in a virtual node',
+      ['--set', 'virtualNodes[0].name=x,virtualNodes[0].provider=fake,virtualNodes[0].cpu=4'],
+      'cpu',
+    ],
+    ['an unknown provider', ['--set', 'virtualNodes[0].name=x,virtualNodes[0].provider=aws'], 'provider'],
+    [
+      'an eci node without its region',
+      ['--set', 'virtualNodes[0].name=x,virtualNodes[0].provider=eci'],
+      'regionId',
+    ],
+    [
+      'two virtual nodes with one name',
+      [
+        '--set',
+        'virtualNodes[0].name=x,virtualNodes[0].provider=fake,virtualNodes[1].name=x,virtualNodes[1].provider=fake',
+      ],
+      'used twice',
+    ],
+  ])('refuses %s', async (_, args, mentioned) => {
+    await expect(renderChart(cluster.kubeconfigPath, 'spillway', ns.name, ...args)).rejects.toThrow(
+      mentioned,
+    );
+  });
+
+  it('templates the CRD generated from the code, kept on uninstall', async () => {
+    // The chart's copy is byte-for-byte the generated file (make crds writes both).
+    expect(
+      readFileSync(join(chartDir, 'files/crds/elastic.spillway.dev_elasticworkloads.yaml'), 'utf8'),
+    ).toBe(
+      readFileSync(join(repoRoot, 'crds/elasticworkload/elastic.spillway.dev_elasticworkloads.yaml'), 'utf8'),
+    );
+    const objects = await renderChart(cluster.kubeconfigPath, 'spillway', ns.name);
+    const crd = findObject(objects, 'CustomResourceDefinition', CRD_NAME);
+    expect(crd.metadata.annotations?.['helm.sh/resource-policy']).toBe('keep');
+    expect(withoutChartMetadata(crd)).toEqual(
+      withoutChartMetadata(elasticWorkloadCrd() as unknown as KubeObject),
+    );
+
+    const unmanaged = await renderChart(
+      cluster.kubeconfigPath,
+      'spillway',
+      ns.name,
+      '--set',
+      'crds.install=false',
+    );
+    expect(unmanaged.some((o) => o.kind === 'CustomResourceDefinition')).toBe(false);
+  });
+
+  it('ships the webhook configurations the code builds (CEL, failure policies, namespaces)', async () => {
+    const objects = await renderChart(cluster.kubeconfigPath, 'spillway', ns.name);
+    const options = {
+      client: { service: { name: 'spillway-webhook', namespace: ns.name } },
+      ownNamespace: ns.name,
+    };
+    expect(withoutChartMetadata(findObject(objects, 'MutatingWebhookConfiguration', 'spillway'))).toEqual(
+      withoutChartMetadata(mutatingWebhookConfiguration(options) as unknown as KubeObject),
+    );
+    expect(withoutChartMetadata(findObject(objects, 'ValidatingWebhookConfiguration', 'spillway'))).toEqual(
+      withoutChartMetadata(validatingWebhookConfiguration(options) as unknown as KubeObject),
+    );
+  });
+
+  it.each(ciValues)(
+    'renders ci/%s into objects the apiserver accepts (server-side dry run)',
+    async (values) => {
+      const objects = await renderChart(
+        cluster.kubeconfigPath,
+        'spillway',
+        ns.name,
+        '-f',
+        join(chartDir, 'ci', values),
+      );
+      const dir = scratchDir('chart-dry');
+      const file = join(dir, 'rendered.yaml');
+      writeFileSync(file, objects.map((o) => stringify(o)).join('---\n'));
+      const out = await kubectl(cluster.kubeconfigPath, 'apply', '--dry-run=server', '-f', file);
+      expect(out.trim().split('\n')).toHaveLength(objects.length);
+
+      // Every pod the chart creates passes Pod Security "restricted" (the namespace enforces it).
+      const templates = objects.flatMap((o) =>
+        o.kind === 'Deployment' || o.kind === 'Job'
+          ? [
+              {
+                name: o.metadata.name,
+                template: (o as unknown as { spec: { template: V1Pod } }).spec.template,
+              },
+            ]
+          : [],
+      );
+      expect(templates.length).toBeGreaterThan(1);
+      for (const { name, template } of templates) {
+        // serviceAccountName: default, since the chart's ServiceAccounts exist only in the dry run above.
+        const spec = { ...template.spec, serviceAccountName: 'default' };
+        const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns.name }, spec };
+        const podFile = join(dir, `${name}.json`);
+        writeFileSync(podFile, JSON.stringify(pod));
+        await kubectl(cluster.kubeconfigPath, 'create', '--dry-run=server', '-f', podFile);
+      }
+    },
+  );
+});
+
+describe('the chart, installed, with the operator running as its ServiceAccounts', () => {
+  const release = 'spillway';
+  const nodeName = 'spillway-chart-test';
+  let cluster: TestCluster;
+  let ns: { name: string; remove: () => Promise<void> };
+  let app: { name: string; remove: () => Promise<void> };
+  let core: CoreV1Api;
+  let dir: string;
+  let webhookPort: number;
+  let values: string;
+  const processes: OperatorProcess[] = [];
+  let installed = false;
+
+  const installArgs = () => ['--namespace', ns.name, '-f', values, '--wait', '--timeout', '3m'];
+  const podsOf = async (namespace: string, selector: string) =>
+    (await core.listNamespacedPod({ namespace, labelSelector: selector })).items;
+
+  beforeAll(async () => {
+    cluster = await testCluster();
+    core = cluster.kc.makeApiClient(CoreV1Api);
+    dir = scratchDir('chart-install');
+    ns = await createTestNamespace(cluster.kc, 'spillway-chart', restricted);
+    webhookPort = await freePort();
+    values = join(dir, 'values.yaml');
+    writeFileSync(
+      values,
+      stringify({
+        virtualNodes: [
+          {
+            name: 'chart-test',
+            provider: 'fake',
+            capacity: { cpu: '64', memory: '256Gi', pods: '110' },
+            labels: { 'topology.kubernetes.io/zone': 'virtual-a' },
+            podCIDR: '10.252.7.0/24',
+          },
+        ],
+        // Test-only: the apiserver reaches the webhook Service's name at the operator process on loopback.
+        webhook: { service: { externalName: '127.0.0.1', port: webhookPort } },
+      }),
+    );
+    // A CRD applied earlier by `make run` or another test is adopted, as docs/install.md tells users to.
+    const crds = cluster.kc.makeApiClient(ApiextensionsV1Api);
+    if (await crds.readCustomResourceDefinition({ name: CRD_NAME }).catch(() => undefined)) {
+      await kubectl(
+        cluster.kubeconfigPath,
+        'label',
+        'crd',
+        CRD_NAME,
+        'app.kubernetes.io/managed-by=Helm',
+        '--overwrite',
+      );
+      await kubectl(
+        cluster.kubeconfigPath,
+        'annotate',
+        'crd',
+        CRD_NAME,
+        `meta.helm.sh/release-name=${release}`,
+        `meta.helm.sh/release-namespace=${ns.name}`,
+        '--overwrite',
+      );
+    }
+  });
+
+  afterAll(async () => {
+    await app?.remove();
+    for (const p of processes) await p.stop();
+    if (installed)
+      await helm(cluster.kubeconfigPath, 'uninstall', release, '--namespace', ns.name).catch(() => '');
+    await core?.deleteNode({ name: nodeName }).catch(() => undefined);
+    await ns?.remove();
+  });
+
+  it('installs (helm --wait) with every pod admitted under Pod Security "restricted"', async () => {
+    await helm(cluster.kubeconfigPath, 'install', release, chartDir, ...installArgs());
+    installed = true;
+    const controllers = await podsOf(ns.name, 'app.kubernetes.io/component=controller');
+    expect(controllers).toHaveLength(2);
+    // Anti-affinity spreads the two replicas over the two kwok nodes; neither is on a virtual node.
+    expect(new Set(controllers.map((p) => p.spec?.nodeName)).size).toBe(2);
+    expect(controllers.every((p) => p.spec?.nodeName?.startsWith('kwok-node-'))).toBe(true);
+    expect(await podsOf(ns.name, 'app.kubernetes.io/component=virtual-node')).toHaveLength(1);
+    const pdb = await kubectl(
+      cluster.kubeconfigPath,
+      'get',
+      'pdb',
+      '-n',
+      ns.name,
+      'spillway-controller',
+      '-o',
+      'json',
+    );
+    expect(JSON.parse(pdb).spec.minAvailable).toBe(1);
+  });
+
+  it('runs the controller and the virtual node with the chart command lines and ServiceAccounts', async () => {
+    const rendered = parseManifests(
+      await helm(cluster.kubeconfigPath, 'get', 'manifest', release, '--namespace', ns.name),
+    );
+    const env = { POD_NAMESPACE: ns.name, POD_IP: '127.0.0.1' };
+
+    const controllerKubeconfig = await serviceAccountKubeconfig(
+      cluster.kc,
+      ns.name,
+      'spillway-controller',
+      dir,
+    );
+    const controller = startOperator(
+      chartArgs(
+        containerOf(rendered, 'spillway-controller'),
+        {
+          'webhook-port': String(webhookPort),
+          // The pod listens on every interface; this test stays on loopback.
+          'webhook-host': '127.0.0.1',
+          'metrics-host': '127.0.0.1',
+          'metrics-port': String(await freePort()),
+        },
+        env,
+      ),
+      controllerKubeconfig,
+    );
+    processes.push(controller);
+
+    // The virtual node reads its configuration from the chart's ConfigMap, mounted where the chart mounts it.
+    const cm = findObject<V1ConfigMap>(rendered, 'ConfigMap', 'spillway-vn-chart-test');
+    const nodeFile = parse(cm.data!['node.yaml']!) as { nodes: Array<Record<string, unknown>> };
+    nodeFile.nodes[0]!.kubeletPort = await freePort(); // 10250 is the pod's; here, any free loopback port
+    nodeFile.nodes[0]!.providerConfig = join(dir, 'provider.yaml');
+    writeFileSync(join(dir, 'node.yaml'), stringify(nodeFile));
+    writeFileSync(join(dir, 'provider.yaml'), cm.data!['provider.yaml']!);
+    const vnKubeconfig = await serviceAccountKubeconfig(cluster.kc, ns.name, 'spillway-virtual-node', dir);
+    const vn = startOperator(
+      chartArgs(
+        containerOf(rendered, 'spillway-vn-chart-test'),
+        {
+          config: join(dir, 'node.yaml'),
+          'kubelet-host': '127.0.0.1',
+          'metrics-host': '127.0.0.1',
+          'metrics-port': String(await freePort()),
+        },
+        env,
+      ),
+      vnKubeconfig,
+    );
+    processes.push(vn);
+
+    await waitFor('the chart virtual node to be Ready', 60_000, async () => {
+      const node = await core.readNode({ name: nodeName });
+      return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- virtual node output ---\n${vn.output().slice(-4000)}`);
+    });
+    const node = await core.readNode({ name: nodeName });
+    expect(node.metadata?.labels).toMatchObject({
+      'spillway.dev/virtual-node': 'true',
+      'topology.kubernetes.io/zone': 'virtual-a',
+      'app.kubernetes.io/managed-by': 'Helm',
+    });
+    expect(node.spec?.podCIDR).toBe('10.252.7.0/24');
+    expect(node.status?.capacity).toMatchObject({ cpu: '64', memory: '256Gi', pods: '110' });
+
+    // The TLS keeper has written its Secret and injected the CA into the chart's two configurations.
+    const admission = cluster.kc.makeApiClient(AdmissionregistrationV1Api);
+    await waitFor('the CA bundle in the chart webhook configurations', 60_000, async () => {
+      const m = await admission.readMutatingWebhookConfiguration({ name: 'spillway' });
+      const v = await admission.readValidatingWebhookConfiguration({ name: 'spillway' });
+      return [...m.webhooks!, ...v.webhooks!].every((w) => !!w.clientConfig.caBundle);
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- controller output ---\n${controller.output().slice(-4000)}`);
+    });
+    // Leadership is taken on the chart's Lease.
+    const leases = cluster.kc.makeApiClient(CoordinationV1Api);
+    await waitFor('a leader on the chart Lease', 60_000, async () => {
+      const lease = await leases.readNamespacedLease({
+        namespace: ns.name,
+        name: 'spillway-elasticworkload-controller',
+      });
+      return !!lease.spec?.holderIdentity;
+    });
+    expect(controller.output()).not.toMatch(/forbidden/i);
+    expect(vn.output()).not.toMatch(/forbidden/i);
+  });
+
+  it('bursts an ElasticWorkload unit onto the virtual node with exactly the chart RBAC', async () => {
+    app = await createTestNamespace(cluster.kc, 'chart-app');
+    const apps = cluster.kc.makeApiClient(AppsV1Api);
+    await apps.createNamespacedDeployment({
+      namespace: app.name,
+      body: {
+        metadata: { name: 'web' },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { app: 'web' } },
+          template: {
+            metadata: { labels: { app: 'web' } },
+            spec: { containers: [{ name: 'web', image: 'registry.k8s.io/pause:3.10' }] },
+          },
+        },
+      },
+    });
+    await cluster.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: 'elastic.spillway.dev',
+      version: 'v1alpha1',
+      namespace: app.name,
+      plural: 'elasticworkloads',
+      body: {
+        apiVersion: 'elastic.spillway.dev/v1alpha1',
+        kind: 'ElasticWorkload',
+        metadata: { name: 'web' },
+        spec: {
+          sourceTarget: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', min: 1, max: 1 },
+          replicas: 3,
+          elasticUnit: [
+            {
+              name: 'burst',
+              labels: { 'spillway.dev/burst': 'always' },
+              nodeSelector: { 'kubernetes.io/hostname': nodeName },
+            },
+          ],
+        },
+      },
+    });
+    const running = async () =>
+      (await podsOf(app.name, 'app=web')).filter((p) => p.status?.phase === 'Running');
+    await waitFor(
+      '1 source pod and 2 burst pods Running',
+      90_000,
+      async () => (await running()).length === 3,
+    );
+    const pods = await running();
+    const burst = pods.filter((p) => p.metadata?.labels?.['spillway.dev/burst'] === 'always');
+    const source = pods.filter((p) => !p.metadata?.labels?.['spillway.dev/burst']);
+    expect(burst.map((p) => p.spec?.nodeName)).toEqual([nodeName, nodeName]);
+    expect(source.map((p) => p.spec?.nodeName?.startsWith('kwok-node-'))).toEqual([true]);
+    // The placement webhook (through the chart's configuration) added the toleration for the virtual node.
+    for (const p of burst) {
+      expect(p.spec?.tolerations).toEqual(
+        expect.arrayContaining([expect.objectContaining({ key: 'virtual-kubelet.io/provider' })]),
+      );
+    }
+
+    // The apiserver reaches the virtual node's kubelet API, which authenticates and authorises it (TokenReview,
+    // SubjectAccessReview) with the chart's RBAC.
+    const out = await kubectl(
+      cluster.kubeconfigPath,
+      'exec',
+      '-n',
+      app.name,
+      burst[0]!.metadata!.name!,
+      '--',
+      'echo',
+      'from-the-sandbox',
+    );
+    expect(out.trim()).toBe('from-the-sandbox');
+  });
+
+  it('denies, through the chart validating webhook, a burst pod a sandbox cannot run', async () => {
+    const denied = core.createNamespacedPod({
+      namespace: app.name,
+      body: {
+        metadata: { name: 'host-network', labels: { 'spillway.dev/burst': 'always' } },
+        spec: { hostNetwork: true, containers: [{ name: 'c', image: 'registry.k8s.io/pause:3.10' }] },
+      },
+    });
+    await expect(denied).rejects.toThrow(/spec\.hostNetwork/);
+  });
+
+  it('passes helm test: the webhook Service answers /readyz with the CA the apiserver trusts', async () => {
+    const testRun = helm(cluster.kubeconfigPath, 'test', release, '--namespace', ns.name, '--timeout', '90s');
+    // No container runs on kwok's nodes: this test plays the kubelet. It runs the hook's own check (curl's URL,
+    // with the CA from the TLS Secret) against the operator process and reports its outcome as the pod's.
+    let hookPod: V1Pod | undefined;
+    await waitFor('the helm test pod', 60_000, async () => {
+      hookPod = (await podsOf(ns.name, 'job-name=spillway-test-webhook'))[0];
+      return !!hookPod;
+    });
+    const script = hookPod!.spec!.containers[0]!.command!.join(' ');
+    const url = new URL(/https:\/\/\S+/.exec(script)![0]);
+    expect(url.hostname).toBe(`spillway-webhook.${ns.name}.svc`);
+    expect(url.pathname).toBe('/readyz');
+    const secret = await core.readNamespacedSecret({ namespace: ns.name, name: 'spillway-webhook-tls' });
+    const status = await httpsStatus({
+      host: '127.0.0.1', // the ExternalName Service's target
+      port: Number(url.port),
+      path: url.pathname,
+      servername: url.hostname,
+      ca: Buffer.from(secret.data!['ca.crt']!, 'base64'),
+    });
+    expect(status).toBe(200);
+    const now = new Date();
+    await core.patchNamespacedPodStatus(
+      {
+        namespace: ns.name,
+        name: hookPod!.metadata!.name!,
+        body: {
+          status: {
+            phase: 'Succeeded',
+            containerStatuses: [
+              {
+                name: 'readyz',
+                image: hookPod!.spec!.containers[0]!.image!,
+                imageID: '',
+                ready: false,
+                restartCount: 0,
+                state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } },
+              },
+            ],
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    expect(await testRun).toMatch(/spillway-test-webhook[\s\S]*Phase:\s+Succeeded/);
+  });
+
+  it('upgrades in place without losing the injected CA bundle', async () => {
+    await helm(
+      cluster.kubeconfigPath,
+      'upgrade',
+      release,
+      chartDir,
+      ...installArgs(),
+      '--set',
+      'webhook.timeoutSeconds=5',
+    );
+    const admission = cluster.kc.makeApiClient(AdmissionregistrationV1Api);
+    const m = await admission.readMutatingWebhookConfiguration({ name: 'spillway' });
+    expect(m.webhooks!.map((w) => w.timeoutSeconds)).toEqual([5, 5, 5]);
+    expect(m.webhooks!.every((w) => !!w.clientConfig.caBundle)).toBe(true);
+    const status = JSON.parse(
+      await helm(cluster.kubeconfigPath, 'status', release, '--namespace', ns.name, '-o', 'json'),
+    );
+    expect(status.version).toBe(2);
+    expect(status.info.status).toBe('deployed');
+
+    // Bursting still works after the upgrade: one more replica lands on the virtual node.
+    await kubectl(cluster.kubeconfigPath, 'scale', 'ew', 'web', '-n', app.name, '--replicas=4');
+    await waitFor(
+      '3 burst pods Running',
+      90_000,
+      async () =>
+        (await podsOf(app.name, 'spillway.dev/burst=always')).filter(
+          (p) => p.status?.phase === 'Running' && p.spec?.nodeName === nodeName,
+        ).length === 3,
+    );
+  });
+
+  it('uninstalls cleanly, keeping only the CRD and the webhook TLS Secret', async () => {
+    // Workloads first, while the controller can still fold the ElasticWorkload back (its finalizer).
+    await app.remove();
+    await waitFor(`namespace ${app.name} gone`, 90_000, async () => {
+      try {
+        await core.readNamespace({ name: app.name });
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    for (const p of processes) await p.stop();
+    await helm(cluster.kubeconfigPath, 'uninstall', release, '--namespace', ns.name, '--wait');
+    installed = false;
+
+    const admission = cluster.kc.makeApiClient(AdmissionregistrationV1Api);
+    const rbac = cluster.kc.makeApiClient(RbacAuthorizationV1Api);
+    const gone = async (read: () => Promise<unknown>) =>
+      read().then(
+        () => false,
+        () => true,
+      );
+    expect(await gone(() => admission.readMutatingWebhookConfiguration({ name: 'spillway' }))).toBe(true);
+    expect(await gone(() => admission.readValidatingWebhookConfiguration({ name: 'spillway' }))).toBe(true);
+    for (const name of ['spillway-controller', 'spillway-virtual-node']) {
+      expect(await gone(() => rbac.readClusterRole({ name }))).toBe(true);
+      expect(await gone(() => rbac.readClusterRoleBinding({ name }))).toBe(true);
+    }
+    expect(
+      await gone(() =>
+        rbac.readNamespacedRole({ namespace: 'kube-node-lease', name: 'spillway-virtual-node' }),
+      ),
+    ).toBe(true);
+    expect(await gone(() => core.readNode({ name: nodeName }))).toBe(true);
+    // The node's Lease is owned by the Node: the garbage collector removes it.
+    const leases = cluster.kc.makeApiClient(CoordinationV1Api);
+    await waitFor('the virtual node Lease collected', 60_000, () =>
+      gone(() => leases.readNamespacedLease({ namespace: 'kube-node-lease', name: nodeName })),
+    );
+
+    // The release's namespace holds nothing of the chart; the operator's TLS Secret outlives it (docs/install.md).
+    const names = async (kind: string) =>
+      (await kubectl(cluster.kubeconfigPath, 'get', kind, '-n', ns.name, '-o', 'name'))
+        .trim()
+        .split('\n')
+        .filter(Boolean);
+    expect(
+      await names(
+        'deployments,services,serviceaccounts,configmaps,leases,roles,rolebindings,poddisruptionbudgets,jobs',
+      ),
+    ).toEqual(['serviceaccount/default', 'configmap/kube-root-ca.crt']);
+    expect(await names('secrets')).toEqual(['secret/spillway-webhook-tls']);
+
+    // The CRD stays (helm.sh/resource-policy: keep): uninstalling never deletes users' ElasticWorkloads.
+    const crd = await cluster.kc
+      .makeApiClient(ApiextensionsV1Api)
+      .readCustomResourceDefinition({ name: CRD_NAME });
+    expect(crd.metadata?.annotations?.['helm.sh/resource-policy']).toBe('keep');
+  });
+});

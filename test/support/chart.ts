@@ -1,0 +1,210 @@
+/**
+ * Helpers for the chart tests: helm against the local control plane, the rendered chart as objects, a
+ * kubeconfig per ServiceAccount (a token from the TokenRequest API), and the operator run as a child process
+ * with exactly the command line the chart gives its containers.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CoreV1Api, type KubeConfig, type V1Container, type V1Deployment } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+import { defaultBinDir, repoRoot } from './cluster.ts';
+
+const run = promisify(execFile);
+
+/** The chart under test. */
+export const chartDir = join(repoRoot, 'charts/spillway');
+
+/** The Kubernetes version the chart is rendered for (the local control plane's). */
+export const kubeVersion = '1.36.3';
+
+/** A rendered or stored Kubernetes object, as plain JSON. */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  [key: string]: unknown;
+}
+
+/** Runs the built helm against `kubeconfig`; rejects with helm's stderr in the message. */
+export async function helm(kubeconfig: string, ...args: string[]): Promise<string> {
+  try {
+    const { stdout, stderr } = await run(join(defaultBinDir, 'helm'), [...args, '--kubeconfig', kubeconfig], {
+      env: { ...process.env, HELM_CACHE_HOME: join(tmpdir(), 'spillway-helm-cache') },
+      maxBuffer: 32 << 20,
+    });
+    return stdout + stderr;
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`helm ${args.join(' ')}: ${e.stderr?.trim() || e.stdout?.trim() || e.message}`, {
+      cause: err,
+    });
+  }
+}
+
+/** `helm template` of the chart; `args` are further helm flags (`-f`, `--set`, ...). */
+export async function renderChart(
+  kubeconfig: string,
+  release: string,
+  namespace: string,
+  ...args: string[]
+): Promise<KubeObject[]> {
+  const out = await helm(
+    kubeconfig,
+    'template',
+    release,
+    chartDir,
+    '--namespace',
+    namespace,
+    '--kube-version',
+    kubeVersion,
+    ...args,
+  );
+  return parseManifests(out);
+}
+
+/** Every object of a multi-document YAML stream (empty documents dropped). */
+export function parseManifests(text: string): KubeObject[] {
+  return parseAllDocuments(text)
+    .map((d) => d.toJS() as KubeObject | null)
+    .filter((o): o is KubeObject => !!o && typeof o === 'object' && 'kind' in o);
+}
+
+/** The one object of `kind` named `name` (throws naming what is there when it is missing). */
+export function findObject<T = KubeObject>(objects: KubeObject[], kind: string, name: string): T {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  if (!found) {
+    const have = objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ');
+    throw new Error(`the chart rendered no ${kind}/${name} (it rendered ${have})`);
+  }
+  return found as T;
+}
+
+/** The first container of a rendered Deployment. */
+export function containerOf(objects: KubeObject[], deployment: string): V1Container {
+  const d = findObject<V1Deployment>(objects, 'Deployment', deployment);
+  return d.spec!.template.spec!.containers[0]!;
+}
+
+/**
+ * A kubeconfig file for `namespace/serviceAccount`: the cluster of `kc` and a token from the TokenRequest API,
+ * so a process using it has exactly the ServiceAccount's RBAC.
+ */
+export async function serviceAccountKubeconfig(
+  kc: KubeConfig,
+  namespace: string,
+  serviceAccount: string,
+  dir: string,
+): Promise<string> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const tr = await core.createNamespacedServiceAccountToken({
+    name: serviceAccount,
+    namespace,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  const cluster = kc.getCurrentCluster()!;
+  const ca = cluster.caData ?? '';
+  const path = join(dir, `${serviceAccount}.kubeconfig`);
+  writeFileSync(
+    path,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      `- name: local`,
+      `  cluster: {server: "${cluster.server}", certificate-authority-data: ${ca}}`,
+      'users:',
+      `- name: ${serviceAccount}`,
+      `  user: {token: "${tr.status!.token}"}`,
+      'contexts:',
+      `- name: ${serviceAccount}`,
+      `  context: {cluster: local, user: ${serviceAccount}, namespace: ${namespace}}`,
+      `current-context: ${serviceAccount}`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  return path;
+}
+
+/** A temporary folder for kubeconfigs and files a test materialises from ConfigMaps. */
+export function scratchDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `${prefix}-`));
+}
+
+/**
+ * The container's args with `--flag=value` pairs replaced where `overrides` names the flag, and `$(VAR)`
+ * references expanded from `env` (as the kubelet does). Throws if an override names a flag the chart does not
+ * pass: the test would otherwise run something other than the chart's command line.
+ */
+export function chartArgs(
+  container: V1Container,
+  overrides: Record<string, string>,
+  env: Record<string, string>,
+): string[] {
+  const args = container.args ?? [];
+  const seen = new Set<string>();
+  const out = args.map((arg) => {
+    const m = /^--([^=]+)=(.*)$/.exec(arg);
+    const value = (v: string) =>
+      v.replace(/\$\(([A-Z_]+)\)/g, (_, name: string) => env[name] ?? `$(${name})`);
+    if (!m) return value(arg);
+    const [, flag, v] = m;
+    if (flag! in overrides) {
+      seen.add(flag!);
+      return `--${flag}=${overrides[flag!]}`;
+    }
+    return `--${flag}=${value(v!)}`;
+  });
+  const missing = Object.keys(overrides).filter((f) => !seen.has(f));
+  if (missing.length) throw new Error(`the chart passes no --${missing.join(', --')} to ${container.name}`);
+  return out;
+}
+
+/** A spillway process started from the repository's CLI. */
+export interface OperatorProcess {
+  child: ChildProcess;
+  output: () => string;
+  /** SIGTERM, then wait for the exit (SIGKILL after 20 s). */
+  stop: () => Promise<void>;
+}
+
+/** Starts `node operator/cli.ts <args>` with only `kubeconfig`'s identity (no KUBECONFIG inherited). */
+export function startOperator(args: string[], kubeconfig: string): OperatorProcess {
+  let output = '';
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'info' };
+  delete env.KUBECONFIG;
+  const child = spawn(
+    process.execPath,
+    [join(repoRoot, 'operator/cli.ts'), ...args, `--kubeconfig=${kubeconfig}`],
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const append = (d: Buffer) => {
+    output += d.toString();
+    if (output.length > 2_000_000) output = output.slice(-1_000_000);
+  };
+  child.stdout?.on('data', append);
+  child.stderr?.on('data', append);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
