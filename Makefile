@@ -37,6 +37,11 @@ e2e: tools
 test: tools lint typecheck
 	@$(WITH_NODE) bash hack/test.sh
 
+## the main job on one machine (needs root): local control plane, operator with the local provider, examples/web
+## scaled 2 → 10 → 3 with a table of where every replica runs; KEEP=1 leaves it running
+demo: tools
+	@$(WITH_NODE) node hack/demo.ts
+
 cluster-up: tools
 	@$(WITH_NODE) node hack/cluster.ts up
 

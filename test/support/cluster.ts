@@ -7,7 +7,16 @@
  * cluster started by `make cluster-up` is found and reused by the tests.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { join, resolve } from 'node:path';
@@ -129,16 +138,40 @@ export class LocalCluster {
     for (const d of ['pki', 'logs', 'pids', 'etcd'])
       mkdirSync(this.#path(d), { recursive: true, mode: 0o700 });
     const t0 = performance.now();
-    await this.#writePKI();
-    const state = await this.#plan();
-    writeFileSync(this.#path('state.json'), JSON.stringify(state, null, 2));
-    for (const c of components) {
-      await this.start(c);
-      log(`${c} ready (${Math.round(performance.now() - t0)} ms)`);
-      if (c === 'kube-apiserver') await this.#writeSchedulerConfig();
+    try {
+      await this.#writePKI();
+      let state = await this.#plan();
+      writeFileSync(this.#path('state.json'), JSON.stringify(state, null, 2));
+      for (const c of components) {
+        for (let attempt = 1; ; attempt++) {
+          const logFile = this.#path('logs', `${c}.log`);
+          const offset = existsSync(logFile) ? statSync(logFile).size : 0;
+          try {
+            await this.start(c);
+            break;
+          } catch (err) {
+            // A free port picked at planning time can be taken by another process before the component binds it.
+            const taken = readFileSync(logFile, 'utf8').slice(offset).includes('address already in use');
+            if (!taken || attempt >= 3) throw err;
+            log(`${c}: its port was taken meanwhile; picking another`);
+            state = await this.#plan({
+              ...state.ports,
+              [c]: undefined,
+              ...(c === 'etcd' ? { etcdPeer: undefined } : {}),
+            });
+            writeFileSync(this.#path('state.json'), JSON.stringify(state, null, 2));
+          }
+        }
+        log(`${c} ready (${Math.round(performance.now() - t0)} ms)`);
+        if (c === 'kube-apiserver') await this.#writeSchedulerConfig();
+      }
+      await this.#registerNormalNodes();
+      await this.#waitForDefaultServiceAccount();
+    } catch (err) {
+      // Nothing half-started may outlive a failed start.
+      await this.down();
+      throw err;
     }
-    await this.#registerNormalNodes();
-    await this.#waitForDefaultServiceAccount();
     log(`cluster ready in ${Math.round(performance.now() - t0)} ms`);
     return true;
   }
@@ -258,14 +291,18 @@ export class LocalCluster {
     writeFileSync(this.#path('pki', 'sa.pub'), sa.publicPem);
   }
 
-  async #plan(): Promise<ClusterState> {
+  /** Ports and command lines; `keep` holds ports already chosen (a retry replaces only the taken one). */
+  async #plan(
+    keep: Partial<Record<keyof ClusterState['ports'], number | undefined>> = {},
+  ): Promise<ClusterState> {
+    const port = async (k: keyof ClusterState['ports']) => keep[k] ?? (await freePort());
     const ports = {
-      etcd: await freePort(),
-      etcdPeer: await freePort(),
-      'kube-apiserver': await freePort(),
-      'kube-controller-manager': await freePort(),
-      'kube-scheduler': await freePort(),
-      kwok: await freePort(),
+      etcd: await port('etcd'),
+      etcdPeer: await port('etcdPeer'),
+      'kube-apiserver': await port('kube-apiserver'),
+      'kube-controller-manager': await port('kube-controller-manager'),
+      'kube-scheduler': await port('kube-scheduler'),
+      kwok: await port('kwok'),
     };
     const pki = (f: string) => this.#path('pki', f);
     const bin = (b: string) => join(this.binDir, b);
