@@ -19,7 +19,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { LocalCluster, repoRoot } from '../test/support/cluster.ts';
+import { defaultBinDir, LocalCluster, repoRoot } from '../test/support/cluster.ts';
 import { freePort } from '../test/support/ports.ts';
 import { kubectl } from '../test/support/kube.ts';
 
@@ -66,7 +66,7 @@ async function manifests(file: string): Promise<Record<string, unknown>[]> {
 async function apply(kubeconfig: string, objects: object[]): Promise<void> {
   const input = objects.map((o) => JSON.stringify(o)).join('\n');
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(join(repoRoot, 'bin/kubectl'), ['apply', '-n', ns, '-f', '-'], {
+    const child = spawn(join(defaultBinDir, 'kubectl'), ['apply', '-n', ns, '-f', '-'], {
       env: { ...process.env, KUBECONFIG: kubeconfig },
       stdio: ['pipe', 'ignore', 'inherit'],
     });

@@ -187,7 +187,11 @@ async function main(argv: string[]): Promise<number> {
           throw new Error('run --provider local needs --kubeconfig or $KUBECONFIG (CoreDNS reads it)');
         const { startClusterNetwork } = await import('./providers/local/cluster-network.ts');
         const net = await startClusterNetwork(kc, kubeconfigPath, provider as LocalProvider, {
-          corednsBinary: values.coredns ?? fileURLToPath(new URL('../bin/coredns', import.meta.url)),
+          corednsBinary:
+            values.coredns ??
+            (process.env.SPILLWAY_BIN
+              ? `${process.env.SPILLWAY_BIN}/coredns`
+              : fileURLToPath(new URL('../bin/coredns', import.meta.url))),
           stateDir: `/run/spillway/${config.name}`,
         });
         shutdown.onShutdown('local cluster network', () => net.stop());

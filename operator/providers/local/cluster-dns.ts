@@ -54,9 +54,13 @@ export async function startCoreDNS(opts: {
     stdio: ['ignore', out, out],
   });
   closeSync(out);
+  let spawnError: Error | undefined;
+  child.on('error', (err) => (spawnError = err));
   const resolver = new Resolver({ timeout: 500, tries: 1 });
   resolver.setServers([opts.address]);
   await poll('CoreDNS to answer', 30_000, async () => {
+    if (spawnError)
+      throw new Error(`cannot run ${opts.binary}: ${spawnError.message} (make tools builds it)`);
     if (child.exitCode !== null) throw new Error(`coredns exited; see ${join(opts.dir, 'coredns.log')}`);
     return (await resolver.resolve4('kubernetes.default.svc.cluster.local')).length > 0;
   });
