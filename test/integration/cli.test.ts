@@ -112,6 +112,12 @@ describe('the spillway command', () => {
           )
         );
       });
+    } catch (err) {
+      // What the operator said is the first thing anyone debugging this will want.
+      throw new Error(
+        `${(err as Error).message}\n--- spillway run output ---\n${run.output().slice(-6000)}`,
+        { cause: err },
+      );
     } finally {
       run.child.kill('SIGTERM');
     }

@@ -5,6 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
   KubernetesObjectApi,
@@ -165,6 +166,30 @@ describe('shared plumbing on the local control plane', () => {
       await waitFor('the informer to see after-restart', 30_000, async () => seen.has('after-restart'));
       expect(informer.get(ns.name, 'after-restart')?.data).toEqual({ at: 'after-restart' });
       expect(informer.get(ns.name, 'before-restart')).toBeDefined();
+      // The rest of the control plane reconnects too: a new Deployment still becomes Available. (Later
+      // tests share this cluster; they must not meet controllers still backing off from the restart.)
+      const apps = cluster.kc.makeApiClient(AppsV1Api);
+      await apps.createNamespacedDeployment({
+        namespace: ns.name,
+        body: {
+          metadata: { name: 'after-restart' },
+          spec: {
+            replicas: 1,
+            selector: { matchLabels: { app: 'after-restart' } },
+            template: {
+              metadata: { labels: { app: 'after-restart' } },
+              spec: { containers: [{ name: 'c', image: 'nginx' }] },
+            },
+          },
+        },
+      });
+      await waitFor(
+        'a Deployment created after the restart to be Available',
+        90_000,
+        async () =>
+          ((await apps.readNamespacedDeployment({ namespace: ns.name, name: 'after-restart' })).status
+            ?.availableReplicas ?? 0) === 1,
+      );
     } finally {
       await informer.stop();
     }
