@@ -24,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { createCA, createSigningKey, issueCert, type KeyPair } from '../../operator/shared/pki.ts';
+import { waitFor } from '../../operator/shared/wait.ts';
 import { installNetworkGuard } from './guard.ts';
 import { freePort } from './ports.ts';
 
@@ -464,24 +465,8 @@ export class LocalCluster {
   }
 }
 
-/** Polls `check` every 100 ms until it returns true or `timeoutMs` passes (then throws naming `what`). */
-export async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    }
-    await sleep(100);
-  }
-}
+/** Re-exported for tests: polls until a check holds (operator/shared/wait.ts). */
+export { waitFor };
 
 function adminKubeconfig(server: string, ca: Buffer, cert: Buffer, key: Buffer): string {
   const b64 = (b: Buffer) => b.toString('base64');

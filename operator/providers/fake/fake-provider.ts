@@ -27,6 +27,7 @@ import {
   type SandboxStatus,
   type Unsubscribe,
 } from '../types.ts';
+import { StatusNotifier } from '../status-notifier.ts';
 import { runBuiltin } from './exec.ts';
 import { FakeSandbox, type ContainerScript, type FakeContainer } from './sandbox.ts';
 import { Timeline } from './timeline.ts';
@@ -103,9 +104,8 @@ export class FakeProvider implements SandboxProvider {
   readonly #options: FakeProviderOptions;
   readonly #sandboxes = new Map<string, FakeSandbox>();
   readonly #scripts = new Map<string, ContainerScript>();
-  readonly #listeners = new Set<(status: SandboxStatus) => void>();
+  readonly #notifier = new StatusNotifier<FakeSandbox>((s) => this.#sandboxes.get(s.key.uid) === s);
   readonly #timeline = new Timeline();
-  #dirty = new Set<FakeSandbox>();
   #nextIP = 2;
 
   constructor(options: FakeProviderOptions = {}) {
@@ -136,7 +136,7 @@ export class FakeProvider implements SandboxProvider {
   exitContainer(key: SandboxKey, container: string, exitCode: number, reason?: string): void {
     const { sandbox, c } = this.#container(key, container);
     sandbox.exit(c, exitCode, new Date(), reason);
-    this.#changed(sandbox);
+    this.#notifier.changed(sandbox);
   }
 
   /** Appends output to a container's current log (followers see it at once). */
@@ -150,7 +150,7 @@ export class FakeProvider implements SandboxProvider {
     for (const sandbox of this.#sandboxes.values()) sandbox.stop();
     this.#sandboxes.clear();
     this.#scripts.clear();
-    this.#dirty.clear();
+    this.#notifier.clear();
     this.#nextIP = 2;
     this.startLatencyMs = this.#options.startLatencyMs ?? 0;
     this.nextCreateError = this.nextDeleteError = this.errorHook = undefined;
@@ -178,7 +178,7 @@ export class FakeProvider implements SandboxProvider {
     this.#sandboxes.set(key.uid, sandbox);
     if (this.startLatencyMs <= 0) this.#start(sandbox);
     else sandbox.cancels.push(this.#timeline.schedule(this.startLatencyMs, () => this.#start(sandbox)));
-    this.#changed(sandbox);
+    this.#notifier.changed(sandbox);
     return sandbox.status();
   }
 
@@ -201,7 +201,7 @@ export class FakeProvider implements SandboxProvider {
     for (const cancel of sandbox.cancels) cancel();
     sandbox.stop();
     this.#sandboxes.delete(key.uid);
-    this.#dirty.delete(sandbox);
+    this.#notifier.forget(sandbox);
   }
 
   async status(key: SandboxKey): Promise<SandboxStatus> {
@@ -221,8 +221,7 @@ export class FakeProvider implements SandboxProvider {
   }
 
   onStatus(listener: (status: SandboxStatus) => void): Unsubscribe {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#notifier.subscribe(listener);
   }
 
   async logs(key: SandboxKey, container: string, options: LogOptions = {}): Promise<Readable> {
@@ -332,29 +331,12 @@ export class FakeProvider implements SandboxProvider {
     for (const { container, afterMs } of sandbox.start(now)) {
       const exit = () => {
         sandbox.exit(container, container.script.exitCode ?? 0, new Date());
-        this.#changed(sandbox);
+        this.#notifier.changed(sandbox);
       };
       if (afterMs <= 0) sandbox.exit(container, container.script.exitCode ?? 0, now);
       else sandbox.cancels.push(this.#timeline.schedule(afterMs, exit));
     }
-    this.#changed(sandbox);
-  }
-
-  /** Queues a status notification; all changes of one tick go out together, one per sandbox. */
-  #changed(sandbox: FakeSandbox): void {
-    if (this.#listeners.size === 0) return;
-    const first = this.#dirty.size === 0;
-    this.#dirty.add(sandbox);
-    if (first) queueMicrotask(() => this.#flush());
-  }
-
-  #flush(): void {
-    const batch = this.#dirty;
-    this.#dirty = new Set();
-    for (const sandbox of batch) {
-      if (this.#sandboxes.get(sandbox.key.uid) !== sandbox) continue;
-      for (const listener of this.#listeners) listener(sandbox.status());
-    }
+    this.#notifier.changed(sandbox);
   }
 
   #allocateIP(): string {

@@ -11,7 +11,7 @@ import { Resolver } from 'node:dns/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from '../../shared/wait.ts';
 
 /** The kube-dns ClusterIP every ClusterFirst sandbox uses as its nameserver. */
 export const clusterDNSIP = '10.96.0.10';
@@ -58,7 +58,7 @@ export async function startCoreDNS(opts: {
   child.on('error', (err) => (spawnError = err));
   const resolver = new Resolver({ timeout: 500, tries: 1 });
   resolver.setServers([opts.address]);
-  await poll('CoreDNS to answer', 30_000, async () => {
+  await waitFor('CoreDNS to answer', 30_000, async () => {
     if (spawnError)
       throw new Error(`cannot run ${opts.binary}: ${spawnError.message} (make tools builds it)`);
     if (child.exitCode !== null) throw new Error(`coredns exited; see ${join(opts.dir, 'coredns.log')}`);
@@ -166,20 +166,4 @@ export async function startForwarder(
     server.listen(listen.port, listen.host, resolve);
   });
   return server;
-}
-
-/** Polls `check` every 100 ms until it returns true; throws naming `what` after `timeoutMs`. */
-async function poll(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${String(last ?? '')}`);
-    await sleep(100);
-  }
 }

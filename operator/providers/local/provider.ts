@@ -42,6 +42,7 @@ import {
   startSandbox,
 } from './runtime.ts';
 import { LocalSandbox, type SandboxRecord, type SupervisionOptions } from './sandbox.ts';
+import { StatusNotifier } from '../status-notifier.ts';
 import { execIn } from './exec.ts';
 
 /** Options of a {@link LocalProvider}. */
@@ -84,8 +85,7 @@ export class LocalProvider implements SandboxProvider {
   readonly #sandboxes = new Map<string, LocalSandbox>();
   readonly #deleting = new Map<string, Promise<void>>();
   readonly #creating = new Map<string, { key: SandboxKey; done: Promise<SandboxStatus> }>();
-  readonly #listeners = new Set<(status: SandboxStatus) => void>();
-  #dirty = new Set<LocalSandbox>();
+  readonly #notifier = new StatusNotifier<LocalSandbox>((s) => this.#sandboxes.get(s.key.uid) === s);
   #cgroups: CgroupMode = { version: 0, reason: 'not detected yet' };
 
   private constructor(options: LocalProviderOptions) {
@@ -172,7 +172,7 @@ export class LocalProvider implements SandboxProvider {
 
   #sandbox(record: SandboxRecord, dir: string): LocalSandbox {
     const sandbox = new LocalSandbox(record, dir, this.#supervision, this.#cgroupFor(record.key.uid), () =>
-      this.#changed(sandbox),
+      this.#notifier.changed(sandbox),
     );
     this.#sandboxes.set(record.key.uid, sandbox);
     return sandbox;
@@ -298,7 +298,7 @@ export class LocalProvider implements SandboxProvider {
     const grace = gracePeriodSeconds ?? sandbox.record.plan.terminationGracePeriodSeconds;
     await sandbox.terminate(grace);
     this.#sandboxes.delete(key.uid);
-    this.#dirty.delete(sandbox);
+    this.#notifier.forget(sandbox);
     await this.#removeTraces(key.uid, sandbox.record);
   }
 
@@ -320,8 +320,7 @@ export class LocalProvider implements SandboxProvider {
   }
 
   onStatus(listener: (status: SandboxStatus) => void): Unsubscribe {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#notifier.subscribe(listener);
   }
 
   async logs(key: SandboxKey, container: string, options: LogOptions = {}): Promise<Readable> {
@@ -428,23 +427,6 @@ export class LocalProvider implements SandboxProvider {
     const s = this.#sandboxes.get(key.uid);
     if (!s) throw new NotFoundError(`no local sandbox for pod ${describeKey(key)}`, { key });
     return s;
-  }
-
-  /** Queues a notification; one per sandbox per tick, always asynchronous. */
-  #changed(sandbox: LocalSandbox): void {
-    const first = this.#dirty.size === 0;
-    this.#dirty.add(sandbox);
-    if (first) queueMicrotask(() => this.#flush());
-  }
-
-  #flush(): void {
-    const batch = this.#dirty;
-    this.#dirty = new Set();
-    for (const sandbox of batch) {
-      if (this.#sandboxes.get(sandbox.key.uid) !== sandbox) continue;
-      const status = sandbox.status();
-      for (const listener of this.#listeners) listener(status);
-    }
   }
 }
 
