@@ -6,6 +6,7 @@
  */
 import type {
   V1Container,
+  V1DownwardAPIVolumeFile,
   V1ObjectFieldSelector,
   V1Pod,
   V1ResourceFieldSelector,
@@ -255,6 +256,14 @@ export async function resolvePodInputs(
     const cmBuffers = (d: Record<string, string>) =>
       Object.fromEntries(Object.entries(d).map(([k, s]) => [k, Buffer.from(s)]));
     const projections: V1VolumeProjection[] = v.projected?.sources ?? [];
+    const downward = (items: V1DownwardAPIVolumeFile[] | undefined, mode: number | undefined) => {
+      for (const it of items ?? []) {
+        const value = it.fieldRef
+          ? fieldRefValue(pod, it.fieldRef)
+          : resourceFieldValue(pod, undefined, it.resourceFieldRef!, nodeAllocatable);
+        files.push({ path: it.path, content: Buffer.from(value), mode: it.mode ?? mode });
+      }
+    };
     if (v.configMap) {
       const d = await configMap(v.configMap.name!, v.configMap.optional);
       if (d)
@@ -263,16 +272,7 @@ export async function resolvePodInputs(
       const d = await secret(v.secret.secretName!, v.secret.optional);
       if (d) fromMap(d, v.secret.items, v.secret.defaultMode, `secret "${v.secret.secretName}"`);
     } else if (v.downwardAPI) {
-      for (const it of v.downwardAPI.items ?? []) {
-        const value = it.fieldRef
-          ? fieldRefValue(pod, it.fieldRef)
-          : resourceFieldValue(pod, undefined, it.resourceFieldRef!, nodeAllocatable);
-        files.push({
-          path: it.path,
-          content: Buffer.from(value),
-          mode: it.mode ?? v.downwardAPI.defaultMode,
-        });
-      }
+      downward(v.downwardAPI.items, v.downwardAPI.defaultMode);
     } else if (v.projected) {
       for (const p of projections) {
         if (p.serviceAccountToken) {
@@ -299,16 +299,7 @@ export async function resolvePodInputs(
           const d = await secret(p.secret.name!, p.secret.optional);
           if (d) fromMap(d, p.secret.items, v.projected.defaultMode, `secret "${p.secret.name}"`);
         } else if (p.downwardAPI) {
-          for (const it of p.downwardAPI.items ?? []) {
-            const value = it.fieldRef
-              ? fieldRefValue(pod, it.fieldRef)
-              : resourceFieldValue(pod, undefined, it.resourceFieldRef!, nodeAllocatable);
-            files.push({
-              path: it.path,
-              content: Buffer.from(value),
-              mode: it.mode ?? v.projected.defaultMode,
-            });
-          }
+          downward(p.downwardAPI.items, v.projected.defaultMode);
         }
       }
     } else {
