@@ -42,6 +42,11 @@ test: tools lint typecheck
 demo: tools
 	@$(WITH_NODE) node hack/demo.ts
 
+## the benchmarks (DESIGN.md §8): bench/results/<name>.json + .svg and a summary table; BENCH_ARGS=--quick for small sizes
+bench: tools
+	@bash hack/build-tools.sh vegeta vkref
+	@$(WITH_NODE) node bench/run.ts $(BENCH_ARGS)
+
 cluster-up: tools
 	@$(WITH_NODE) node hack/cluster.ts up
 

@@ -27,9 +27,14 @@ declare -A spec=(
   [helm]="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean|helm.sh/helm/v3/cmd/helm"
   [kwok]="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}|sigs.k8s.io/kwok/cmd/kwok"
   [coredns]="-s -w|github.com/coredns/coredns"
+  # Bench-only (make bench): the fixed-rate HTTP load generator, and virtual-kubelet's node library with an
+  # in-memory provider (bench/vk-reference; its source hash is in the ldflags so that an edit rebuilds it).
+  [vegeta]="-s -w -X main.Version=v12.13.0|github.com/tsenart/vegeta/v12"
+  [vkref]="-s -w -X main.sourceHash=$(cat "$root"/bench/vk-reference/{*.go,go.mod,go.sum} | sha256sum | cut -c1-16)|spillway.dev/bench/vk-reference"
 )
 # binary name when it differs from the package's last element
-declare -A rename=([go.etcd.io/etcd/server/v3]=etcd [go.etcd.io/etcd/etcdctl/v3]=etcdctl [github.com/coredns/coredns]=coredns)
+declare -A rename=([go.etcd.io/etcd/server/v3]=etcd [go.etcd.io/etcd/etcdctl/v3]=etcdctl [github.com/coredns/coredns]=coredns
+  [github.com/tsenart/vegeta/v12]=vegeta)
 
 build() {
   local tool=$1 dir="$root/hack/tools/$1"
