@@ -98,7 +98,7 @@ export class ElasticWorkloadController {
   }
 
   /** Starts the informers and the workers; resolves once the caches have synced. */
-  async start(workers = 4): Promise<void> {
+  async start(workers = 16): Promise<void> {
     this.ews.onAdd((ew) => this.#queue.add(objectKey(ew)));
     this.ews.onUpdate((ew) => this.#queue.add(objectKey(ew)));
     const fromDeployment = (d: V1Deployment) => this.#enqueueFor(d.metadata?.namespace, d);

@@ -1,7 +1,13 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { ApiException, CoordinationV1Api, CoreV1Api, KubernetesObjectApi } from '@kubernetes/client-node';
+import {
+  ApiException,
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+} from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { apiErrorCode, apiErrorMessage, isApiError, loadKubeConfig, makeClients } from './client.ts';
 
@@ -158,5 +164,52 @@ describe('API errors', () => {
   it('names the status when the body is not a Status', () => {
     expect(apiErrorMessage(new ApiException(401, 'Unauthorized', undefined, {}))).toBe('HTTP 401');
     expect(apiErrorMessage(new ApiException(502, 'Bad Gateway', '<html>', {}))).toBe('HTTP 502');
+  });
+});
+
+describe('shareConnections', () => {
+  it('sends every request of every API client over one connection instead of one each', async () => {
+    const { createServer } = await import('node:https');
+    const { createCA, issueCert } = await import('./pki.ts');
+    const ca = await createCA('test-ca', 3600_000);
+    const serving = await issueCert(ca, {
+      subject: 'CN=apiserver',
+      ipAddresses: ['127.0.0.1'],
+      usage: 'server',
+      validForMs: 3600_000,
+    });
+    let connections = 0;
+    const server = createServer(
+      { cert: serving.certPem, key: serving.keyPem, keepAliveTimeout: 10_000 },
+      (_req, res) => {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify({ kind: 'Namespace', apiVersion: 'v1', metadata: { name: 'default' } }));
+      },
+    );
+    server.on('secureConnection', () => connections++);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [
+          {
+            name: 'c',
+            server: `https://127.0.0.1:${port}`,
+            caData: Buffer.from(ca.certPem).toString('base64'),
+          },
+        ],
+        users: [{ name: 'u', token: 'abc' }],
+        contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
+        currentContext: 'ctx',
+      });
+      const { core } = makeClients(kc);
+      for (let i = 0; i < 20; i++) await core.readNamespace({ name: 'default' });
+      // Without the shared pool every request opens its own connection (20 here).
+      expect(connections).toBeLessThanOrEqual(2);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

@@ -2,6 +2,7 @@
  * The one Kubernetes client wrapper: where the kubeconfig comes from, the typed APIs spillway uses, and helpers
  * for the error shape of @kubernetes/client-node 2.x (an `ApiException` whose `body` is the raw response text).
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -56,7 +57,7 @@ export function loadKubeConfig(source: KubeConfigSource = {}): { kc: KubeConfig;
   const kc = new KubeConfig();
   if (source.kubeconfig) {
     kc.loadFromFile(source.kubeconfig);
-    return { kc, origin: 'flag' };
+    return { kc: shareConnections(kc), origin: 'flag' };
   }
   const files = (env.KUBECONFIG ?? '').split(delimiter).filter((f) => f.length > 0);
   if (files.length > 0) {
@@ -67,17 +68,17 @@ export function loadKubeConfig(source: KubeConfigSource = {}): { kc: KubeConfig;
       // kubectl's rule: the first file that names a current-context decides it.
       kc.mergeConfig(more, Boolean(kc.currentContext));
     }
-    return { kc, origin: 'KUBECONFIG' };
+    return { kc: shareConnections(kc), origin: 'KUBECONFIG' };
   }
   const tokenPath = source.inClusterTokenPath ?? IN_CLUSTER_TOKEN_PATH;
   if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(tokenPath)) {
     kc.loadFromCluster();
-    return { kc, origin: 'in-cluster' };
+    return { kc: shareConnections(kc), origin: 'in-cluster' };
   }
   const home = join(source.homeDir ?? homedir(), '.kube', 'config');
   if (existsSync(home)) {
     kc.loadFromFile(home);
-    return { kc, origin: 'home' };
+    return { kc: shareConnections(kc), origin: 'home' };
   }
   throw new Error(
     `no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, run in a pod with a service account, ` +
@@ -103,8 +104,42 @@ export interface Clients {
   objects: KubernetesObjectApi;
 }
 
-/** Builds every typed API client from one kubeconfig. */
+const shared = new WeakSet<KubeConfig>();
+
+/**
+ * Makes every API client built from `kc` share one connection pool per cluster and client identity.
+ *
+ * client-node 2.0.1 builds a new undici dispatcher in `applySecurityAuthentication`, that is for every request,
+ * so each API call opens (and leaves open) its own TLS connection to the apiserver: measured here, 200 GETs took
+ * 4.2 s and left 190 connections open, against 1.55 s and one connection with a shared pool (bench/). Bearer
+ * tokens travel in headers, not in the dispatcher, so a rotated service-account token still applies; a new
+ * client certificate gets a new pool because the certificate is part of the key.
+ */
+export function shareConnections(kc: KubeConfig): KubeConfig {
+  if (shared.has(kc)) return kc;
+  const k = kc as unknown as {
+    createDispatcher?: (cluster: unknown, options: { cert?: unknown; key?: unknown }) => unknown;
+    getAgentCacheKey?: (cluster: unknown) => string;
+  };
+  const original = k.createDispatcher?.bind(kc);
+  const cacheKey = k.getAgentCacheKey?.bind(kc);
+  // A client-node that no longer has these internals keeps its own behaviour.
+  if (!original || !cacheKey) return kc;
+  const pools = new Map<string, unknown>();
+  k.createDispatcher = (cluster, options) => {
+    const id = createHash('sha256')
+      .update(`${cacheKey(cluster)}\0${String(options.cert ?? '')}\0${String(options.key ?? '')}`)
+      .digest('hex');
+    if (!pools.has(id)) pools.set(id, original(cluster, options));
+    return pools.get(id);
+  };
+  shared.add(kc);
+  return kc;
+}
+
+/** Builds every typed API client from one kubeconfig (sharing one connection pool, see {@link shareConnections}). */
 export function makeClients(kc: KubeConfig): Clients {
+  shareConnections(kc);
   return {
     kc,
     core: kc.makeApiClient(CoreV1Api),

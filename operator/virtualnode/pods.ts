@@ -59,6 +59,11 @@ export interface PodControllerOptions {
   volumeRefreshIntervalMs?: number;
   /** Parallel provider calls. Default 32. */
   workers?: number;
+  /**
+   * Parallel Pod status writes. Default 32: a status PATCH takes tens of milliseconds, and a burst of 1000 pods
+   * needs about two each, so few writers make status propagation queue up (bench/burst.ts measured it).
+   */
+  statusWorkers?: number;
   logger?: Logger;
   /** Builds the pod informer; tests may inject. Defaults to a field-selected ListWatch on spec.nodeName. */
   podInformer?: SupervisedInformer<V1Pod>;
@@ -96,6 +101,7 @@ export class PodController {
       orphanIntervalMs: 30_000,
       volumeRefreshIntervalMs: 40 * 60_000,
       workers: 32,
+      statusWorkers: 32,
       nodeAllocatable: {},
       ...opts,
     } as Settings;
@@ -141,7 +147,9 @@ export class PodController {
     this.#workers.push(
       runWorkers(this.#sync, this.#o.workers, (k) => this.#reconcile(k), { logger: this.#log }),
     );
-    this.#workers.push(runWorkers(this.#status, 8, (k) => this.#pushStatus(k), { logger: this.#log }));
+    this.#workers.push(
+      runWorkers(this.#status, this.#o.statusWorkers, (k) => this.#pushStatus(k), { logger: this.#log }),
+    );
     const t = setInterval(
       () =>
         void this.collectOrphans().catch((err) =>

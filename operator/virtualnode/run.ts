@@ -22,7 +22,30 @@ export interface RunningVirtualNode {
   stop(): Promise<void>;
 }
 
-/** Reads ConfigMaps, Secrets and tokens from the API and Services from a shared informer. */
+/**
+ * Remembers each read for `ttlMs` and shares reads in flight, as a kubelet's ConfigMap/Secret manager does: a
+ * burst of 1000 pods that all mount `kube-root-ca.crt` reads it once, not 1000 times.
+ */
+export function cachedReads<T>(
+  read: (namespace: string, name: string) => Promise<T>,
+  ttlMs = 5_000,
+  now = Date.now,
+) {
+  const cache = new Map<string, { at: number; value: Promise<T> }>();
+  return (namespace: string, name: string): Promise<T> => {
+    const key = `${namespace}/${name}`;
+    const hit = cache.get(key);
+    if (hit && now() - hit.at < ttlMs) return hit.value;
+    const value = read(namespace, name);
+    cache.set(key, { at: now(), value });
+    // A failed read is not remembered: the next pod asks again.
+    value.catch(() => cache.delete(key));
+    if (cache.size > 10_000) cache.delete(cache.keys().next().value!);
+    return value;
+  };
+}
+
+/** Reads ConfigMaps, Secrets and tokens from the API (briefly cached) and Services from a shared informer. */
 export function apiResolverSource(core: CoreV1Api, services: SupervisedInformer<V1Service>): ResolverSource {
   const orUndefined = async <T>(read: () => Promise<T>): Promise<T | undefined> => {
     try {
@@ -33,13 +56,15 @@ export function apiResolverSource(core: CoreV1Api, services: SupervisedInformer<
     }
   };
   return {
-    configMap: async (namespace, name) =>
-      (await orUndefined(() => core.readNamespacedConfigMap({ namespace, name })))?.data ?? undefined,
-    secret: async (namespace, name) => {
+    configMap: cachedReads(
+      async (namespace, name) =>
+        (await orUndefined(() => core.readNamespacedConfigMap({ namespace, name })))?.data ?? undefined,
+    ),
+    secret: cachedReads(async (namespace, name) => {
       const s = await orUndefined(() => core.readNamespacedSecret({ namespace, name }));
       if (!s) return undefined;
       return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
-    },
+    }),
     services: async (namespace) => services.list(namespace),
     kubernetesService: async () => {
       const svc = services.get('default', 'kubernetes');
@@ -84,7 +109,12 @@ export async function startVirtualNode(opts: {
   /** Pod controller tuning (workers, create attempts, refresh and orphan intervals). */
   pods?: Pick<
     PodControllerOptions,
-    'workers' | 'maxCreateAttempts' | 'volumeRefreshIntervalMs' | 'orphanIntervalMs' | 'orphanMinAgeMs'
+    | 'workers'
+    | 'statusWorkers'
+    | 'maxCreateAttempts'
+    | 'volumeRefreshIntervalMs'
+    | 'orphanIntervalMs'
+    | 'orphanMinAgeMs'
   >;
 }): Promise<RunningVirtualNode> {
   const clients = makeClients(opts.kc);
