@@ -3,6 +3,7 @@
  * compare-and-swap on resourceVersion, so racing replicas converge on one CA), injects the trust bundle into
  * spillway's webhook configurations, and hands every new serving certificate to the server (hot reload).
  */
+import { apiErrorMessage } from '../operator/shared/client.ts';
 import type {
   AdmissionregistrationV1Api,
   CoreV1Api,
@@ -124,7 +125,7 @@ export class TlsKeeper {
       try {
         delay = (await this.reconcile()).getTime() - Date.now();
       } catch (err) {
-        this.#o.log?.error({ err }, 'keeping the webhook certificate failed; retrying');
+        this.#o.log?.error({ err: apiErrorMessage(err) }, 'keeping the webhook certificate failed; retrying');
         delay = 10_000;
       }
       if (this.#stopped) return;

@@ -93,7 +93,13 @@ export class ElasticWorkloadController {
     this.failedPods = informerFor<V1Pod>(opts.kc, 'failed-pods', {
       path: '/api/v1/pods',
       fieldSelector: 'status.phase=Failed',
-      list: () => c.core.listPodForAllNamespaces({ fieldSelector: 'status.phase=Failed' }),
+      // Only unit pods: a cluster's failed Jobs are none of this controller's business (or memory).
+      labelSelector: LABEL_ELASTIC_WORKLOAD,
+      list: () =>
+        c.core.listPodForAllNamespaces({
+          fieldSelector: 'status.phase=Failed',
+          labelSelector: LABEL_ELASTIC_WORKLOAD,
+        }),
     });
   }
 
@@ -185,7 +191,13 @@ export class ElasticWorkloadController {
       if (until <= now.getTime()) {
         await this.#c.core
           .deleteNamespacedPod({ name: p.metadata!.name!, namespace: p.metadata!.namespace! })
-          .catch(() => undefined);
+          .catch((err: unknown) => {
+            if (!isApiError(err, 404))
+              this.#log.warn(
+                { pod: objectKey(p), err: apiErrorMessage(err) },
+                'could not delete a failed unit pod',
+              );
+          });
         continue;
       }
       limited.set(unit, Math.max(limited.get(unit) ?? 0, until));

@@ -197,10 +197,18 @@ export class NodeController {
       this.#log.info('registered node');
     } catch (err) {
       if (!isApiError(err, 409)) throw err;
+      // Keep taints others put on the node (an admin's maintenance taint, the node lifecycle controller's
+      // unreachable taint): a merge patch replaces the list, so send theirs along with ours.
+      const current = await this.#core.readNode({ name: this.#config.name });
+      const ours = new Set((desired.spec?.taints ?? []).map((t) => `${t.key}:${t.effect}`));
+      const theirs = (current.spec?.taints ?? []).filter((t) => !ours.has(`${t.key}:${t.effect}`));
       await this.#core.patchNode(
         {
           name: this.#config.name,
-          body: { metadata: { labels: desired.metadata!.labels }, spec: desired.spec },
+          body: {
+            metadata: { labels: desired.metadata!.labels },
+            spec: { ...desired.spec, taints: [...theirs, ...(desired.spec?.taints ?? [])] },
+          },
         },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );

@@ -87,6 +87,8 @@ export class PodController {
   /** The provider's last report per UID. */
   readonly #reports = new Map<string, SandboxStatus>();
   readonly #createFailures = new Map<string, number>();
+  /** UIDs the node has failed: never created again, even from a stale cache that still says Pending. */
+  readonly #failed = new Set<string>();
   #timers: NodeJS.Timeout[] = [];
   #workers: Promise<void>[] = [];
   #unsubscribe: (() => void) | undefined;
@@ -184,6 +186,10 @@ export class PodController {
   }
 
   #onReport(report: SandboxStatus): void {
+    // A late report for a pod already gone (a poll that was in flight during its delete) must not bring the
+    // UID back: the maps below would keep it forever.
+    const pod = this.pods.get(report.key.namespace, report.key.name);
+    if (pod?.metadata?.uid !== report.key.uid && !this.#created.has(report.key.uid)) return;
     this.#created.add(report.key.uid);
     this.#reports.set(report.key.uid, report);
     this.#status.add(`${report.key.namespace}/${report.key.name}`);
@@ -199,13 +205,22 @@ export class PodController {
     }
     if (!pod) {
       this.#uidByKey.delete(key);
+      if (previousUid) this.#forget(previousUid);
       return;
     }
     const k = sandboxKey(pod);
     this.#uidByKey.set(key, k.uid);
     if (pod.metadata?.deletionTimestamp) return this.#terminate(pod, k);
-    if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return;
-    if (this.#created.has(k.uid)) return;
+    if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') {
+      // A pod failed by the node (ProviderFailed, InsufficientCapacity) may still have an instance that an
+      // earlier, timed-out create made after all: it must not run, and bill, behind a Failed pod.
+      const report = this.#reports.get(k.uid);
+      const running = report && report.phase !== 'Succeeded' && report.phase !== 'Failed';
+      if (this.#created.has(k.uid) && (running || !report)) await this.#deleteInstance(k);
+      this.#failed.add(k.uid);
+      return;
+    }
+    if (this.#created.has(k.uid) || this.#failed.has(k.uid)) return;
     return this.#create(pod, k);
   }
 
@@ -241,13 +256,20 @@ export class PodController {
         );
         return;
       }
+      if (isThrottled(err)) {
+        // Throttling is the provider pacing us, not a failure of this pod: it never counts towards ProviderFailed.
+        return { requeueAfter: (err as { retryAfterMs?: number }).retryAfterMs ?? 1000 };
+      }
       const attempts = (this.#createFailures.get(k.uid) ?? 0) + 1;
       this.#createFailures.set(k.uid, attempts);
       const what =
         err instanceof MissingReferenceError
           ? 'a reference the pod needs is missing'
           : `provider ${this.#o.provider.name} refused the create`;
-      const message = `${what} (attempt ${attempts} of ${this.#o.maxCreateAttempts}): ${apiErrorMessage(err)}`;
+      const message =
+        err instanceof MissingReferenceError
+          ? `${what} (attempt ${attempts}; retrying until it exists): ${apiErrorMessage(err)}`
+          : `${what} (attempt ${attempts} of ${this.#o.maxCreateAttempts}): ${apiErrorMessage(err)}`;
       const reason = err instanceof MissingReferenceError ? 'FailedMount' : 'ProviderCreateFailed';
       void this.#event(pod, EventType.Warning, reason, 'Create', message);
       if (attempts >= this.#o.maxCreateAttempts && !(err instanceof MissingReferenceError)) {
@@ -255,7 +277,6 @@ export class PodController {
         await this.#fail(pod, 'ProviderFailed', message);
         return;
       }
-      if (isThrottled(err)) return { requeueAfter: (err as { retryAfterMs?: number }).retryAfterMs ?? 1000 };
       // Exponential: 1 s, 2 s, 4 s, ... so that a provider outage does not become a request storm.
       return { requeueAfter: Math.min(1000 * 2 ** (attempts - 1), 60_000) };
     }
@@ -277,6 +298,15 @@ export class PodController {
     } catch (err) {
       if (!isApiError(err, 404) && !isApiError(err, 409)) throw err;
     }
+  }
+
+  /** Drops everything remembered about a UID whose pod is gone. */
+  #forget(uid: string): void {
+    this.#created.delete(uid);
+    this.#reports.delete(uid);
+    this.#createFailures.delete(uid);
+    this.#evicted.delete(uid);
+    this.#failed.delete(uid);
   }
 
   async #deleteInstance(k: SandboxKey, gracePeriodSeconds?: number): Promise<void> {
@@ -302,21 +332,31 @@ export class PodController {
     await this.#writeStatus(pod, podStatusFrom(pod, report, this.#o.hostIP));
     const disruption = report.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
     if (disruption && !this.#evicted.has(report.key.uid)) {
-      // The instance will be reclaimed (a spot release notice): delete the pod gracefully now, so that its
-      // controller starts a replacement while this one still serves.
+      // The instance will be reclaimed (a spot release notice): evict the pod now (graceful, and only this
+      // pod: the UID precondition), so that its controller starts a replacement while this one still serves.
+      // An eviction a PodDisruptionBudget refuses (429) is retried; the reclaim will not wait for it forever.
+      try {
+        await this.#o.core.createNamespacedPodEviction({
+          name: report.key.name,
+          namespace: report.key.namespace,
+          body: {
+            apiVersion: 'policy/v1',
+            kind: 'Eviction',
+            metadata: { name: report.key.name, namespace: report.key.namespace },
+            deleteOptions: { preconditions: { uid: report.key.uid } },
+          },
+        });
+      } catch (err) {
+        if (!isApiError(err, 404) && !isApiError(err, 409)) throw err;
+      }
       this.#evicted.add(report.key.uid);
       void this.#event(
         pod,
         EventType.Warning,
         'Evicting',
         'Delete',
-        `deleting the pod before its instance is reclaimed: ${disruption.message ?? disruption.reason ?? ''}`,
+        `evicted before its instance is reclaimed: ${disruption.message ?? disruption.reason ?? ''}`,
       );
-      await this.#o.core
-        .deleteNamespacedPod({ name: report.key.name, namespace: report.key.namespace })
-        .catch((err: unknown) => {
-          if (!isApiError(err, 404)) throw err;
-        });
     }
   }
 
@@ -324,7 +364,20 @@ export class PodController {
     if (statusFingerprint(status) === statusFingerprint(pod.status)) return;
     try {
       await this.#o.core.patchNamespacedPodStatus(
-        { name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: { status } },
+        {
+          name: pod.metadata!.name!,
+          namespace: pod.metadata!.namespace!,
+          // A merge patch leaves out what is undefined: a reason, message or address that no longer holds is
+          // cleared with an explicit null, or it would stay on the pod for good.
+          body: {
+            status: {
+              ...status,
+              reason: status.reason ?? null,
+              message: status.message ?? null,
+              podIP: status.podIP ?? null,
+            },
+          },
+        },
         mergePatch,
       );
     } catch (err) {
@@ -333,6 +386,7 @@ export class PodController {
   }
 
   async #fail(pod: V1Pod, reason: string, message: string): Promise<void> {
+    this.#failed.add(pod.metadata?.uid ?? '');
     this.#log.info({ pod: objectKey(pod), reason, message }, 'pod failed');
     void this.#event(pod, EventType.Warning, reason, 'Create', message);
     await this.#writeStatus(pod, failedStatus(pod, this.#o.hostIP, reason, message));

@@ -10,7 +10,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release, arch } from 'node:os';
-import { dirname, join, normalize } from 'node:path';
+import { join, normalize } from 'node:path';
 import type { Readable } from 'node:stream';
 import { componentLogger, type Logger } from '../../shared/log.ts';
 import {
@@ -20,6 +20,7 @@ import {
   type ExecResult,
   type ExecStreams,
   type LogOptions,
+  type MaterialisedVolume,
   type NodeCapacity,
   type PodStats,
   type ResolvedPodInputs,
@@ -44,6 +45,7 @@ import {
 import { LocalSandbox, type SandboxRecord, type SupervisionOptions } from './sandbox.ts';
 import { StatusNotifier } from '../status-notifier.ts';
 import { execIn } from './exec.ts';
+import { isMaterialised, writeVolume } from './volumes.ts';
 
 /** Options of a {@link LocalProvider}. */
 export interface LocalProviderOptions {
@@ -247,16 +249,7 @@ export class LocalProvider implements SandboxProvider {
     ip: string,
     plan: ReturnType<typeof planSandbox>,
   ): { source: string; target: string; mode: 'ro' | 'rw' }[] {
-    for (const volume of plan.volumes) {
-      const root = join(dir, 'volumes', volume);
-      mkdirSync(root, { recursive: true, mode: 0o777 });
-      for (const f of inputs.volumes?.[volume]?.files ?? []) {
-        const path = normalize(join(root, f.path));
-        if (!path.startsWith(root + '/')) continue; // a path escaping the volume is never written
-        mkdirSync(dirname(path), { recursive: true });
-        writeFileSync(path, f.content, { mode: f.mode ?? 0o644 });
-      }
-    }
+    for (const volume of plan.volumes) writeVolume(join(dir, 'volumes', volume), inputs.volumes?.[volume]);
     mkdirSync(join(dir, 'etc'), { recursive: true });
     writeFileSync(join(dir, 'etc', 'resolv.conf'), resolvConf(pod, this.#dns));
     writeFileSync(join(dir, 'etc', 'hosts'), hostsFile(pod, ip, this.#dns.domain));
@@ -300,6 +293,21 @@ export class LocalProvider implements SandboxProvider {
     this.#sandboxes.delete(key.uid);
     this.#notifier.forget(sandbox);
     await this.#removeTraces(key.uid, sandbox.record);
+  }
+
+  /**
+   * Rewrites the files of the named configMap/secret/downwardAPI/projected volumes in place (each file
+   * atomically; files no longer listed go), so that the running containers see the new content through their
+   * bind mounts. Names of other volumes (emptyDir) or of no volume of the pod are ignored: their files are
+   * the containers' own.
+   */
+  async updateVolumes(key: SandboxKey, volumes: Record<string, MaterialisedVolume>): Promise<void> {
+    const sandbox = this.#get(key);
+    for (const v of sandbox.record.pod.spec?.volumes ?? []) {
+      const files = volumes[v.name];
+      if (!files || !isMaterialised(v)) continue;
+      writeVolume(join(sandbox.dir, 'volumes', v.name), files);
+    }
   }
 
   async status(key: SandboxKey): Promise<SandboxStatus> {

@@ -205,15 +205,27 @@ export function resourceMetrics(stats: PodStats[]): string {
   return lines.join('\n') + '\n';
 }
 
+/** The URL and decoded path segments of a request; a malformed one is a 400. */
+function parsePath(raw: string | undefined): { url: URL; parts: string[] } {
+  try {
+    const url = new URL(raw ?? '/', 'https://kubelet');
+    return { url, parts: url.pathname.split('/').filter(Boolean).map(decodeURIComponent) };
+  } catch {
+    throw new HttpError(400, 'malformed request path');
+  }
+}
+
 /** Starts the kubelet API; resolves once listening. */
 export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> {
   const started = new Date();
   const server = createServer({
     cert: opts.tls.cert,
     key: opts.tls.key,
-    ca: opts.tls.clientCA,
+    // Without the cluster's client CA, Node would check client certificates against its public CA list: a
+    // publicly issued certificate naming system:masters must never authenticate. Then only tokens count.
+    ...(opts.tls.clientCA ? { ca: opts.tls.clientCA } : {}),
     // Ask for a client certificate but let token-bearing requests through; auth.ts checks `authorized`.
-    requestCert: true,
+    requestCert: Boolean(opts.tls.clientCA),
     rejectUnauthorized: false,
   });
 
@@ -229,9 +241,12 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
   };
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'https://kubelet');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    // Parsed inside the handled block: a malformed path (`/%`, `//`) is a 400, never a crash of the node.
+    let url = new URL('https://kubelet/');
     void (async () => {
+      const parsed = parsePath(req.url);
+      url = parsed.url;
+      const { parts } = parsed;
       await guard(req, url.pathname);
       switch (parts[0]) {
         case 'healthz':
@@ -276,9 +291,8 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? '/', 'https://kubelet');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     void (async () => {
+      const { url, parts } = parsePath(req.url);
       await guard(req, url.pathname);
       const [verb, namespace, name, container] = parts;
       if ((verb !== 'exec' && verb !== 'attach') || !namespace || !name || !container) {
