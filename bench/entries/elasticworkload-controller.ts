@@ -10,13 +10,11 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { ElasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
 import { answerCommands } from './control.ts';
-import { reuseConnections, shareDispatcher } from '../lib/reuse-connections.ts';
 
 const kubeconfig = process.argv[2];
 if (!kubeconfig) throw new Error('usage: elasticworkload-controller.ts <kubeconfig>');
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfig);
-if (reuseConnections) shareDispatcher(kc); // diagnosis only; see bench/lib/reuse-connections.ts
 const controller = new ElasticWorkloadController({ kc, identity: 'bench' });
 await controller.start();
 answerCommands();

@@ -15,7 +15,6 @@ import { FakeProvider } from '../../operator/providers/fake/fake-provider.ts';
 import type { ResolvedPodInputs, SandboxStatus } from '../../operator/providers/types.ts';
 import { startVirtualNode } from '../../operator/virtualnode/run.ts';
 import { answerCommands } from './control.ts';
-import { reuseConnections, shareDispatcher } from '../lib/reuse-connections.ts';
 
 const [kubeconfig, nodeName, kubeletPort] = process.argv.slice(2);
 if (!kubeconfig || !nodeName || !kubeletPort) {
@@ -46,7 +45,6 @@ class TimedFakeProvider extends FakeProvider {
 
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfig);
-if (reuseConnections) shareDispatcher(kc); // diagnosis only; see bench/lib/reuse-connections.ts
 const provider = new TimedFakeProvider();
 const node = await startVirtualNode({
   kc,

@@ -34,6 +34,21 @@ export function readProc(pid: number): ProcReading | undefined {
   }
 }
 
+/**
+ * A process's resident memory from /proc/<pid>/smaps_rollup, in KiB: `rss` counts every page it maps
+ * (shared libraries in full), `pss` splits each shared page among the processes sharing it, so that summing
+ * PSS over processes counts memory once. Undefined once the process is gone (or not readable).
+ */
+export function readMemoryKiB(pid: number): { rss: number; pss: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+    return { rss: field('Rss'), pss: field('Pss') };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Samples a process's RSS and CPU time at an interval; peak RSS and CPU per window come from the samples. */
 export class ProcSampler {
   readonly pid: number;

@@ -4,7 +4,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { reuseConnections } from './reuse-connections.ts';
 
 export const benchDir = resolve(fileURLToPath(import.meta.url), '../..');
 export const repoRoot = resolve(benchDir, '..');
@@ -34,16 +33,14 @@ export function environment(): Record<string, unknown> {
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
     loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
-    apiClientConnections: reuseConnections
-      ? 'what-if: one shared dispatcher per KubeConfig (BENCH_REUSE_CONNECTIONS=1), not the shipped behaviour'
-      : 'as shipped (@kubernetes/client-node 2.0.1: a new TLS connection per request)',
+    apiClientConnections: 'one connection pool per kubeconfig (operator/shared/client.ts shareConnections)',
   };
 }
 
 /** Writes `<name>.json` (pretty) and `<name>.svg`; returns their paths. */
 export function writeResult(name: string, result: object, svg: string): { json: string; svg: string } {
   mkdirSync(resultsDir, { recursive: true });
-  const base = reuseConnections ? `${name}.what-if-shared-connections` : name;
+  const base = name;
   const paths = { json: join(resultsDir, `${base}.json`), svg: join(resultsDir, `${base}.svg`) };
   writeFileSync(paths.json, `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(paths.svg, svg);
