@@ -1,22 +1,26 @@
 /**
- * `make bench`: every benchmark in sequence — webhook (no cluster), then burst and reconcile on one fresh local
- * control plane (bench/.cluster) — each writing `bench/results/<name>.json` and `<name>.svg`, then one summary
- * table. Benchmarks measure; they do not assert: the exit code says only whether they ran.
+ * `make bench`: every benchmark in sequence — webhook (no cluster), then burst, reconcile, eci and sandbox on one
+ * fresh local control plane (bench/.cluster) — each writing `bench/results/<name>.json` and `<name>.svg`, then one
+ * summary table. Benchmarks measure; they do not assert: the exit code says only whether they ran. `sandbox`
+ * runs real local sandboxes and needs root; without root it is skipped with a note.
  *
- *   node bench/run.ts [--only webhook,burst,reconcile] [--quick]
+ *   node bench/run.ts [--only webhook,burst,reconcile,eci,sandbox] [--quick]
  *
- * `--quick` runs small sizes (200 replicas, 200 ElasticWorkloads, 5 s per rate) to check the harness;
+ * `--quick` runs small sizes (200 replicas, 200 ElasticWorkloads, 5 s per rate, 150 ECI pods, 20 sandboxes)
+ * to check the harness;
  * the published numbers come from the default sizes. `KEEP=1` leaves the cluster running.
  */
 import { parseArgs } from 'node:util';
 import { burstBench } from './burst.ts';
+import { eciBench } from './eci.ts';
 import { benchCluster } from './lib/cluster.ts';
 import type { BenchOutcome } from './lib/outcome.ts';
 import { printTable } from './lib/results.ts';
 import { reconcileBench } from './reconcile.ts';
+import { sandboxBench } from './sandbox.ts';
 import { webhookBench } from './webhook.ts';
 
-const ALL = ['webhook', 'burst', 'reconcile'] as const;
+const ALL = ['webhook', 'burst', 'reconcile', 'eci', 'sandbox'] as const;
 type Name = (typeof ALL)[number];
 
 const { values } = parseArgs({
@@ -43,7 +47,9 @@ async function step(name: Name, run: () => Promise<BenchOutcome>): Promise<void>
 }
 
 await step('webhook', () => webhookBench(quick ? { durationSeconds: 5 } : {}));
-if (only.includes('burst') || only.includes('reconcile')) {
+const needsRoot = process.getuid?.() !== 0 && only.includes('sandbox');
+if (needsRoot) console.log('\n== sandbox ==\nskipped: the local provider needs root');
+if (only.some((n) => n !== 'webhook')) {
   console.log('\n== control plane ==');
   const shared = await benchCluster();
   try {
@@ -51,6 +57,10 @@ if (only.includes('burst') || only.includes('reconcile')) {
     await step('reconcile', () =>
       reconcileBench({ cluster: shared, ...(quick ? { count: 200, paced: 50 } : {}) }),
     );
+    await step('eci', () => eciBench({ cluster: shared, ...(quick ? { pods: 150 } : {}) }));
+    if (!needsRoot) {
+      await step('sandbox', () => sandboxBench({ cluster: shared, ...(quick ? { pods: 20 } : {}) }));
+    }
   } finally {
     if (!process.env.KEEP) await shared.cluster.down();
   }

@@ -40,6 +40,12 @@ export interface ProgressSummary {
   boundToRunningMs: Summary;
   /** Pods Running over time (seconds since `t0`), thinned to about 300 points, for plots. */
   runningOverTime: [number, number][];
+  /** Times the watch ended and was re-established (pods created in a gap are first seen late). */
+  watchRestarts: number;
+  /** Why the watch ended (the first few reasons). */
+  watchEndings: string[];
+  /** Pods first seen already Running (created and started within one watch delivery, or in a gap). */
+  firstSeenRunning: number;
 }
 
 /** Follows the pods of `namespace`. */
@@ -113,6 +119,9 @@ export class PodProgress {
       podCreatedToRunningMs: summarize(span((r) => r.added)),
       boundToRunningMs: summarize(span((r) => r.bound)),
       runningOverTime,
+      watchRestarts: this.#watch.restarts,
+      watchEndings: [...new Set(this.#watch.endings)].slice(0, 3),
+      firstSeenRunning: recs.filter((r) => r.running === r.added).length,
     };
   }
 

@@ -27,15 +27,34 @@ export class ObjectWatch<T extends KubernetesObject> {
     this.#onEvent = onEvent;
   }
 
-  /** Resolves once the watch request is established (events after this point are not missed). */
+  /** Why the watch ended, each time it did (for the result's caveats). */
+  readonly endings: string[] = [];
+  #resourceVersion: string | undefined;
+
+  /**
+   * Resolves once the watch request is established (events after this point are not missed). A watch the
+   * server ends is resumed from the last resourceVersion seen, so that no event in between is lost (a fresh
+   * watch would start from "now" and show objects created in the gap only in their later state).
+   */
   async start(): Promise<void> {
+    const resume = this.#resourceVersion ? { resourceVersion: this.#resourceVersion } : {};
     this.#abort = await new Watch(this.#kc).watch(
       this.#path,
-      { ...this.#params, allowWatchBookmarks: false },
-      (type, obj) => this.#onEvent(type, obj as T, nowMs()),
-      () => {
+      { ...this.#params, ...resume, allowWatchBookmarks: true },
+      (type, obj) => {
+        const rv = (obj as KubernetesObject).metadata?.resourceVersion;
+        if (rv) this.#resourceVersion = rv;
+        if (type === 'BOOKMARK') return;
+        if (type === 'ERROR') {
+          this.#resourceVersion = undefined; // 410 Gone: too old; start over from now
+          return;
+        }
+        this.#onEvent(type, obj as T, nowMs());
+      },
+      (err: unknown) => {
         if (this.#stopped) return;
         this.restarts++;
+        this.endings.push(err ? String((err as Error).message ?? err) : 'ended by the server');
         void this.start();
       },
     );
