@@ -25,6 +25,7 @@ import {
   type PodStats,
   type ResolvedPodInputs,
   type SandboxInstance,
+  type SandboxEvent,
   type SandboxKey,
   type SandboxProvider,
   type SandboxStatus,
@@ -87,6 +88,7 @@ export class LocalProvider implements SandboxProvider {
   readonly #sandboxes = new Map<string, LocalSandbox>();
   readonly #deleting = new Map<string, Promise<void>>();
   readonly #creating = new Map<string, { key: SandboxKey; done: Promise<SandboxStatus> }>();
+  readonly #eventListeners = new Set<(event: SandboxEvent) => void>();
   readonly #notifier = new StatusNotifier<LocalSandbox>((s) => this.#sandboxes.get(s.key.uid) === s);
   #cgroups: CgroupMode = { version: 0, reason: 'not detected yet' };
 
@@ -210,11 +212,17 @@ export class LocalProvider implements SandboxProvider {
         (c) => c.limits.milliCPU || c.limits.memoryBytes,
       );
       if (wantsLimits && (this.#cgroups.version === 0 || problems.length > 0)) {
+        const message = `CPU and memory limits are not enforced on this host: ${this.#cgroups.version === 0 ? this.#cgroups.reason : problems.join('; ')}`;
         conditions.push({
           type: 'spillway.dev/ResourceLimitsEnforced',
           status: 'False',
           reason: 'CgroupsUnavailable',
-          message: `CPU and memory limits are not enforced on this host: ${this.#cgroups.version === 0 ? this.#cgroups.reason : problems.join('; ')}`,
+          message,
+        });
+        // Also an Event on the pod, where `kubectl describe` users look first; asynchronous, like every event.
+        queueMicrotask(() => {
+          for (const l of this.#eventListeners)
+            l({ key, type: 'Warning', reason: 'ResourceLimitsNotEnforced', message });
         });
       }
       const processes = await startSandbox(dir);
@@ -329,6 +337,12 @@ export class LocalProvider implements SandboxProvider {
 
   onStatus(listener: (status: SandboxStatus) => void): Unsubscribe {
     return this.#notifier.subscribe(listener);
+  }
+
+  /** Events about sandboxes (limits this host cannot enforce), recorded on the pods by the virtual node. */
+  onEvent(listener: (event: SandboxEvent) => void): Unsubscribe {
+    this.#eventListeners.add(listener);
+    return () => this.#eventListeners.delete(listener);
   }
 
   async logs(key: SandboxKey, container: string, options: LogOptions = {}): Promise<Readable> {
