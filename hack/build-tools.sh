@@ -10,7 +10,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/hack/versions.env"
 bin=${SPILLWAY_BIN:-$root/bin}
 mkdir -p "$bin/.stamps"
-export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
+# GOTOOLCHAIN=auto: a Go older than the wrapper modules ask for fetches the right toolchain from the module proxy.
+export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 
 kube_minor=${KUBERNETES_VERSION#v1.}; kube_minor=${kube_minor%%.*}
 build_date=2026-01-01T00:00:00Z
