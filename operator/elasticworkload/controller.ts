@@ -26,6 +26,7 @@ import {
   type ElasticWorkload,
 } from './api.ts';
 import { distribute, foldBack, type DistributionPlan, type Observation } from './distribute.ts';
+import { ConditionType, setCondition } from './conditions.ts';
 import { elasticWorkloadStatus, sameStatus } from './status.ts';
 import { unitDeployment, unitIsCurrent } from './units.ts';
 
@@ -241,8 +242,44 @@ export class ElasticWorkloadController {
     const now = this.#now();
     const source = this.deployments.get(namespace, ew.spec.sourceTarget.name);
     const units = this.#units(ew);
+    // One source, one owner: a second ElasticWorkload on the same Deployment would fight the first over its
+    // replicas for ever. The oldest claim wins; the others say so and touch nothing.
+    const rival = this.#list(namespace).find(
+      (o) =>
+        o.metadata.uid !== ew.metadata.uid &&
+        o.spec.sourceTarget.name === ew.spec.sourceTarget.name &&
+        olderThan(o, ew),
+    );
+    if (rival && !deleting) {
+      const message = `Deployment ${ew.spec.sourceTarget.name} is already split by ElasticWorkload ${rival.metadata.name}: delete one of the two`;
+      if (ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceClaimed') {
+        void this.#event(ew, EventType.Warning, 'SourceClaimed', 'Claim', message);
+      }
+      await this.#writeStatus(ew, {
+        ...ew.status,
+        conditions: setCondition(
+          ew.status?.conditions,
+          { type: ConditionType.Ready, status: 'False', reason: 'SourceClaimed', message },
+          now,
+        ),
+      });
+      return;
+    }
     if (!source) {
       if (deleting) return this.#removeFinalizer(ew, units);
+      const onUnits = [...units.values()].reduce((n, d) => n + (d.spec?.replicas ?? 0), 0);
+      if (
+        onUnits > 0 &&
+        ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceNotFound'
+      ) {
+        void this.#event(
+          ew,
+          EventType.Warning,
+          'SourceNotFound',
+          'Scale',
+          `Deployment ${ew.spec.sourceTarget.name} is gone while ${onUnits} replicas still run on elastic units: re-create it, or delete this ElasticWorkload to remove the units`,
+        );
+      }
       await this.#writeStatus(
         ew,
         elasticWorkloadStatus({ ew, source, units, plan: undefined, violations: [], now }),
@@ -462,4 +499,10 @@ export class ElasticWorkloadController {
       note,
     );
   }
+}
+
+/** Whether `a` claimed its source before `b` (creation time, then name, so that exactly one wins a tie). */
+function olderThan(a: ElasticWorkload, b: ElasticWorkload): boolean {
+  const at = (e: ElasticWorkload) => new Date(String(e.metadata.creationTimestamp ?? 0)).getTime();
+  return at(a) < at(b) || (at(a) === at(b) && a.metadata.name < b.metadata.name);
 }

@@ -201,6 +201,36 @@ describe('ElasticWorkload controller on the local control plane', () => {
     expect(await getDeployment(cluster.kc, ns.name, 'hostnet-unit-burst')).toBeUndefined();
   });
 
+  it('refuses a second ElasticWorkload on a source that is already split, and says which one has it', async () => {
+    await createEw({
+      apiVersion: 'elastic.spillway.dev/v1alpha1',
+      kind: 'ElasticWorkload',
+      metadata: { name: 'web-again' },
+      spec: {
+        sourceTarget: { kind: 'Deployment', name: 'web', max: 1 },
+        replicas: 9,
+        elasticUnit: [{ name: 'other' }],
+      },
+    });
+    await waitFor('web-again Ready=False SourceClaimed', 30_000, async () => {
+      const c = (await ew('web-again'))?.status?.conditions?.find((x) => x.type === 'Ready');
+      return (
+        c?.status === 'False' && c.reason === 'SourceClaimed' && c.message.includes('ElasticWorkload web')
+      );
+    });
+    expect(await replicasOf('web')).toBe(4);
+    expect(await getDeployment(cluster.kc, ns.name, 'web-unit-other')).toBeUndefined();
+    await objects.deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: ns.name,
+      name: 'web-again',
+    });
+    await waitFor('web-again gone', 30_000, async () => (await ew('web-again')) === undefined);
+    expect(await replicasOf('web')).toBe(4);
+  });
+
   it('folds every replica back into the source when the ElasticWorkload is deleted', async () => {
     await objects.deleteNamespacedCustomObject({
       group: GROUP,
