@@ -24,13 +24,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import {
-  AppsV1Api,
-  CoreV1Api,
-  type KubeConfig,
-  type V1Deployment,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import type { LocalCluster } from '../test/support/cluster.ts';
 import { freePort } from '../test/support/ports.ts';
 import { addKwokNodes, benchCluster, componentPid } from './lib/cluster.ts';
@@ -47,6 +41,7 @@ import {
   resultsDir,
   writeResult,
 } from './lib/results.ts';
+import { pinnedDeployment } from './lib/pod-progress.ts';
 import { nowMs, ratio, summarize, type Summary } from './lib/stats.ts';
 import { ObjectWatch } from './lib/watch.ts';
 
@@ -168,37 +163,6 @@ async function startSystem(
   };
 }
 
-function burstDeployment(namespace: string, nodeName: string, replicas: number): V1Deployment {
-  const labels = { app: 'burst', 'spillway.dev/burst': 'always' };
-  return {
-    metadata: { name: 'burst', namespace },
-    spec: {
-      replicas,
-      selector: { matchLabels: { app: 'burst' } },
-      template: {
-        metadata: { labels },
-        spec: {
-          // What the placement webhook gives a `burst: always` pod, pinned to the node under test.
-          nodeSelector: { 'kubernetes.io/hostname': nodeName },
-          tolerations: [
-            { key: 'virtual-kubelet.io/provider', operator: 'Exists', effect: 'NoSchedule' },
-            { key: 'spillway.dev/virtual-node', operator: 'Exists', effect: 'PreferNoSchedule' },
-          ],
-          terminationGracePeriodSeconds: 0,
-          containers: [
-            {
-              name: 'app',
-              image: 'registry.example.com/burst:1.0',
-              env: [{ name: 'MODE', value: 'burst' }],
-              resources: { requests: { cpu: '10m', memory: '16Mi' } },
-            },
-          ],
-        },
-      },
-    },
-  };
-}
-
 const isRunning = (p: V1Pod) =>
   p.status?.phase === 'Running' &&
   (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
@@ -254,7 +218,12 @@ async function measure(
     const t0 = nowMs();
     await apps.createNamespacedDeployment({
       namespace,
-      body: burstDeployment(namespace, system.nodeName, replicas),
+      body: pinnedDeployment(namespace, 'burst', system.nodeName, replicas, {
+        name: 'app',
+        image: 'registry.example.com/burst:1.0',
+        env: [{ name: 'MODE', value: 'burst' }],
+        resources: { requests: { cpu: '10m', memory: '16Mi' } },
+      }),
     });
     const deadline = Date.now() + Math.max(180_000, replicas * 300);
     let lastLog = Date.now();

@@ -337,10 +337,7 @@ export class ElasticWorkloadController {
         );
       }
     }
-    await this.#writeStatus(
-      ew,
-      elasticWorkloadStatus({ ew, source, units: this.#units(ew), plan, violations, now }),
-    );
+    await this.#writeStatus(ew, elasticWorkloadStatus({ ew, source, units, plan, violations, now }));
     const waits = [
       ...(plan.recheckAfterSeconds ? [plan.recheckAfterSeconds * 1000] : []),
       ...[...limited.values()].map((until) => until - now.getTime() + 1000),

@@ -152,27 +152,21 @@ export class PodController {
     this.#workers.push(
       runWorkers(this.#status, this.#o.statusWorkers, (k) => this.#pushStatus(k), { logger: this.#log }),
     );
+    this.#every(this.#o.orphanIntervalMs, 'orphan collection', () => this.collectOrphans());
+    if (this.#o.provider.updateVolumes) {
+      this.#every(this.#o.volumeRefreshIntervalMs, 'volume refresh', () => this.refreshVolumes());
+    }
+    for (const key of this.pods.keys()) enqueue(this.pods.getByKey(key)!);
+  }
+
+  /** Runs `fn` every `ms` until stop; a failure is logged and the next round tries again. */
+  #every(ms: number, what: string, fn: () => Promise<unknown>): void {
     const t = setInterval(
-      () =>
-        void this.collectOrphans().catch((err) =>
-          this.#log.warn({ err: String(err) }, 'orphan collection failed'),
-        ),
-      this.#o.orphanIntervalMs,
+      () => void fn().catch((err) => this.#log.warn({ err: String(err) }, `${what} failed`)),
+      ms,
     );
     t.unref();
     this.#timers.push(t);
-    if (this.#o.provider.updateVolumes) {
-      const r = setInterval(
-        () =>
-          void this.refreshVolumes().catch((err) =>
-            this.#log.warn({ err: String(err) }, 'volume refresh failed'),
-          ),
-        this.#o.volumeRefreshIntervalMs,
-      );
-      r.unref();
-      this.#timers.push(r);
-    }
-    for (const key of this.pods.keys()) enqueue(this.pods.getByKey(key)!);
   }
 
   /** Stops the queues and the informer; instances keep running. */
@@ -311,10 +305,10 @@ export class PodController {
 
   async #deleteInstance(k: SandboxKey, gracePeriodSeconds?: number): Promise<void> {
     await this.#o.provider.delete(k, gracePeriodSeconds === undefined ? {} : { gracePeriodSeconds });
-    this.#created.delete(k.uid);
-    this.#reports.delete(k.uid);
-    this.#createFailures.delete(k.uid);
-    this.#evicted.delete(k.uid);
+    const failed = this.#failed.has(k.uid);
+    this.#forget(k.uid);
+    // A pod the node failed stays failed: its instance is gone, but it must not be created again.
+    if (failed) this.#failed.add(k.uid);
   }
 
   async #pushStatus(key: string): Promise<void> {
