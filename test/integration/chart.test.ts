@@ -11,10 +11,8 @@ import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
   ApiextensionsV1Api,
-  AppsV1Api,
   CoreV1Api,
   CoordinationV1Api,
-  CustomObjectsApi,
   PatchStrategy,
   RbacAuthorizationV1Api,
   setHeaderOptions,
@@ -47,6 +45,7 @@ import {
 import { installThirdPartyCrdStubs } from '../support/chart-stubs.ts';
 import { kubectl } from '../support/kube.ts';
 import { createTestNamespace } from '../support/namespace.ts';
+import { createDeployment, createElasticWorkload, deployment } from '../support/objects.ts';
 import { freePort } from '../support/ports.ts';
 
 const CRD_NAME = 'elasticworkloads.elastic.spillway.dev';
@@ -420,42 +419,17 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
 
   it('bursts an ElasticWorkload unit onto the virtual node with exactly the chart RBAC', async () => {
     app = await createTestNamespace(cluster.kc, 'chart-app');
-    const apps = cluster.kc.makeApiClient(AppsV1Api);
-    await apps.createNamespacedDeployment({
-      namespace: app.name,
-      body: {
-        metadata: { name: 'web' },
-        spec: {
-          replicas: 1,
-          selector: { matchLabels: { app: 'web' } },
-          template: {
-            metadata: { labels: { app: 'web' } },
-            spec: { containers: [{ name: 'web', image: 'registry.k8s.io/pause:3.10' }] },
-          },
+    await createDeployment(cluster.kc, app.name, deployment('web', 1));
+    await createElasticWorkload(cluster.kc, app.name, 'web', {
+      sourceTarget: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', min: 1, max: 1 },
+      replicas: 3,
+      elasticUnit: [
+        {
+          name: 'burst',
+          labels: { 'spillway.dev/burst': 'always' },
+          nodeSelector: { 'kubernetes.io/hostname': nodeName },
         },
-      },
-    });
-    await cluster.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-      group: 'elastic.spillway.dev',
-      version: 'v1alpha1',
-      namespace: app.name,
-      plural: 'elasticworkloads',
-      body: {
-        apiVersion: 'elastic.spillway.dev/v1alpha1',
-        kind: 'ElasticWorkload',
-        metadata: { name: 'web' },
-        spec: {
-          sourceTarget: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', min: 1, max: 1 },
-          replicas: 3,
-          elasticUnit: [
-            {
-              name: 'burst',
-              labels: { 'spillway.dev/burst': 'always' },
-              nodeSelector: { 'kubernetes.io/hostname': nodeName },
-            },
-          ],
-        },
-      },
+      ],
     });
     const running = async () =>
       (await podsOf(app.name, 'app=web')).filter((p) => p.status?.phase === 'Running');

@@ -6,10 +6,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
+import { createDeployment, createElasticWorkload, deployment } from '../support/objects.ts';
 import { freePort } from '../support/ports.ts';
 
 function spillway(
@@ -66,37 +67,13 @@ describe('the spillway command', () => {
           .listMutatingWebhookConfiguration();
         return list.items.some((w) => w.metadata?.name === 'spillway');
       });
-      await cluster.kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
-        namespace: ns.name,
-        body: {
-          metadata: { name: 'web' },
-          spec: {
-            replicas: 1,
-            selector: { matchLabels: { app: 'web' } },
-            template: {
-              metadata: { labels: { app: 'web' } },
-              spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] },
-            },
-          },
-        },
-      });
-      await cluster.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-        group: 'elastic.spillway.dev',
-        version: 'v1alpha1',
-        plural: 'elasticworkloads',
-        namespace: ns.name,
-        body: {
-          apiVersion: 'elastic.spillway.dev/v1alpha1',
-          kind: 'ElasticWorkload',
-          metadata: { name: 'web' },
-          spec: {
-            sourceTarget: { kind: 'Deployment', name: 'web', max: 1 },
-            replicas: 4,
-            elasticUnit: [
-              { name: 'spot', labels: { 'spillway.dev/burst': 'always', 'spillway.dev/capacity': 'spot' } },
-            ],
-          },
-        },
+      await createDeployment(cluster.kc, ns.name, deployment('web', 1, { image: 'nginx:1.27' }));
+      await createElasticWorkload(cluster.kc, ns.name, 'web', {
+        sourceTarget: { kind: 'Deployment', name: 'web', max: 1 },
+        replicas: 4,
+        elasticUnit: [
+          { name: 'spot', labels: { 'spillway.dev/burst': 'always', 'spillway.dev/capacity': 'spot' } },
+        ],
       });
       await waitFor('3 unit pods Running on cli-virtual with spot annotations', 60_000, async () => {
         const pods = (

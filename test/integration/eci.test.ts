@@ -4,7 +4,7 @@
  * no spot stock moves an ElasticWorkload's replicas to its next unit, and a restart makes no second
  * container group.
  */
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ElasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
@@ -14,6 +14,7 @@ import { FakeEci } from '../support/fake-eci/server.ts';
 import { fakeEciConfig } from '../support/fake-eci/provider-config.ts';
 import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
+import { createDeployment, createElasticWorkload, deployment as oneContainer } from '../support/objects.ts';
 import { freePort } from '../support/ports.ts';
 
 const nodeName = 'spillway-virtual-eci';
@@ -155,44 +156,20 @@ describe('the ECI provider against the fake ECI endpoint', () => {
     await controller.start();
     try {
       fake.noStock.spot = true;
-      await cluster.kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
-        namespace: ns.name,
-        body: {
-          metadata: { name: 'batch' },
-          spec: {
-            replicas: 1,
-            selector: { matchLabels: { app: 'batch' } },
-            template: {
-              metadata: { labels: { app: 'batch' } },
-              spec: { containers: [{ name: 'app', image: 'busybox' }] },
-            },
-          },
-        },
-      });
+      await createDeployment(cluster.kc, ns.name, oneContainer('batch', 1, { image: 'busybox' }));
       const unit = (name: string, labels: Record<string, string>) => ({
         name,
         labels,
         nodeSelector: onVirtualNode.nodeSelector,
         tolerations: onVirtualNode.tolerations,
       });
-      await cluster.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-        group: 'elastic.spillway.dev',
-        version: 'v1alpha1',
-        plural: 'elasticworkloads',
-        namespace: ns.name,
-        body: {
-          apiVersion: 'elastic.spillway.dev/v1alpha1',
-          kind: 'ElasticWorkload',
-          metadata: { name: 'batch' },
-          spec: {
-            sourceTarget: { kind: 'Deployment', name: 'batch', max: 1 },
-            replicas: 5,
-            elasticUnit: [
-              unit('spot', { 'spillway.dev/capacity': 'spot' }),
-              unit('on-demand', { 'spillway.dev/capacity': 'on-demand' }),
-            ],
-          },
-        },
+      await createElasticWorkload(cluster.kc, ns.name, 'batch', {
+        sourceTarget: { kind: 'Deployment', name: 'batch', max: 1 },
+        replicas: 5,
+        elasticUnit: [
+          unit('spot', { 'spillway.dev/capacity': 'spot' }),
+          unit('on-demand', { 'spillway.dev/capacity': 'on-demand' }),
+        ],
       });
       await waitFor('4 replicas Running on the on-demand unit', 90_000, async () => {
         const onDemand = (await podsOf('app=batch,spillway.dev/unit=on-demand')).filter(running);
