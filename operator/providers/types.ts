@@ -60,6 +60,25 @@ export interface MaterialisedVolume {
   files: { path: string; content: Buffer; mode?: number }[];
 }
 
+/** A ServiceAccount for a provider's sidecars, and where they reach the apiserver. */
+export interface SidecarIdentity {
+  namespace: string;
+  name: string;
+  expirationSeconds: number;
+  /** The apiserver URL instances reach; default: the addresses behind the `default/kubernetes` Service. */
+  apiServer?: string;
+}
+
+/** A token of the {@link SidecarIdentity}, with what a kubeconfig needs besides it. */
+export interface SidecarCredentials {
+  token: string;
+  expiresAt: Date;
+  /** The apiserver URL. */
+  server: string;
+  /** The cluster CA bundle (PEM) that verifies it. */
+  caPem: string;
+}
+
 /** Pod phase as the provider sees it; same meaning as `PodStatus.phase`. */
 export type SandboxPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
 
@@ -339,6 +358,16 @@ export interface SandboxProvider {
    * @throws NotFoundError no instance for this UID
    */
   updateVolumes?(key: SandboxKey, volumes: Record<string, MaterialisedVolume>): Promise<void>;
+
+  /**
+   * The ServiceAccount the provider's own sidecars authenticate as (ECI's kube-proxy), when it has any. The
+   * virtual node then mints tokens for it, bound to its Node, before the first create and again at 80 % of
+   * their lifetime, and hands each to {@link setSidecarCredentials}.
+   */
+  sidecarIdentity?(): SidecarIdentity | undefined;
+
+  /** Takes the first and every renewed sidecar credential; running instances get the new token in place. */
+  setSidecarCredentials?(credentials: SidecarCredentials): Promise<void>;
 
   /**
    * Resource usage of one instance now.

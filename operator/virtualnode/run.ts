@@ -14,11 +14,14 @@ import { KubeletAuth } from './kubelet/auth.ts';
 import { NodeController, type VirtualNodeConfig } from './node.ts';
 import { PodController, type PodControllerOptions } from './pods.ts';
 import type { ResolverSource } from './resolve.ts';
+import { startSidecarCredentials, type SidecarCredentialsLoop } from './sidecar-credentials.ts';
 
 /** A running virtual node. */
 export interface RunningVirtualNode {
   node: NodeController;
   pods: PodController;
+  /** The renewal of the provider's sidecar token, when the provider has a sidecar identity. */
+  sidecarCredentials?: SidecarCredentialsLoop;
   stop(): Promise<void>;
 }
 
@@ -140,6 +143,19 @@ export async function startVirtualNode(opts: {
     logger: log,
   });
   await node.start();
+  // The provider's sidecars get their token before the first create (it is bound to the Node just registered).
+  const identity = opts.provider.sidecarIdentity?.();
+  const sidecarCredentials = identity
+    ? await startSidecarCredentials({
+        kc: opts.kc,
+        core: clients.core,
+        discovery: clients.discovery,
+        nodeName: opts.config.name,
+        identity,
+        provider: opts.provider,
+        logger: log,
+      })
+    : undefined;
   const capacity = await opts.provider.capacity();
   const pods = new PodController(
     {
@@ -194,7 +210,9 @@ export async function startVirtualNode(opts: {
   return {
     node,
     pods,
+    ...(sidecarCredentials && { sidecarCredentials }),
     stop: async () => {
+      sidecarCredentials?.stop();
       kubelet.close();
       kubelet.closeAllConnections();
       node.stop();

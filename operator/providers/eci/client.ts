@@ -9,11 +9,14 @@ import Credential, { Config as CredentialConfig } from '@alicloud/credentials';
 import Eci, {
   CreateContainerGroupRequest,
   DeleteContainerGroupRequest,
+  DescribeContainerGroupEventsRequest,
   DescribeContainerGroupsRequest,
+  DescribeContainerGroupStatusRequest,
   DescribeContainerLogRequest,
   DescribeMultiContainerGroupMetricRequest,
   DescribeRegionsRequest,
   ExecContainerCommandRequest,
+  UpdateContainerGroupRequest,
   type DescribeContainerGroupsResponseBodyContainerGroups,
   type DescribeMultiContainerGroupMetricResponseBodyMonitorDatas,
 } from '@alicloud/eci20180808';
@@ -22,6 +25,7 @@ import type { Logger } from '../../shared/log.ts';
 import { classify, toProviderError, type CallContext } from './api-errors.ts';
 import { rateLimitFor, type EciConfig } from './config.ts';
 import type { ContainerGroupSpec } from './mapping.ts';
+import type { EciVolume } from './mapping-volumes.ts';
 import { TokenBucket } from './rate-limit.ts';
 
 /**
@@ -145,6 +149,70 @@ export class EciApi {
     await this.#call({ ...ctx, action: 'DeleteContainerGroup' }, () =>
       this.#client.deleteContainerGroup(request),
     );
+  }
+
+  /**
+   * Replaces the group's volumes (UpdateContainerGroup, IncrementalUpdate: nothing else changes). ECI shows
+   * the group `Updating` meanwhile; `clientToken` makes a repeat a no-op.
+   */
+  async updateVolumes(
+    id: string,
+    volumes: EciVolume[],
+    clientToken: string,
+    ctx: Omit<CallContext, 'action'> = {},
+  ): Promise<void> {
+    const request = new UpdateContainerGroupRequest({
+      regionId: this.#config.regionId,
+      containerGroupId: id,
+      updateType: 'IncrementalUpdate',
+      volume: volumes,
+      clientToken,
+    });
+    await this.#call({ ...ctx, action: 'UpdateContainerGroup' }, () =>
+      this.#client.updateContainerGroup(request),
+    );
+  }
+
+  /**
+   * The groups carrying all of `tags` whose status changed or that had an event in the last `sinceSecond`
+   * seconds, by id, each with a fingerprint of what was reported (status and events), so that a change seen
+   * by an earlier, overlapping window can be told apart from a new one: one DescribeContainerGroupStatus
+   * (pages of 200) and one DescribeContainerGroupEvents, whatever the number of groups.
+   */
+  async changedSince(tags: Tag[], sinceSecond: number): Promise<Map<string, string>> {
+    const ids = new Map<string, string>();
+    const add = (id: string | undefined, what: unknown) => {
+      if (id) ids.set(id, (ids.get(id) ?? '') + JSON.stringify(what));
+    };
+    let nextToken: string | undefined;
+    do {
+      const request = new DescribeContainerGroupStatusRequest({
+        regionId: this.#config.regionId,
+        tag: tags,
+        sinceSecond,
+        limit: 200,
+        nextToken,
+      });
+      const res = await this.#call({ action: 'DescribeContainerGroupStatus' }, () =>
+        this.#client.describeContainerGroupStatus(request),
+      );
+      for (const d of res.body?.data ?? []) add(d.containerGroupId, [d.status, d.podStatus]);
+      nextToken = res.body?.nextToken || undefined;
+    } while (nextToken);
+    const request = new DescribeContainerGroupEventsRequest({
+      regionId: this.#config.regionId,
+      tag: tags,
+      sinceSecond,
+    });
+    const res = await this.#call({ action: 'DescribeContainerGroupEvents' }, () =>
+      this.#client.describeContainerGroupEvents(request),
+    );
+    for (const d of res.body?.data ?? [])
+      add(
+        d.containerGroupId,
+        (d.events ?? []).map((e) => [e.reason, e.message, e.count, e.lastTimestamp]),
+      );
+    return ids;
   }
 
   /** Groups by id (at most 20 per call: ECI's limit), with events. */

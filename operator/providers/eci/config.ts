@@ -23,6 +23,9 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<string, RateLimit>> = {
   CreateContainerGroup: { qps: 20, burst: 100 },
   DeleteContainerGroup: { qps: 20, burst: 100 },
   DescribeContainerGroups: { qps: 20, burst: 40 },
+  DescribeContainerGroupStatus: { qps: 10, burst: 20 },
+  DescribeContainerGroupEvents: { qps: 10, burst: 20 },
+  UpdateContainerGroup: { qps: 10, burst: 20 },
   DescribeContainerLog: { qps: 10, burst: 20 },
   ExecContainerCommand: { qps: 10, burst: 20 },
   DescribeMultiContainerGroupMetric: { qps: 5, burst: 10 },
@@ -103,22 +106,34 @@ export const EciConfigSchema = z
     clusterDomain: z.string().default('cluster.local'),
     /**
      * The kube-proxy sidecar that makes ClusterIPs reachable from an instance (ECI's API has no such option).
-     * It needs a kubeconfig whose identity may only read Services, EndpointSlices and Nodes.
+     * Its identity may only read Services, EndpointSlices and Nodes: either a ServiceAccount the virtual node
+     * mints short-lived tokens for (the chart's default, rotated in place), or a fixed kubeconfig.
      */
     kubeProxy: z
       .object({
         enabled: z.boolean().default(false),
         image: z.string().min(1).default('registry.k8s.io/kube-proxy:v1.36.3'),
-        /** The kubeconfig content (from a Secret), mounted read-only into the sidecar. */
+        /** The ServiceAccount whose tokens (bound to the virtual Node) the sidecar uses. */
+        serviceAccount: z.object({ namespace: z.string().min(1), name: z.string().min(1) }).optional(),
+        /** Lifetime of each minted token; it is renewed at 80 % and pushed to running instances. */
+        tokenExpirationSeconds: z.number().int().min(600).default(86_400),
+        /** The apiserver URL instances reach over the VPC; default: the addresses behind default/kubernetes. */
+        apiServer: z.url({ protocol: /^https$/ }).optional(),
+        /** A fixed kubeconfig (from a Secret) instead of minted tokens; it is never rotated. */
         kubeconfig: z.string().min(1).optional(),
         /** The pod CIDR of the cluster, for kube-proxy's masquerading decisions. */
         clusterCIDR: z.string().optional(),
       })
-      .refine((k) => !k.enabled || k.kubeconfig !== undefined, {
-        message: 'kubeconfig is required when the kube-proxy sidecar is enabled',
-        path: ['kubeconfig'],
+      .refine((k) => !k.enabled || (k.serviceAccount === undefined) !== (k.kubeconfig === undefined), {
+        message:
+          'the kube-proxy sidecar needs exactly one of serviceAccount (minted, rotated tokens) or kubeconfig',
+        path: ['serviceAccount'],
       })
-      .default({ enabled: false, image: 'registry.k8s.io/kube-proxy:v1.36.3' }),
+      .default({
+        enabled: false,
+        image: 'registry.k8s.io/kube-proxy:v1.36.3',
+        tokenExpirationSeconds: 86_400,
+      }),
     /** The spec of a pod that states no resources. */
     defaultSpec: spec.default({ cpu: 2, memory: 4 }),
     /** Extra tags on every instance (cost allocation). At most 15: spillway uses 5 of ECI's 20. */
@@ -136,8 +151,13 @@ export const EciConfigSchema = z
         maxDelayMs: z.number().int().min(1).default(10_000),
       })
       .default({ maxAttempts: 5, baseDelayMs: 200, maxDelayMs: 10_000 }),
-    /** How often the status poller lists the node's instances (one paged DescribeContainerGroups). */
+    /**
+     * How often the status poller asks what changed (DescribeContainerGroupStatus and
+     * DescribeContainerGroupEvents with SinceSecond, then the changed groups by id).
+     */
     pollIntervalMs: z.number().int().min(10).default(1000),
+    /** How often it lists every instance of the node instead (paged DescribeContainerGroups), to miss nothing. */
+    resyncIntervalMs: z.number().int().min(10).default(60_000),
     /** How often a followed log is polled. */
     logPollIntervalMs: z.number().int().min(10).default(1000),
     readTimeoutMs: z.number().int().positive().default(10_000),

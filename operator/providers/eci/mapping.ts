@@ -7,7 +7,15 @@
 import { createHash } from 'node:crypto';
 import type { V1Pod, V1PodDNSConfig } from '@kubernetes/client-node';
 import { CAPACITY_LABEL } from '../../../webhooks/contract.ts';
-import { describeKey, InvalidPodSpecError, sandboxKey, type ResolvedPodInputs } from '../types.ts';
+import { stringify } from 'yaml';
+import {
+  describeKey,
+  InvalidPodSpecError,
+  sandboxKey,
+  type MaterialisedVolume,
+  type ResolvedPodInputs,
+  type SidecarCredentials,
+} from '../types.ts';
 import type { EciConfig } from './config.ts';
 import { mapContainer, type EciContainer, type MappingSink } from './mapping-containers.ts';
 import { configFileVolume, mapVolumes, type EciVolume } from './mapping-volumes.ts';
@@ -52,6 +60,8 @@ export const HONOURED_ANNOTATIONS = [
 /** What the pod controller resolved, plus the image pull secrets' `.dockerconfigjson` contents by Secret name. */
 export interface EciPodInputs extends ResolvedPodInputs {
   imagePullSecrets?: Record<string, Buffer>;
+  /** The kube-proxy sidecar's files when its identity is a minted ServiceAccount token (provider-supplied). */
+  kubeProxyFiles?: MaterialisedVolume['files'];
 }
 
 /** The CreateContainerGroup request (without RegionId), with the SDK's camelCase field names. */
@@ -262,9 +272,41 @@ function registryCredentials(
   return out.length > 0 ? out : undefined;
 }
 
-/** The kube-proxy sidecar and its kubeconfig volume: ClusterIP reachability, which ECI's API cannot give. */
-export function kubeProxySidecar(config: EciConfig): { container: EciContainer; volume: EciVolume } {
-  const dir = '/var/lib/spillway-kube-proxy';
+/** Where the kube-proxy sidecar's files are mounted. */
+const KUBE_PROXY_DIR = '/var/lib/spillway-kube-proxy';
+
+/**
+ * The files of the kube-proxy sidecar for a minted token: a kubeconfig that reads the token from `token`
+ * (client-go re-reads a tokenFile, so a renewed token written in place is picked up without a restart) and
+ * verifies the apiserver with `ca.crt`.
+ */
+export function kubeProxyFiles(c: SidecarCredentials): MaterialisedVolume['files'] {
+  const kubeconfig = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [
+      { name: 'cluster', cluster: { server: c.server, 'certificate-authority': `${KUBE_PROXY_DIR}/ca.crt` } },
+    ],
+    users: [{ name: 'kube-proxy', user: { tokenFile: `${KUBE_PROXY_DIR}/token` } }],
+    contexts: [{ name: 'kube-proxy', context: { cluster: 'cluster', user: 'kube-proxy' } }],
+    'current-context': 'kube-proxy',
+  };
+  return [
+    { path: 'kubeconfig', content: Buffer.from(stringify(kubeconfig)), mode: 0o400 },
+    { path: 'token', content: Buffer.from(c.token), mode: 0o400 },
+    { path: 'ca.crt', content: Buffer.from(c.caPem), mode: 0o444 },
+  ];
+}
+
+/**
+ * The kube-proxy sidecar and its volume: ClusterIP reachability, which ECI's API cannot give. `files` are the
+ * minted-token files ({@link kubeProxyFiles}); without them the configured fixed kubeconfig is used.
+ */
+export function kubeProxySidecar(
+  config: EciConfig,
+  files?: MaterialisedVolume['files'],
+): { container: EciContainer; volume: EciVolume } {
+  const dir = KUBE_PROXY_DIR;
   return {
     container: {
       name: KUBE_PROXY_CONTAINER,
@@ -283,9 +325,10 @@ export function kubeProxySidecar(config: EciConfig): { container: EciContainer; 
       securityContext: { capability: { add: ['NET_ADMIN', 'NET_RAW'] } },
       volumeMount: [{ name: KUBE_PROXY_CONTAINER, mountPath: dir, readOnly: true }],
     },
-    volume: configFileVolume(KUBE_PROXY_CONTAINER, [
-      { path: 'kubeconfig', content: Buffer.from(config.kubeProxy.kubeconfig ?? ''), mode: 0o400 },
-    ]),
+    volume: configFileVolume(
+      KUBE_PROXY_CONTAINER,
+      files ?? [{ path: 'kubeconfig', content: Buffer.from(config.kubeProxy.kubeconfig ?? ''), mode: 0o400 }],
+    ),
   };
 }
 
@@ -342,7 +385,9 @@ export function podToContainerGroup(
         message: `the container name ${KUBE_PROXY_CONTAINER} is reserved for spillway's kube-proxy sidecar`,
       });
     }
-    const sidecar = kubeProxySidecar(config);
+    if (config.kubeProxy.serviceAccount && !inputs.kubeProxyFiles)
+      throw new Error('the kube-proxy sidecar has no credentials yet: the virtual node mints them first');
+    const sidecar = kubeProxySidecar(config, inputs.kubeProxyFiles);
     containers.push(sidecar.container);
     volumes.push(sidecar.volume);
   }

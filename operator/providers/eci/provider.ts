@@ -4,11 +4,17 @@
  * - create: pod → CreateContainerGroup (mapping.ts) with a ClientToken from the pod UID; before it, the node's
  *   instances are listed once by tag (the poller's first sync), so a create replayed after a restart finds the
  *   instance instead of making a second one, and ECI dedupes the token for creates still in flight.
- * - status: one paged DescribeContainerGroups by the node's tags on an interval and on demand; `status()` of
- *   several pods in one tick is one call by ids. Changes go to `onStatus`, ECI events to `onEvent`.
+ * - status: on an interval and on demand, what changed since the last poll (DescribeContainerGroupStatus and
+ *   DescribeContainerGroupEvents with SinceSecond: two calls whatever the number of instances), then the changed
+ *   groups by id, 20 per call; every `resyncIntervalMs` (and first) a paged DescribeContainerGroups of all the
+ *   node's instances instead. `status()` of several pods in one tick is one call by ids. Changes go to
+ *   `onStatus`, ECI events to `onEvent`.
+ * - volumes: `updateVolumes` and renewed kube-proxy tokens become UpdateContainerGroup, only when a file
+ *   really changed (volume-updates.ts).
  * - everything goes through EciApi: token bucket per action, back-off on throttling and 5xx.
  */
 import type { V1Pod } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { componentLogger, type Logger } from '../../shared/log.ts';
 import {
@@ -26,16 +32,28 @@ import {
   type SandboxKey,
   type SandboxProvider,
   type SandboxStatus,
+  type SidecarCredentials,
+  type SidecarIdentity,
+  type MaterialisedVolume,
   type Unsubscribe,
 } from '../types.ts';
 import { EciApi, type ContainerGroup, type EciClient, type Tag } from './client.ts';
 import { parseEciConfig, type EciConfig } from './config.ts';
 import { execOverWebSocket } from './exec.ts';
 import { containerLogs } from './logs.ts';
-import { clientToken, podToContainerGroup, TAGS, type EciPodInputs } from './mapping.ts';
+import {
+  clientToken,
+  KUBE_PROXY_CONTAINER,
+  kubeProxyFiles,
+  podToContainerGroup,
+  TAGS,
+  type EciPodInputs,
+} from './mapping.ts';
+import { configFileVolume, type EciVolume } from './mapping-volumes.ts';
 import { Batcher, Poller } from './poller.ts';
 import { metricsToStats } from './stats.ts';
 import { eventsOf, groupToStatus, keyOfGroup } from './status.ts';
+import { describedVolumes, updatedVolumes } from './volume-updates.ts';
 
 /** What the provider is built from. */
 export interface EciProviderOptions {
@@ -74,7 +92,14 @@ export class EciProvider implements SandboxProvider {
   readonly #eventListeners = new Set<(e: PodEvent) => void>();
   readonly #poller: Poller;
   readonly #byId: Batcher<string, ContainerGroup>;
+  /** Pods told once that their instance's files are not refreshed (restartPolicy Never). */
+  readonly #notRefreshed = new Set<string>();
   #synced = false;
+  #lastPoll = 0;
+  /** What the last incremental poll reported of each group (see EciApi.changedSince). */
+  readonly #reported = new Map<string, string>();
+  #lastResync = 0;
+  #kubeProxyFiles: MaterialisedVolume['files'] | undefined;
 
   /** @throws Error listing every invalid configuration field */
   constructor(options: EciProviderOptions) {
@@ -98,7 +123,11 @@ export class EciProvider implements SandboxProvider {
 
   async create(pod: V1Pod, inputs: EciPodInputs = {}): Promise<SandboxStatus> {
     const key = sandboxKey(pod);
-    const mapping = podToContainerGroup(pod, inputs, this.config);
+    const mapping = podToContainerGroup(
+      pod,
+      { ...inputs, ...(this.#kubeProxyFiles && { kubeProxyFiles: this.#kubeProxyFiles }) },
+      this.config,
+    );
     this.#poller.start();
     // The first listing by the node's tags is the lookup that makes a create replayed after a restart find
     // its instance; until it has succeeded, creates wait for it (and fail with it).
@@ -233,6 +262,81 @@ export class EciProvider implements SandboxProvider {
     return execOverWebSocket(uri, streams);
   }
 
+  /**
+   * Writes refreshed configMap/secret/downwardAPI/projected files into the running instance (one
+   * UpdateContainerGroup), when any file changed beyond a still-fresh token. ECI updates only Pending and
+   * Running instances, and may fail the containers of a restartPolicy Never one: those keep their files, and
+   * the pod gets one Warning Event saying so.
+   * @throws NotFoundError no instance for this UID
+   */
+  async updateVolumes(key: SandboxKey, volumes: Record<string, MaterialisedVolume>): Promise<void> {
+    const replacements = Object.fromEntries(
+      Object.entries(volumes).map(([name, v]) => [name, configFileVolume(name, v.files)]),
+    );
+    await this.#updateGroupVolumes(key, replacements);
+  }
+
+  sidecarIdentity(): SidecarIdentity | undefined {
+    const k = this.config.kubeProxy;
+    if (!k.enabled || !k.serviceAccount) return undefined;
+    return {
+      ...k.serviceAccount,
+      expirationSeconds: k.tokenExpirationSeconds,
+      ...(k.apiServer && { apiServer: k.apiServer }),
+    };
+  }
+
+  /**
+   * Takes a (renewed) kube-proxy token: new instances get it at create, and every known instance with the
+   * sidecar whose token has less than half of its lifetime left gets it written in place.
+   */
+  async setSidecarCredentials(credentials: SidecarCredentials): Promise<void> {
+    this.#kubeProxyFiles = kubeProxyFiles(credentials);
+    const volume = { [KUBE_PROXY_CONTAINER]: configFileVolume(KUBE_PROXY_CONTAINER, this.#kubeProxyFiles) };
+    const targets = [...this.#known.values()].filter(({ group }) =>
+      group.containers?.some((c) => c.name === KUBE_PROXY_CONTAINER),
+    );
+    let failed = 0;
+    // A few at a time: the UpdateContainerGroup bucket paces them anyway.
+    for (let i = 0; i < targets.length; i += 8) {
+      const results = await Promise.allSettled(
+        targets.slice(i, i + 8).map(({ key }) => this.#updateGroupVolumes(key, volume)),
+      );
+      failed += results.filter((r) => r.status === 'rejected' && !isNotFound(r.reason)).length;
+    }
+    if (failed > 0)
+      this.#log.warn({ failed, of: targets.length }, 'kube-proxy token not renewed in some ECI instances');
+  }
+
+  /** Sends the instance's volumes with `replacements` swapped in, if that changes anything. */
+  async #updateGroupVolumes(key: SandboxKey, replacements: Record<string, EciVolume>): Promise<void> {
+    const id =
+      this.#known.get(key.uid)?.group.containerGroupId ?? (await this.#lookup(key))?.containerGroupId;
+    const group = id ? await this.#byId.get(id) : undefined;
+    if (!id || !group) throw new NotFoundError(`no ECI container group for pod ${describeKey(key)}`, { key });
+    if (group.status !== 'Pending' && group.status !== 'Running') return;
+    const next = updatedVolumes(describedVolumes(group), replacements);
+    if (!next) return;
+    if (group.restartPolicy === 'Never') {
+      if (!this.#notRefreshed.has(key.uid)) {
+        this.#notRefreshed.add(key.uid);
+        this.#emitEvent({
+          key,
+          type: 'Warning',
+          reason: 'EciVolumesNotRefreshed',
+          message:
+            'changed configMap/secret/token files are not written into this instance: ECI may fail the containers of a restartPolicy Never instance it updates',
+        });
+      }
+      return;
+    }
+    const token = clientToken(
+      `${key.uid}/${createHash('sha256').update(JSON.stringify(next)).digest('hex')}`,
+    );
+    await this.api.updateVolumes(id, next, token, { key });
+    this.#log.info({ pod: describeKey(key), containerGroupId: id }, 'updated ECI instance volumes');
+  }
+
   async stats(key: SandboxKey): Promise<PodStats> {
     const group = await this.#group(key);
     const [data] = await this.api.describeMetrics([group.containerGroupId!]);
@@ -287,8 +391,32 @@ export class EciProvider implements SandboxProvider {
     this.#poller.stop();
   }
 
-  /** One listing of the node's instances: refreshes the cache, emits changed statuses and new events. */
+  /**
+   * One poll: the groups that changed since the last one, by id; or, first and every `resyncIntervalMs`, a
+   * listing of all the node's instances. Refreshes the cache, emits changed statuses and new events.
+   */
   async #poll(): Promise<void> {
+    const started = Date.now();
+    if (this.#synced && started - this.#lastResync < this.config.resyncIntervalMs) {
+      // Whole seconds, plus one for event timestamps (whole seconds) and one for the request's way there.
+      const since = Math.ceil((started - this.#lastPoll) / 1000) + 2;
+      const changed = await this.api.changedSince(this.nodeTags, since);
+      // Windows overlap: describe only what this poll is the first to report.
+      const fresh = [...changed].filter(([id, f]) => this.#reported.get(id) !== f).map(([id]) => id);
+      for (const g of fresh.length > 0 ? await this.api.describeByIds(fresh) : []) {
+        const key = keyOfGroup(g);
+        if (key) this.#remember(key, g);
+      }
+      for (const id of fresh) this.#reported.set(id, changed.get(id)!);
+      this.#lastPoll = started;
+      return;
+    }
+    await this.#resync();
+    this.#lastPoll = this.#lastResync = started;
+  }
+
+  /** One listing of all the node's instances; instances no longer listed are forgotten. */
+  async #resync(): Promise<void> {
     const groups = await this.api.describeByTags(this.nodeTags);
     const seen = new Set<string>();
     for (const g of groups) {
@@ -305,6 +433,18 @@ export class EciProvider implements SandboxProvider {
   }
 
   #remember(key: SandboxKey, group: ContainerGroup): void {
+    // An instance first seen (adopted after a restart) may hold a kube-proxy token older than the one minted.
+    if (
+      this.#kubeProxyFiles &&
+      !this.#known.has(key.uid) &&
+      group.containers?.some((c) => c.name === KUBE_PROXY_CONTAINER)
+    ) {
+      const volume = { [KUBE_PROXY_CONTAINER]: configFileVolume(KUBE_PROXY_CONTAINER, this.#kubeProxyFiles) };
+      if (updatedVolumes(describedVolumes(group), volume))
+        void this.#updateGroupVolumes(key, volume).catch((err: unknown) =>
+          this.#log.warn({ pod: describeKey(key), err: String(err) }, 'kube-proxy token not renewed'),
+        );
+    }
     const created = Date.parse(group.creationTime ?? '');
     const createdAt = this.#known.get(key.uid)?.createdAt ?? (Number.isNaN(created) ? Date.now() : created);
     this.#known.set(key.uid, { key, group, createdAt });
@@ -325,7 +465,10 @@ export class EciProvider implements SandboxProvider {
   }
 
   #forget(uid: string): void {
+    const id = this.#known.get(uid)?.group.containerGroupId;
+    if (id) this.#reported.delete(id);
     this.#known.delete(uid);
+    this.#notRefreshed.delete(uid);
     this.#emitted.delete(uid);
     this.#seenEvents.delete(uid);
   }

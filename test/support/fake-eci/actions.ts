@@ -1,8 +1,9 @@
 /**
  * The ECI 2018-08-08 actions the fake endpoint implements, each a function of the request parameters that
  * returns the response body or throws an {@link EciFault} (an ECI error code). Only the subset spillway calls:
- * CreateContainerGroup, DeleteContainerGroup, DescribeContainerGroups, DescribeContainerLog,
- * ExecContainerCommand, DescribeMultiContainerGroupMetric and DescribeRegions.
+ * CreateContainerGroup, UpdateContainerGroup, DeleteContainerGroup, DescribeContainerGroups,
+ * DescribeContainerGroupStatus, DescribeContainerGroupEvents, DescribeContainerLog, ExecContainerCommand,
+ * DescribeMultiContainerGroupMetric and DescribeRegions.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { describeGroup, unflatten, type FakeGroup, type GroupStore } from './groups.ts';
@@ -24,7 +25,7 @@ export interface ActionContext {
   regionId: string;
   /** Spot or on-demand creates fail with `OperationDenied.NoStock` while set. */
   noStock: { spot: boolean; onDemand: boolean };
-  /** ClientToken → the group it created and a fingerprint of the parameters. */
+  /** ClientToken → the group it created or updated and a fingerprint of the parameters. */
   clientTokens: Map<string, { id: string; fingerprint: string }>;
   /** Registers an exec session and returns its WebSocket URI. */
   openExec(group: FakeGroup, container: string, command: string[], tty: boolean): string;
@@ -83,20 +84,8 @@ const createContainerGroup: Action = (params, ctx) => {
       'ClientToken must be ASCII and at most 64 characters',
     );
   }
-  const fingerprint = createHash('sha256')
-    .update(JSON.stringify([...params].filter(([k]) => k !== 'ClientToken').sort()))
-    .digest('hex');
-  const earlier = token === null ? undefined : ctx.clientTokens.get(token);
-  if (earlier) {
-    if (earlier.fingerprint !== fingerprint) {
-      throw new EciFault(
-        400,
-        'IdempotentParameterMismatch',
-        'The request uses the same client token as a previous, but non-identical request.',
-      );
-    }
-    return { ContainerGroupId: earlier.id };
-  }
+  const earlier = replayed(params, ctx);
+  if (earlier) return { ContainerGroupId: earlier };
   const spot = (params.get('SpotStrategy') ?? 'NoSpot') !== 'NoSpot';
   if (spot ? ctx.noStock.spot : ctx.noStock.onDemand) {
     throw new EciFault(
@@ -113,8 +102,49 @@ const createContainerGroup: Action = (params, ctx) => {
     );
   }
   const group = ctx.store.create(unflatten(params), ctx.regionId);
-  if (token !== null) ctx.clientTokens.set(token, { id: group.id, fingerprint });
+  if (token !== null) ctx.clientTokens.set(token, { id: group.id, fingerprint: fingerprintOf(params) });
   return { ContainerGroupId: group.id };
+};
+
+function fingerprintOf(params: Params): string {
+  return createHash('sha256')
+    .update(JSON.stringify([...params].filter(([k]) => k !== 'ClientToken').sort()))
+    .digest('hex');
+}
+
+/** The group id a request with this ClientToken already made; a different request with it is an error. */
+function replayed(params: Params, ctx: ActionContext): string | undefined {
+  const token = params.get('ClientToken');
+  const earlier = token === null ? undefined : ctx.clientTokens.get(token);
+  if (!earlier) return undefined;
+  if (earlier.fingerprint !== fingerprintOf(params)) {
+    throw new EciFault(
+      400,
+      'IdempotentParameterMismatch',
+      'The request uses the same client token as a previous, but non-identical request.',
+    );
+  }
+  return earlier.id;
+}
+
+const updateContainerGroup: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  const group = groupOf(params, ctx);
+  if (replayed(params, ctx)) return {};
+  const type = params.get('UpdateType') ?? 'RenewUpdate';
+  if (type !== 'RenewUpdate' && type !== 'IncrementalUpdate')
+    throw new EciFault(400, 'InvalidParameter.UpdateType', `UpdateType ${type} is not valid`);
+  if (group.status !== 'Pending' && group.status !== 'Running')
+    throw new EciFault(
+      403,
+      'IncorrectStatus',
+      `The container group ${group.id} is ${group.status}; only Pending or Running groups can be updated.`,
+    );
+  const request = unflatten([...params].filter(([k]) => k !== 'ClientToken'));
+  ctx.store.update(group, request);
+  const token = params.get('ClientToken');
+  if (token !== null) ctx.clientTokens.set(token, { id: group.id, fingerprint: fingerprintOf(params) });
+  return {};
 };
 
 const deleteContainerGroup: Action = (params, ctx) => {
@@ -133,12 +163,8 @@ function tagFilters(params: Params): { Key: string; Value?: string }[] {
   return filters;
 }
 
-const describeContainerGroups: Action = (params, ctx) => {
-  checkRegion(params, ctx);
-  const limit = Number(params.get('Limit') ?? MAX_PAGE);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-    throw new EciFault(400, 'InvalidParameter.Limit', `Limit must be between 1 and ${MAX_PAGE}`);
-  }
+/** The groups a Describe* request selects by `ContainerGroupIds` (at most 20) and tags. */
+function selected(params: Params, ctx: ActionContext): FakeGroup[] {
   let ids: string[] | undefined;
   const rawIds = params.get('ContainerGroupIds');
   if (rawIds) {
@@ -152,28 +178,93 @@ const describeContainerGroups: Action = (params, ctx) => {
     }
   }
   const tags = tagFilters(params);
-  const status = params.get('Status');
-  const name = params.get('ContainerGroupName');
-  const matching = [...ctx.store.groups.values()].filter(
+  return [...ctx.store.groups.values()].filter(
     (g) =>
       (!ids || ids.includes(g.id)) &&
-      (!status || g.status === status) &&
-      (!name || g.name === name) &&
       tags.every((f) =>
         g.tags.some((t) => t.Key === f.Key && (f.Value === undefined || t.Value === f.Value)),
       ),
   );
+}
+
+/** One page of `items` by `Limit` (default and maximum `max`) and `NextToken` (an offset here). */
+function paged<T>(params: Params, items: T[], max: number): { page: T[]; next: string } {
+  const limit = Number(params.get('Limit') ?? max);
+  if (!Number.isInteger(limit) || limit < 1 || limit > max) {
+    throw new EciFault(400, 'InvalidParameter.Limit', `Limit must be between 1 and ${max}`);
+  }
   const start = Number(params.get('NextToken') || 0);
   if (!Number.isInteger(start) || start < 0)
     throw new EciFault(400, 'InvalidParameter.NextToken', 'bad NextToken');
-  const page = matching.slice(start, start + limit);
-  const next = start + limit < matching.length ? String(start + limit) : '';
+  return {
+    page: items.slice(start, start + limit),
+    next: start + limit < items.length ? String(start + limit) : '',
+  };
+}
+
+/** The `SinceSecond` window's start in ms, or 0 for none. */
+function since(params: Params): number {
+  const raw = params.get('SinceSecond');
+  if (raw === null) return 0;
+  const s = Number(raw);
+  if (!Number.isInteger(s) || s < 1)
+    throw new EciFault(400, 'InvalidParameter.SinceSecond', 'SinceSecond must be a positive integer');
+  return Date.now() - s * 1000;
+}
+
+const describeContainerGroups: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  const status = params.get('Status');
+  const name = params.get('ContainerGroupName');
+  const matching = selected(params, ctx).filter(
+    (g) => (!status || g.status === status) && (!name || g.name === name),
+  );
+  const { page, next } = paged(params, matching, MAX_PAGE);
   const withEvent = params.get('WithEvent') === 'true';
   return {
     TotalCount: matching.length,
     NextToken: next,
     ContainerGroups: page.map((g) => describeGroup(g, withEvent, ctx.regionId)),
   };
+};
+
+/** Status changes within `SinceSecond`, 200 per page: what a poller asks every second. */
+const describeContainerGroupStatus: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  const from = since(params);
+  const matching = selected(params, ctx).filter((g) => g.changedAt.getTime() >= from);
+  const { page, next } = paged(params, matching, 200);
+  return {
+    TotalCount: matching.length,
+    NextToken: next,
+    Data: page.map((g) => ({
+      ContainerGroupId: g.id,
+      Name: g.name,
+      Status: g.status,
+      PodStatus: {
+        Phase: g.status,
+        ...(g.intranetIp && { PodIp: g.intranetIp }),
+        ContainerStatuses: g.containers.map((c) => ({
+          Name: c.name,
+          Ready: c.ready,
+          RestartCount: c.restartCount,
+          State: { State: c.state.State, Reason: c.state.Reason },
+        })),
+      },
+    })),
+  };
+};
+
+/** Events whose last occurrence is within `SinceSecond`, by group (the answer has no pages). */
+const describeContainerGroupEvents: Action = (params, ctx) => {
+  checkRegion(params, ctx);
+  // Event timestamps have whole seconds: an event of this second counts as now.
+  const from = Math.floor(since(params) / 1000) * 1000;
+  const data = selected(params, ctx).flatMap((g) => {
+    const events = g.events.filter((e) => Date.parse(e.LastTimestamp) >= from);
+    return events.length > 0 ? [{ ContainerGroupId: g.id, Name: g.name, Events: events }] : [];
+  });
+  return { TotalCount: data.length, Data: data };
 };
 
 /** RFC 3339 with nanoseconds, as container runtimes write log timestamps. */
@@ -272,8 +363,11 @@ const describeRegions: Action = (_params, ctx) => ({
 /** The implemented actions, by name (the `x-acs-action` header). */
 export const ACTIONS: Readonly<Record<string, Action>> = {
   CreateContainerGroup: createContainerGroup,
+  UpdateContainerGroup: updateContainerGroup,
   DeleteContainerGroup: deleteContainerGroup,
   DescribeContainerGroups: describeContainerGroups,
+  DescribeContainerGroupStatus: describeContainerGroupStatus,
+  DescribeContainerGroupEvents: describeContainerGroupEvents,
   DescribeContainerLog: describeContainerLog,
   ExecContainerCommand: execContainerCommand,
   DescribeMultiContainerGroupMetric: describeMultiContainerGroupMetric,

@@ -74,6 +74,10 @@ export interface FakeGroup {
   containers: FakeContainer[];
   initContainers: FakeContainer[];
   events: FakeEvent[];
+  /** When the group's status or a container's state last changed (DescribeContainerGroupStatus' SinceSecond). */
+  changedAt: Date;
+  /** UpdateContainerGroup requests applied, unflattened, oldest first. */
+  updates: Record<string, unknown>[];
   timers: NodeJS.Timeout[];
   succeededTime?: string;
   failedTime?: string;
@@ -143,11 +147,14 @@ export class GroupStore {
       containers: list(request.Container).map(toContainer),
       initContainers: list(request.InitContainer).map(toContainer),
       events: [],
+      changedAt: new Date(),
+      updates: [],
       timers: [],
     };
     this.groups.set(group.id, group);
     this.#after(group, this.timings.schedulingMs, () => {
       group.status = 'Pending';
+      group.changedAt = new Date();
       group.intranetIp = `192.168.${(this.#nextIp >> 8) & 0xff}.${this.#nextIp++ & 0xff}`;
       this.event(group, 'Normal', 'Scheduled', `Successfully assigned to ${group.zoneId}`);
       this.#after(group, this.timings.pendingMs, () => this.#run(group));
@@ -164,6 +171,7 @@ export class GroupStore {
       return;
     }
     group.status = 'Terminating';
+    group.changedAt = new Date();
     const t = setTimeout(() => this.groups.delete(group.id), this.timings.deleteMs);
     t.unref();
   }
@@ -200,6 +208,7 @@ export class GroupStore {
       FinishTime: iso(new Date()),
     };
     c.ready = false;
+    group.changedAt = new Date();
     const restart =
       group.restartPolicy === 'Always' || (group.restartPolicy === 'OnFailure' && exitCode !== 0);
     if (restart) {
@@ -245,8 +254,26 @@ export class GroupStore {
       }
     }
     group.status = 'Expired';
+    group.changedAt = new Date();
     group.expiredTime = now;
     this.event(group, 'Warning', 'SpotReleased', 'The spot instance was released');
+  }
+
+  /**
+   * Applies an unflattened UpdateContainerGroup request: its volumes replace the group's (the files containers
+   * see change in place; containers keep running), and the group shows `Updating` for `pendingMs`.
+   */
+  update(group: FakeGroup, request: Record<string, unknown>): void {
+    group.updates.push(request);
+    if (request.Volume) group.request = { ...group.request, Volume: request.Volume };
+    const before = group.status;
+    group.status = 'Updating';
+    group.changedAt = new Date();
+    this.event(group, 'Normal', 'Updated', 'Updated container group');
+    this.#after(group, this.timings.pendingMs, () => {
+      group.status = before;
+      group.changedAt = new Date();
+    });
   }
 
   /** Stops every timer (the server is closing). */
@@ -266,6 +293,7 @@ export class GroupStore {
       c.logs.push({ time: new Date(), text: `started ${c.name}` });
     }
     group.status = 'Running';
+    group.changedAt = new Date();
     this.event(group, 'Normal', 'Started', 'Started container group');
   }
 
@@ -307,8 +335,33 @@ export function describeGroup(g: FakeGroup, withEvent: boolean, regionId: string
     ...(g.failedTime && { FailedTime: g.failedTime }),
     ...(g.expiredTime && { ExpiredTime: g.expiredTime }),
     Tags: g.tags,
+    Volumes: describeVolumes(g.request.Volume),
     Containers: g.containers.map(container),
     InitContainers: g.initContainers.map(container),
     Events: withEvent ? g.events : [],
   };
+}
+
+/** The request's volumes in DescribeContainerGroups' flattened shape (`ConfigFileVolumeConfigFileToPaths`, ...). */
+function describeVolumes(volumes: unknown): Record<string, unknown>[] {
+  if (!Array.isArray(volumes)) return [];
+  return (volumes as Record<string, Record<string, unknown> | undefined>[]).map((v) => {
+    const files = v.ConfigFileVolume?.ConfigFileToPath;
+    return {
+      Name: v.Name,
+      Type: v.Type,
+      ...(Array.isArray(files) && {
+        ConfigFileVolumeConfigFileToPaths: (files as Record<string, unknown>[]).map((f) => ({
+          Path: f.Path,
+          Content: f.Content,
+        })),
+      }),
+      ...(v.EmptyDirVolume?.Medium !== undefined && { EmptyDirVolumeMedium: v.EmptyDirVolume.Medium }),
+      ...(v.NFSVolume && {
+        NFSVolumeServer: v.NFSVolume.Server,
+        NFSVolumePath: v.NFSVolume.Path,
+        NFSVolumeReadOnly: v.NFSVolume.ReadOnly === 'true',
+      }),
+    };
+  });
 }
