@@ -2,17 +2,19 @@
  * ECI benchmark (issue 7): a Deployment of 500 `burst: always` pods on a virtual node with the `eci` provider,
  * the official SDK talking to the fake ECI endpoint (test/support/fake-eci: signatures verified, lifecycle
  * Scheduling → Pending → Running simulated), on the real control plane. The fake enforces ECI-style per-API
- * quotas server-side (`CreateContainerGroup` and `DeleteContainerGroup` 20/s with a burst of 100,
- * `DescribeContainerGroups` 20/s with a burst of 40) and answers `Throttling.User` beyond them.
+ * quotas server-side, 10 % above the client's default limits (`CreateContainerGroup` and `DeleteContainerGroup`
+ * 22/s with a burst of 110 against the client's 20/s and 100), and answers `Throttling.User` beyond them.
  *
- * Two runs on the same quotas:
+ * Three runs on the same quotas:
  * - `client-limits`: the provider as shipped, its client-side token buckets (DEFAULT_RATE_LIMITS) in front of
- *   every action;
- * - `no-client-limits`: the same with the buckets opened to 10 000/s, i.e. what the quota sees without them.
+ *   every action, polling what changed (DescribeContainerGroupStatus/Events with SinceSecond);
+ * - `no-client-limits`: the same with the buckets opened to 10 000/s, i.e. what the quota sees without them;
+ * - `full-listing`: client limits, but every poll lists all instances (resync every poll), the anchor for what
+ *   incremental polling saves.
  *
  * Per run: time to all Running, pods/s, API calls per pod (creates, describes, by the server's count and the
- * client's), throttling answers, client retries, the peak create rate the server saw in any 1 s window, and the
- * same for the teardown (deletes). The virtual node and the fake run in this process (the measure is API calls
+ * client's), throttling answers, client retries, the peak create rate the server saw in any 1 s window, the
+ * status calls per second once everything runs (idle), and the same for the teardown (deletes). The virtual node and the fake run in this process (the measure is API calls
  * and their pacing, not CPU); the fake's lifecycle takes milliseconds, so the API path is all that is timed.
  *
  *   node bench/eci.ts [--pods 500] [--variants client-limits,no-client-limits] [--reuse-cluster]
@@ -42,16 +44,30 @@ import { environment, printTable, writeResult } from './lib/results.ts';
 import { nowMs, ratio } from './lib/stats.ts';
 
 const NAME = 'eci';
-export const VARIANTS = ['client-limits', 'no-client-limits'] as const;
+export const VARIANTS = ['client-limits', 'no-client-limits', 'full-listing'] as const;
 export type Variant = (typeof VARIANTS)[number];
 
-/** The server-side quotas (ECI's per-API quota, as the fake enforces it). */
-const SERVER_QUOTAS: Record<string, RateLimit> = {
-  CreateContainerGroup: { qps: 20, burst: 100 },
-  DeleteContainerGroup: { qps: 20, burst: 100 },
-  DescribeContainerGroups: { qps: 20, burst: 40 },
-};
-const ACTIONS = ['CreateContainerGroup', 'DescribeContainerGroups', 'DeleteContainerGroup'] as const;
+/** The server-side quotas (ECI's per-API quota, as the fake enforces it): the client's defaults are 10 % under. */
+const SERVER_QUOTAS: Record<string, RateLimit> = Object.fromEntries(
+  [
+    'CreateContainerGroup',
+    'DeleteContainerGroup',
+    'DescribeContainerGroups',
+    'DescribeContainerGroupStatus',
+    'DescribeContainerGroupEvents',
+  ].map((a) => {
+    const { qps, burst } = DEFAULT_RATE_LIMITS[a]!;
+    return [a, { qps: Math.round(qps * 1.1), burst: Math.round(burst * 1.1) }];
+  }),
+);
+const DESCRIBES = [
+  'DescribeContainerGroups',
+  'DescribeContainerGroupStatus',
+  'DescribeContainerGroupEvents',
+] as const;
+const ACTIONS = ['CreateContainerGroup', ...DESCRIBES, 'DeleteContainerGroup'] as const;
+/** How long the idle status-call rate is measured once every pod runs. */
+const IDLE_SECONDS = 10;
 const THROTTLING = ['Throttling.User', 'Throttling', 'Throttling.Api', 'Degrade.Api'];
 
 /** How often one action was called at the server, sampled every 100 ms (for the rate plot and the peak). */
@@ -92,6 +108,8 @@ export interface VariantResult extends Omit<ProgressSummary, 'runningOverTime'> 
   /** Calls the fake received (throttled ones included) up to all Running, and per pod. */
   serverCalls: Record<string, number>;
   callsPerPod: { creates: number; describes: number };
+  /** Status calls per second at the endpoint while all pods run and nothing changes, by action. */
+  idleCallsPerSecond: Record<string, number>;
   /** Calls the provider's client made (retries included) and what it saw, up to all Running. */
   client: { calls: Record<string, number>; throttled: number; retries: number };
   /** Error answers of the fake as `action code` → count, up to all Running and during the teardown. */
@@ -121,9 +139,13 @@ async function runVariant(
   const open: Record<string, RateLimit> = Object.fromEntries(
     Object.keys(DEFAULT_RATE_LIMITS).map((a) => [a, { qps: 10_000, burst: 10_000 }]),
   );
-  const clientLimits = variant === 'client-limits' ? { ...DEFAULT_RATE_LIMITS } : open;
+  const clientLimits = variant === 'no-client-limits' ? open : { ...DEFAULT_RATE_LIMITS };
   // The shipped polling interval and retry policy, not the fast ones tests use.
-  const { retry: _fastRetry, ...base } = fakeEciConfig(fake, { nodeName, pollIntervalMs: 1000 });
+  const { retry: _fastRetry, ...base } = fakeEciConfig(fake, {
+    nodeName,
+    pollIntervalMs: 1000,
+    ...(variant === 'full-listing' && { resyncIntervalMs: 1000 }),
+  });
   const provider = new EciProvider({ config: { ...base, rateLimits: clientLimits } });
   let node: RunningVirtualNode | undefined;
   let ns: { name: string; remove: () => Promise<void> } | undefined;
@@ -167,6 +189,13 @@ async function runVariant(
       retries: s.retries - clientBefore.retries,
     };
 
+    const idle0 = Object.fromEntries(DESCRIBES.map((a) => [a, fake.calls(a)]));
+    await sleep(IDLE_SECONDS * 1000);
+    const idleCallsPerSecond = Object.fromEntries(
+      DESCRIBES.map((a) => [a, Number(((fake.calls(a) - idle0[a]!) / IDLE_SECONDS).toFixed(2))]),
+    );
+    log(`${variant}: idle status calls/s ${JSON.stringify(idleCallsPerSecond)}`);
+
     const burstRejected = fake.rejected.length;
     const deletesBefore = fake.calls('DeleteContainerGroup');
     const td0 = nowMs();
@@ -196,8 +225,9 @@ async function runVariant(
       serverCalls,
       callsPerPod: {
         creates: per(serverCalls.CreateContainerGroup),
-        describes: per(serverCalls.DescribeContainerGroups),
+        describes: per(DESCRIBES.reduce((n, a) => n + serverCalls[a]!, 0)),
       },
+      idleCallsPerSecond,
       client,
       rejected: {
         burst: byCode(fake.rejected.slice(0, burstRejected)),
@@ -247,6 +277,9 @@ export async function eciBench(opts: EciBenchOptions = {}): Promise<BenchOutcome
   const by = (v: Variant) => results.find((r) => r.variant === v);
   const limited = by('client-limits');
   const unlimited = by('no-client-limits');
+  const full = by('full-listing');
+  const idleTotal = (r: VariantResult | undefined) =>
+    r ? Object.values(r.idleCallsPerSecond).reduce((a, b) => a + b, 0) : undefined;
   const result = {
     benchmark: NAME,
     description:
@@ -270,6 +303,7 @@ export async function eciBench(opts: EciBenchOptions = {}): Promise<BenchOutcome
         unlimited?.allRunningSeconds ?? undefined,
         limited?.allRunningSeconds ?? undefined,
       ),
+      'full-listing/client-limits idle status calls per second': ratio(idleTotal(full), idleTotal(limited)),
     },
     variants: results,
   };
@@ -285,15 +319,20 @@ export async function eciBench(opts: EciBenchOptions = {}): Promise<BenchOutcome
       xLabel: 'seconds since create',
       yLabel: 'calls/s',
       series: results.map((r) => ({ name: r.variant, points: r.createRate })),
-      refs: [{ y: SERVER_QUOTAS.CreateContainerGroup!.qps, label: 'quota 20/s' }],
+      refs: [
+        {
+          y: SERVER_QUOTAS.CreateContainerGroup!.qps,
+          label: `quota ${SERVER_QUOTAS.CreateContainerGroup!.qps}/s`,
+        },
+      ],
     }),
     barChart({
       title: 'API calls per pod and throttling answers',
       yLabel: 'count',
-      categories: ['creates/pod', 'describes/pod', 'throttled answers / 100'],
+      categories: ['creates/pod', 'describes/pod', 'throttled answers / 100', 'idle status calls/s'],
       series: results.map((r) => ({
         name: r.variant,
-        values: [r.callsPerPod.creates, r.callsPerPod.describes, r.throttledAnswers / 100],
+        values: [r.callsPerPod.creates, r.callsPerPod.describes, r.throttledAnswers / 100, idleTotal(r) ?? 0],
       })),
     }),
   ]);
@@ -314,6 +353,11 @@ export async function eciBench(opts: EciBenchOptions = {}): Promise<BenchOutcome
       metric: `${r.variant}: throttled answers, client retries, peak creates/s`,
       value: `${r.throttledAnswers}, ${r.client.retries}, ${r.peakCreatesPerSecond}`,
       ...(r.variant === 'client-limits' ? { target: '0 throttled' } : {}),
+    },
+    {
+      benchmark: NAME,
+      metric: `${r.variant}: idle status calls/s (${r.pods} pods Running)`,
+      value: String(idleTotal(r)),
     },
     {
       benchmark: NAME,

@@ -16,8 +16,13 @@ import {
   PatchStrategy,
   RbacAuthorizationV1Api,
   setHeaderOptions,
+  type V1ClusterRole,
+  type V1ClusterRoleBinding,
   type V1ConfigMap,
   type V1Pod,
+  type V1Role,
+  type V1RoleBinding,
+  type V1ServiceAccount,
 } from '@kubernetes/client-node';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -97,6 +102,50 @@ function httpsStatus(o: {
     req.end();
   });
 }
+
+/**
+ * `kubectl auth can-i <verb> <resource> --all-namespaces` as `user`, against the real authorizer: true on "yes",
+ * false on "no" (kubectl exits 1), throws on anything else.
+ */
+async function canI(kubeconfig: string, user: string, verb: string, resource: string): Promise<boolean> {
+  try {
+    const out = await kubectl(
+      kubeconfig,
+      'auth',
+      'can-i',
+      verb,
+      resource,
+      '--all-namespaces',
+      `--as=${user}`,
+    );
+    return out.trim() === 'yes';
+  } catch (err) {
+    const out = ((err as Error).cause as { stdout?: string } | undefined)?.stdout?.trim();
+    if (out?.startsWith('no')) return false;
+    throw err;
+  }
+}
+
+/** The parsed provider.yaml of a rendered virtual node ConfigMap. */
+function providerConfig(objects: KubeObject[], workload: string): Record<string, unknown> {
+  const cm = findObject<V1ConfigMap>(objects, 'ConfigMap', workload);
+  return parse(cm.data!['provider.yaml']!) as Record<string, unknown>;
+}
+
+/** The Roles and RoleBindings rendered into `namespace`. */
+function rbacIn(objects: KubeObject[], namespace: string): KubeObject[] {
+  return objects.filter(
+    (o) => o.metadata.namespace === namespace && (o.kind === 'Role' || o.kind === 'RoleBinding'),
+  );
+}
+
+/** The RBAC rules the kube-proxy sidecar's ClusterRole must hold: what kube-proxy watches, and its events. */
+const kubeProxyRules = [
+  { apiGroups: [''], resources: ['services', 'nodes'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['networking.k8s.io'], resources: ['servicecidrs'], verbs: ['list', 'watch'] },
+  { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+];
 
 describe('the chart, rendered', () => {
   let cluster: TestCluster;
@@ -233,6 +282,171 @@ describe('the chart, rendered', () => {
       }
     },
   );
+
+  it('gives the ECI kube-proxy sidecar a read-only ServiceAccount and names it in provider.yaml', async () => {
+    const objects = await renderChart(
+      cluster.kubeconfigPath,
+      'spillway',
+      ns.name,
+      '-f',
+      join(chartDir, 'ci', 'eci-kube-proxy-values.yaml'),
+    );
+    const sa = findObject<V1ServiceAccount>(objects, 'ServiceAccount', 'spillway-kube-proxy');
+    expect(sa.metadata?.namespace).toBe(ns.name);
+    expect(sa.automountServiceAccountToken).toBe(false);
+
+    const role = findObject<V1ClusterRole>(objects, 'ClusterRole', 'spillway-kube-proxy');
+    expect(role.rules).toEqual(kubeProxyRules);
+    // Read-only but for its own events: no Secret, no Pod, no write on anything else.
+    for (const rule of role.rules!) {
+      expect(rule.resources).not.toContain('secrets');
+      expect(rule.resources).not.toContain('pods');
+      const writes = rule.verbs.filter((v) => !['get', 'list', 'watch'].includes(v));
+      if (writes.length) {
+        expect(rule).toMatchObject({ apiGroups: ['events.k8s.io'], resources: ['events'] });
+        expect(writes).toEqual(['create', 'patch']);
+      }
+    }
+    const binding = findObject<V1ClusterRoleBinding>(objects, 'ClusterRoleBinding', 'spillway-kube-proxy');
+    expect(binding.roleRef).toEqual({
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: 'spillway-kube-proxy',
+    });
+    expect(binding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'spillway-kube-proxy', namespace: ns.name },
+    ]);
+
+    // The virtual node mints tokens for exactly that ServiceAccount.
+    expect(providerConfig(objects, 'spillway-vn-eci').kubeProxy).toEqual({
+      enabled: true,
+      image: 'registry.k8s.io/kube-proxy:v1.36.3',
+      serviceAccount: { namespace: sa.metadata!.namespace, name: sa.metadata!.name },
+      clusterCIDR: '172.20.0.0/16',
+      tokenExpirationSeconds: 3600,
+    });
+    // No apiServer URL: the virtual node may read the apiserver's addresses, from one EndpointSlice only.
+    const endpoints = findObject<V1Role>(rbacIn(objects, 'default'), 'Role', 'spillway-virtual-node');
+    expect(endpoints.rules).toEqual([
+      {
+        apiGroups: ['discovery.k8s.io'],
+        resources: ['endpointslices'],
+        resourceNames: ['kubernetes'],
+        verbs: ['get'],
+      },
+    ]);
+    const endpointsBinding = findObject<V1RoleBinding>(
+      rbacIn(objects, 'default'),
+      'RoleBinding',
+      'spillway-virtual-node',
+    );
+    expect(endpointsBinding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'spillway-virtual-node', namespace: ns.name },
+    ]);
+  });
+
+  it('passes an apiServer URL through and then grants no read in the default namespace', async () => {
+    const objects = await renderChart(
+      cluster.kubeconfigPath,
+      'spillway',
+      ns.name,
+      '-f',
+      join(chartDir, 'ci', 'eci-kube-proxy-values.yaml'),
+      '--set',
+      'providers.eci.kubeProxy.apiServer=https://10.0.0.10:6443',
+    );
+    expect(providerConfig(objects, 'spillway-vn-eci').kubeProxy).toMatchObject({
+      apiServer: 'https://10.0.0.10:6443',
+    });
+    expect(rbacIn(objects, 'default')).toEqual([]);
+    await expect(
+      renderChart(
+        cluster.kubeconfigPath,
+        'spillway',
+        ns.name,
+        '-f',
+        join(chartDir, 'ci', 'eci-kube-proxy-values.yaml'),
+        '--set',
+        'providers.eci.kubeProxy.apiServer=http://10.0.0.10:6443',
+      ),
+    ).rejects.toThrow('apiServer');
+  });
+
+  it('renders no kube-proxy identity and no kubeProxy provider key while the sidecar is off', async () => {
+    const objects = await renderChart(
+      cluster.kubeconfigPath,
+      'spillway',
+      ns.name,
+      '-f',
+      join(chartDir, 'ci', 'eci-rrsa-values.yaml'),
+    );
+    expect(objects.filter((o) => o.metadata.name === 'spillway-kube-proxy')).toEqual([]);
+    expect(rbacIn(objects, 'default')).toEqual([]);
+    for (const workload of ['spillway-vn-eci-spot', 'spillway-vn-eci-on-demand']) {
+      expect(providerConfig(objects, workload)).not.toHaveProperty('kubeProxy');
+    }
+    // On, but no virtual node uses eci: nothing to mint tokens for.
+    const fakeOnly = await renderChart(
+      cluster.kubeconfigPath,
+      'spillway',
+      ns.name,
+      '-f',
+      join(chartDir, 'ci', 'fake-node-values.yaml'),
+      '--set',
+      'providers.eci.kubeProxy.enabled=true',
+    );
+    expect(fakeOnly.filter((o) => o.metadata.name === 'spillway-kube-proxy')).toEqual([]);
+  });
+
+  describe('the kube-proxy ServiceAccount, applied to the apiserver', () => {
+    let kp: { name: string; remove: () => Promise<void> };
+    let user: string;
+
+    beforeAll(async () => {
+      kp = await createTestNamespace(cluster.kc, 'chart-kube-proxy');
+      // The release is the namespace: its name is unique. (The chart's cluster-scoped names are fixed.)
+      const objects = await renderChart(
+        cluster.kubeconfigPath,
+        kp.name,
+        kp.name,
+        '-f',
+        join(chartDir, 'ci', 'eci-kube-proxy-values.yaml'),
+      );
+      const identity = objects.filter(
+        (o) => o.metadata.labels?.['app.kubernetes.io/component'] === 'kube-proxy',
+      );
+      expect(identity.map((o) => o.kind).sort()).toEqual([
+        'ClusterRole',
+        'ClusterRoleBinding',
+        'ServiceAccount',
+      ]);
+      const file = join(scratchDir('chart-kube-proxy'), 'kube-proxy.yaml');
+      writeFileSync(file, identity.map((o) => stringify(o)).join('---\n'));
+      await kubectl(cluster.kubeconfigPath, 'apply', '-f', file);
+      user = `system:serviceaccount:${kp.name}:spillway-kube-proxy`;
+    });
+    afterAll(async () => {
+      const rbac = cluster.kc.makeApiClient(RbacAuthorizationV1Api);
+      await rbac.deleteClusterRoleBinding({ name: 'spillway-kube-proxy' }).catch(() => undefined);
+      await rbac.deleteClusterRole({ name: 'spillway-kube-proxy' }).catch(() => undefined);
+      await kp?.remove();
+    });
+
+    it.each([
+      ['list', 'services', true],
+      ['watch', 'endpointslices.discovery.k8s.io', true],
+      ['list', 'nodes', true],
+      ['watch', 'servicecidrs.networking.k8s.io', true],
+      ['create', 'events.events.k8s.io', true],
+      ['get', 'secrets', false],
+      ['create', 'pods', false],
+      ['update', 'services', false],
+      ['delete', 'endpointslices.discovery.k8s.io', false],
+      ['create', 'serviceaccounts/token', false],
+    ])('may %s %s: %s', async (verb, resource, allowed) => {
+      expect(await canI(cluster.kubeconfigPath, user, verb, resource)).toBe(allowed);
+    });
+  });
 });
 
 describe('the chart, installed, with the operator running as its ServiceAccounts', () => {

@@ -65,6 +65,7 @@ describe('what an ECI instance carries from the cluster', () => {
         rules: [
           { apiGroups: [''], resources: ['services', 'nodes'], verbs: ['get', 'list', 'watch'] },
           { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+          { apiGroups: ['networking.k8s.io'], resources: ['servicecidrs'], verbs: ['list', 'watch'] },
           { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
         ],
       },

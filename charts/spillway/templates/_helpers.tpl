@@ -5,6 +5,7 @@ cluster has one spillway release.
 */}}
 {{- define "spillway.controllerName" -}}spillway-controller{{- end }}
 {{- define "spillway.virtualNodeName" -}}spillway-virtual-node{{- end }}
+{{- define "spillway.kubeProxyName" -}}spillway-kube-proxy{{- end }}
 {{- define "spillway.webhookServiceName" -}}spillway-webhook{{- end }}
 {{- define "spillway.webhookSecretName" -}}spillway-webhook-tls{{- end }}
 {{- define "spillway.webhookConfigurationName" -}}spillway{{- end }}
@@ -76,6 +77,16 @@ nodeAffinity:
           - key: spillway.dev/virtual-node
             operator: NotIn
             values: ["true"]
+{{- end }}
+
+{{/*
+"true" when the ECI kube-proxy sidecar is on and some virtual node uses eci (else empty): only then do its
+ServiceAccount and RBAC exist. Call with the root context.
+*/}}
+{{- define "spillway.kubeProxyEnabled" -}}
+{{- $eci := false }}
+{{- range .Values.virtualNodes }}{{ if eq .provider "eci" }}{{ $eci = true }}{{ end }}{{ end }}
+{{- if and $eci .Values.providers.eci.kubeProxy.enabled }}true{{ end }}
 {{- end }}
 
 {{/* The Node name of a virtual node entry. */}}
