@@ -34,7 +34,13 @@ const svc = (name: string, ip: string, ports: V1ServicePort[]): V1Service => ({
 
 function fakeSource(over: Partial<ResolverSource> = {}): ResolverSource {
   return {
-    configMap: async (_ns, name) => (name === 'cfg' ? { LOG_LEVEL: 'debug', 'app.conf': 'x=1' } : undefined),
+    configMap: async (_ns, name) =>
+      name === 'cfg'
+        ? {
+            data: { LOG_LEVEL: 'debug', 'app.conf': 'x=1' },
+            binaryData: { 'logo.png': Buffer.from([0x89, 0x50, 0x4e, 0x47]) },
+          }
+        : undefined,
     secret: async (_ns, name) => (name === 'creds' ? { password: Buffer.from('s3cret') } : undefined),
     services: async () => [svc('backend', '10.96.0.20', [{ name: 'http', port: 80, protocol: 'TCP' }])],
     kubernetesService: async () => ({ host: '10.96.0.1', port: 443 }),
@@ -148,6 +154,8 @@ describe('resolvePodInputs', () => {
       URL: 'http://10.96.0.20/web-1',
     });
     expect('OPT' in vars).toBe(false);
+    // binaryData never becomes env (as with a kubelet).
+    expect(Object.keys(vars).some((k) => k.includes('logo'))).toBe(false);
   });
 
   it('leaves out Service links when enableServiceLinks is false', async () => {
@@ -180,6 +188,7 @@ describe('resolvePodInputs', () => {
         ...pod.spec!,
         volumes: [
           { name: 'conf', configMap: { name: 'cfg', items: [{ key: 'app.conf', path: 'conf/app.conf' }] } },
+          { name: 'whole', configMap: { name: 'cfg' } },
           { name: 'sec', secret: { secretName: 'creds', defaultMode: 0o400 } },
           {
             name: 'info',
@@ -207,6 +216,11 @@ describe('resolvePodInputs', () => {
     const files = (v: string) =>
       Object.fromEntries(volumes![v]!.files.map((f) => [f.path, f.content.toString()]));
     expect(files('conf')).toEqual({ 'conf/app.conf': 'x=1' });
+    // A whole ConfigMap: data and binaryData keys, the binary bytes unchanged.
+    expect(volumes!['whole']!.files.map((f) => f.path).sort()).toEqual(['LOG_LEVEL', 'app.conf', 'logo.png']);
+    expect(volumes!['whole']!.files.find((f) => f.path === 'logo.png')!.content).toEqual(
+      Buffer.from([0x89, 0x50, 0x4e, 0x47]),
+    );
     expect(files('sec')).toEqual({ password: 's3cret' });
     expect(volumes!['sec']!.files[0]!.mode).toBe(0o400);
     expect(files('info')).toEqual({ labels: 'app="web"\ntier="front"' });

@@ -17,7 +17,7 @@ import type { MaterialisedVolume, ResolvedEnvVar, ResolvedPodInputs } from '../p
 
 /** Where the resolver reads from; the pod controller backs it with the API (and caches). */
 export interface ResolverSource {
-  configMap(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  configMap(namespace: string, name: string): Promise<ConfigMapContent | undefined>;
   /** Secret data, base64-decoded. */
   secret(namespace: string, name: string): Promise<Record<string, Buffer> | undefined>;
   /** Services of a namespace, for Service link variables. */
@@ -26,6 +26,12 @@ export interface ResolverSource {
   kubernetesService(): Promise<{ host: string; port: number } | undefined>;
   /** A service-account token bound to the pod (TokenRequest). */
   token(pod: V1Pod, audience: string | undefined, expirationSeconds: number): Promise<string>;
+}
+
+/** A ConfigMap's `data` (env and files) and `binaryData` (files only, as a kubelet does). */
+export interface ConfigMapContent {
+  data: Record<string, string>;
+  binaryData?: Record<string, Buffer>;
 }
 
 /** A pod references something that does not exist; the pod controller retries and raises an Event. */
@@ -201,7 +207,7 @@ export async function resolvePodInputs(
       const prefix = from.prefix ?? '';
       if (from.configMapRef) {
         for (const [k, v] of Object.entries(
-          (await configMap(from.configMapRef.name!, from.configMapRef.optional)) ?? {},
+          (await configMap(from.configMapRef.name!, from.configMapRef.optional))?.data ?? {},
         ))
           vars.set(prefix + k, v);
       }
@@ -220,7 +226,7 @@ export async function resolvePodInputs(
       else if (vf.resourceFieldRef) value = resourceFieldValue(pod, c, vf.resourceFieldRef, nodeAllocatable);
       else if (vf.configMapKeyRef) {
         const ref = vf.configMapKeyRef;
-        value = (await configMap(ref.name!, ref.optional))?.[ref.key];
+        value = (await configMap(ref.name!, ref.optional))?.data[ref.key];
         if (value === undefined && !ref.optional)
           throw new MissingReferenceError(`key "${ref.key}" not found in configmap "${ref.name}"`);
       } else if (vf.secretKeyRef) {
@@ -253,8 +259,10 @@ export async function resolvePodInputs(
         files.push({ path: it.path, content, mode: it.mode ?? mode });
       }
     };
-    const cmBuffers = (d: Record<string, string>) =>
-      Object.fromEntries(Object.entries(d).map(([k, s]) => [k, Buffer.from(s)]));
+    const cmBuffers = (d: ConfigMapContent) => ({
+      ...Object.fromEntries(Object.entries(d.data).map(([k, s]) => [k, Buffer.from(s)])),
+      ...d.binaryData,
+    });
     const projections: V1VolumeProjection[] = v.projected?.sources ?? [];
     const downward = (items: V1DownwardAPIVolumeFile[] | undefined, mode: number | undefined) => {
       for (const it of items ?? []) {

@@ -59,10 +59,12 @@ export function apiResolverSource(core: CoreV1Api, services: SupervisedInformer<
     }
   };
   return {
-    configMap: cachedReads(
-      async (namespace, name) =>
-        (await orUndefined(() => core.readNamespacedConfigMap({ namespace, name })))?.data ?? undefined,
-    ),
+    configMap: cachedReads(async (namespace, name) => {
+      const cm = await orUndefined(() => core.readNamespacedConfigMap({ namespace, name }));
+      if (!cm) return undefined;
+      const binary = Object.entries(cm.binaryData ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')]);
+      return { data: cm.data ?? {}, ...(binary.length > 0 && { binaryData: Object.fromEntries(binary) }) };
+    }),
     secret: cachedReads(async (namespace, name) => {
       const s = await orUndefined(() => core.readNamespacedSecret({ namespace, name }));
       if (!s) return undefined;

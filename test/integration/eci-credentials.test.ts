@@ -79,7 +79,11 @@ describe('what an ECI instance carries from the cluster', () => {
     });
     await core.createNamespacedConfigMap({
       namespace: ns.name,
-      body: { metadata: { name: 'app-config' }, data: { 'app.conf': 'color=blue\n' } },
+      body: {
+        metadata: { name: 'app-config' },
+        data: { 'app.conf': 'color=blue\n' },
+        binaryData: { 'logo.png': Buffer.from([0x89, 0x50, 0x4e, 0x47]).toString('base64') },
+      },
     });
 
     fake = await FakeEci.start({ timings: { schedulingMs: 50, pendingMs: 50 } });
@@ -194,7 +198,14 @@ describe('what an ECI instance carries from the cluster', () => {
     expect(group.updates).toHaveLength(0);
   });
 
-  it('writes a changed ConfigMap into the running instance at the next volume refresh', async () => {
+  it('writes a ConfigMap (data and binaryData) into the instance, and its change at the next refresh', async () => {
+    const volume = (group.request.Volume as { Name: string; ConfigFileVolume?: unknown }[]).find(
+      (v) => v.Name === 'cfg',
+    ) as { ConfigFileVolume: { ConfigFileToPath: { Path: string; Content: string }[] } };
+    const logo = volume.ConfigFileVolume.ConfigFileToPath.find((f) => f.Path === 'logo.png');
+    expect(Buffer.from(logo!.Content, 'base64')).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47]));
+    expect(filesOf(group, 'cfg')['app.conf']).toBe('color=blue\n');
+
     await core.replaceNamespacedConfigMap({
       namespace: ns.name,
       name: 'app-config',
