@@ -196,6 +196,10 @@ export const ElasticWorkloadSpecSchema = z
         ],
       }),
     overflow: OverflowSchema,
+    foldBackTimeoutSeconds: z.int32().min(0).max(86400).default(600).meta({
+      description:
+        'How long deleting this ElasticWorkload waits for the source to run its replicas again before it removes the units anyway (the source then keeps them as pending pods). 0 removes the units at once; it may be changed while the deletion waits.',
+    }),
   })
   .meta({
     'x-kubernetes-validations': [

@@ -312,6 +312,18 @@ export class ElasticWorkloadController {
     await this.#scaleSource(ew, source, plan.source.replicas);
     for (const u of plan.units) await this.#applyUnit(ew, source, units.get(u.name), u);
     if (deleting && plan.units.every((u) => u.replicas === 0)) return this.#removeFinalizer(ew, units);
+    const foldBackLeftMs = deleting ? this.#foldBackLeftMs(ew, now) : undefined;
+    if (foldBackLeftMs !== undefined && foldBackLeftMs <= 0) {
+      const onUnits = plan.units.reduce((n, u) => n + u.replicas, 0);
+      void this.#event(
+        ew,
+        EventType.Warning,
+        'FoldBackTimedOut',
+        'Delete',
+        `the source ran ${source.status?.readyReplicas ?? 0} of ${plan.source.replicas} replicas ${ew.spec.foldBackTimeoutSeconds ?? 600} s after the deletion: removing the units anyway, so ${onUnits} replicas wait as pending pods of the source`,
+      );
+      return this.#removeFinalizer(ew, units);
+    }
     if (
       violations.length > 0 &&
       ew.status?.conditions?.find((c) => c.type === 'BurstBlocked')?.status !== 'True'
@@ -340,9 +352,16 @@ export class ElasticWorkloadController {
     await this.#writeStatus(ew, elasticWorkloadStatus({ ew, source, units, plan, violations, now }));
     const waits = [
       ...(plan.recheckAfterSeconds ? [plan.recheckAfterSeconds * 1000] : []),
+      ...(foldBackLeftMs !== undefined ? [foldBackLeftMs + 100] : []),
       ...[...limited.values()].map((until) => until - now.getTime() + 1000),
     ];
     return waits.length > 0 ? { requeueAfter: Math.min(...waits) } : undefined;
+  }
+
+  /** How long a deletion may still wait for the fold-back (negative: past `foldBackTimeoutSeconds`). */
+  #foldBackLeftMs(ew: ElasticWorkload, now: Date): number {
+    const since = now.getTime() - new Date(ew.metadata.deletionTimestamp!).getTime();
+    return (ew.spec.foldBackTimeoutSeconds ?? 600) * 1000 - since;
   }
 
   async #scaleSource(ew: ElasticWorkload, source: V1Deployment, replicas: number): Promise<void> {

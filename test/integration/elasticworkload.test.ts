@@ -243,4 +243,48 @@ describe('ElasticWorkload controller on the local control plane', () => {
     expect(await replicasOf('web')).toBe(6);
     expect(await getDeployment(cluster.kc, ns.name, 'web-unit-burst')).toBeUndefined();
   });
+
+  it('removes the units after foldBackTimeoutSeconds when the source cannot run its replicas again', async () => {
+    // The source's pods can schedule nowhere; the unit's run on a kwok node.
+    const stuck = sourceDeployment('stuck', 1);
+    stuck.spec!.template.spec!.nodeSelector = { 'kubernetes.io/hostname': 'no-such-node' };
+    await apps.createNamespacedDeployment({ namespace: ns.name, body: stuck });
+    await createEw({
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'ElasticWorkload',
+      metadata: { name: 'stuck' },
+      spec: {
+        sourceTarget: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'stuck', max: 1 },
+        replicas: 3,
+        elasticUnit: [{ name: 'burst', nodeSelector: { 'kubernetes.io/hostname': 'kwok-node-0' } }],
+        foldBackTimeoutSeconds: 3,
+      },
+    });
+    await expectSplit('stuck', 'stuck-unit-burst', 1, 2);
+    await waitFor('2 unit replicas ready', 60_000, async () => {
+      const unit = await getDeployment(cluster.kc, ns.name, 'stuck-unit-burst');
+      return unit?.status?.readyReplicas === 2;
+    });
+    await objects.deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: ns.name,
+      name: 'stuck',
+    });
+    // The fold-back keeps the ready unit replicas while the source cannot run them...
+    await waitFor('source scaled to 3', 30_000, async () => (await replicasOf('stuck')) === 3);
+    expect((await ew('stuck'))?.metadata.deletionTimestamp).toBeDefined();
+    expect(await replicasOf('stuck-unit-burst')).toBe(2);
+    // ...until the timeout, then removes the units and says so.
+    await waitFor('ElasticWorkload stuck gone', 60_000, async () => (await ew('stuck')) === undefined);
+    expect(await getDeployment(cluster.kc, ns.name, 'stuck-unit-burst')).toBeUndefined();
+    expect(await replicasOf('stuck')).toBe(3);
+    const events = await cluster.kc
+      .makeApiClient(CoreV1Api)
+      .listNamespacedEvent({ namespace: ns.name, fieldSelector: 'involvedObject.name=stuck' });
+    expect(events.items.find((e) => e.reason === 'FoldBackTimedOut')?.message).toMatch(
+      /ran 0 of 3 replicas 3 s after the deletion: removing the units anyway, so 2 replicas wait/,
+    );
+  });
 });
