@@ -5,8 +5,6 @@
  * caches, asks the pure `distribute`/`foldBack` for a plan, applies it, and writes status once.
  */
 import type { KubeConfig, KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
-import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { applyObject } from '../shared/apply.ts';
 import { apiErrorMessage, isApiError, makeClients, type Clients } from '../shared/client.ts';
 import { EventRecorder, EventType } from '../shared/events.ts';
 import { informerFor, objectKey, splitKey, type SupervisedInformer } from '../shared/informer.ts';
@@ -14,31 +12,24 @@ import { componentLogger, type Logger } from '../shared/log.ts';
 import { describeViolations, sandboxViolations } from '../shared/sandbox-rules.ts';
 import { WorkQueue, runWorkers } from '../shared/workqueue.ts';
 import {
-  ANNOTATION_ORIGINAL_REPLICAS,
-  API_VERSION,
   FINALIZER,
   GROUP,
-  KIND,
   LABEL_ELASTIC_WORKLOAD,
   LABEL_UNIT,
   PLURAL,
   VERSION,
   type ElasticWorkload,
 } from './api.ts';
-import { distribute, foldBack, type DistributionPlan, type Observation } from './distribute.ts';
+import { distribute, foldBack, type Observation } from './distribute.ts';
 import { ConditionType, setCondition } from './conditions.ts';
-import { elasticWorkloadStatus, sameStatus } from './status.ts';
-import { unitDeployment, unitIsCurrent } from './units.ts';
-
-/** The field manager of everything this controller writes. */
-export const FIELD_MANAGER = 'spillway-elasticworkload';
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+import { elasticWorkloadStatus } from './status.ts';
+import { ElasticWorkloadWriter } from './writer.ts';
 
 /** Reconciles ElasticWorkloads in every namespace. */
 export class ElasticWorkloadController {
   readonly #c: Clients;
   readonly #log: Logger;
-  readonly #events: EventRecorder;
+  readonly #w: ElasticWorkloadWriter;
   readonly #queue = new WorkQueue({ name: 'elasticworkload' });
   /** ElasticWorkloads as the apiserver stores them (plain JSON: metadata times are strings). */
   readonly ews: SupervisedInformer<KubernetesObject>;
@@ -65,12 +56,13 @@ export class ElasticWorkloadController {
     this.#c = makeClients(opts.kc);
     this.#log = opts.logger ?? componentLogger('elasticworkload');
     this.#now = opts.now ?? (() => new Date());
-    this.#events = new EventRecorder({
+    const events = new EventRecorder({
       api: this.#c.events,
       controller: 'spillway.dev/elasticworkload-controller',
       instance: opts.identity ?? 'spillway',
       onError: (err) => this.#log.debug({ err: String(err) }, 'event not recorded'),
     });
+    this.#w = new ElasticWorkloadWriter(this.#c, events);
     const c = this.#c;
     this.ews = informerFor<KubernetesObject>(opts.kc, 'elasticworkloads', {
       path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
@@ -230,7 +222,7 @@ export class ElasticWorkloadController {
     if (!ew) return;
     const deleting = Boolean(ew.metadata.deletionTimestamp);
     if (!deleting && !ew.metadata.finalizers?.includes(FINALIZER)) {
-      await this.#patchEw(ew, {
+      await this.#w.patchEw(ew, {
         metadata: {
           finalizers: [...(ew.metadata.finalizers ?? []), FINALIZER],
           resourceVersion: ew.metadata.resourceVersion,
@@ -253,9 +245,9 @@ export class ElasticWorkloadController {
     if (rival && !deleting) {
       const message = `Deployment ${ew.spec.sourceTarget.name} is already split by ElasticWorkload ${rival.metadata.name}: delete one of the two`;
       if (ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceClaimed') {
-        void this.#event(ew, EventType.Warning, 'SourceClaimed', 'Claim', message);
+        void this.#w.event(ew, EventType.Warning, 'SourceClaimed', 'Claim', message);
       }
-      await this.#writeStatus(ew, {
+      await this.#w.writeStatus(ew, {
         ...ew.status,
         conditions: setCondition(
           ew.status?.conditions,
@@ -266,13 +258,13 @@ export class ElasticWorkloadController {
       return;
     }
     if (!source) {
-      if (deleting) return this.#removeFinalizer(ew, units);
+      if (deleting) return this.#w.removeFinalizer(ew, units);
       const onUnits = [...units.values()].reduce((n, d) => n + (d.spec?.replicas ?? 0), 0);
       if (
         onUnits > 0 &&
         ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceNotFound'
       ) {
-        void this.#event(
+        void this.#w.event(
           ew,
           EventType.Warning,
           'SourceNotFound',
@@ -280,7 +272,7 @@ export class ElasticWorkloadController {
           `Deployment ${ew.spec.sourceTarget.name} is gone while ${onUnits} replicas still run on elastic units: re-create it, or delete this ElasticWorkload to remove the units`,
         );
       }
-      await this.#writeStatus(
+      await this.#w.writeStatus(
         ew,
         elasticWorkloadStatus({ ew, source, units, plan: undefined, violations: [], now }),
       );
@@ -309,26 +301,26 @@ export class ElasticWorkloadController {
         : { secondsSinceLastOverflow: (now.getTime() - lastOverflow) / 1000 }),
     };
     const plan = deleting ? foldBack(ew.spec, observed) : distribute(ew.spec, observed);
-    await this.#scaleSource(ew, source, plan.source.replicas);
-    for (const u of plan.units) await this.#applyUnit(ew, source, units.get(u.name), u);
-    if (deleting && plan.units.every((u) => u.replicas === 0)) return this.#removeFinalizer(ew, units);
+    await this.#w.scaleSource(ew, source, plan.source.replicas);
+    for (const u of plan.units) await this.#w.applyUnit(ew, source, units.get(u.name), u);
+    if (deleting && plan.units.every((u) => u.replicas === 0)) return this.#w.removeFinalizer(ew, units);
     const foldBackLeftMs = deleting ? this.#foldBackLeftMs(ew, now) : undefined;
     if (foldBackLeftMs !== undefined && foldBackLeftMs <= 0) {
       const onUnits = plan.units.reduce((n, u) => n + u.replicas, 0);
-      void this.#event(
+      void this.#w.event(
         ew,
         EventType.Warning,
         'FoldBackTimedOut',
         'Delete',
         `the source ran ${source.status?.readyReplicas ?? 0} of ${plan.source.replicas} replicas ${ew.spec.foldBackTimeoutSeconds ?? 600} s after the deletion: removing the units anyway, so ${onUnits} replicas wait as pending pods of the source`,
       );
-      return this.#removeFinalizer(ew, units);
+      return this.#w.removeFinalizer(ew, units);
     }
     if (
       violations.length > 0 &&
       ew.status?.conditions?.find((c) => c.type === 'BurstBlocked')?.status !== 'True'
     ) {
-      void this.#event(
+      void this.#w.event(
         ew,
         EventType.Warning,
         'BurstBlocked',
@@ -340,7 +332,7 @@ export class ElasticWorkloadController {
       const fell = plan.units.find((u) => u.name === unit);
       const max = ew.spec.elasticUnit?.find((x) => x.name === unit)?.max ?? Infinity;
       if (fell && fell.goal < max) {
-        void this.#event(
+        void this.#w.event(
           ew,
           EventType.Warning,
           'SpotFallback',
@@ -349,7 +341,7 @@ export class ElasticWorkloadController {
         );
       }
     }
-    await this.#writeStatus(ew, elasticWorkloadStatus({ ew, source, units, plan, violations, now }));
+    await this.#w.writeStatus(ew, elasticWorkloadStatus({ ew, source, units, plan, violations, now }));
     const waits = [
       ...(plan.recheckAfterSeconds ? [plan.recheckAfterSeconds * 1000] : []),
       ...(foldBackLeftMs !== undefined ? [foldBackLeftMs + 100] : []),
@@ -362,158 +354,6 @@ export class ElasticWorkloadController {
   #foldBackLeftMs(ew: ElasticWorkload, now: Date): number {
     const since = now.getTime() - new Date(ew.metadata.deletionTimestamp!).getTime();
     return (ew.spec.foldBackTimeoutSeconds ?? 600) * 1000 - since;
-  }
-
-  async #scaleSource(ew: ElasticWorkload, source: V1Deployment, replicas: number): Promise<void> {
-    const current = source.spec?.replicas ?? 1;
-    const original = source.metadata?.annotations?.[ANNOTATION_ORIGINAL_REPLICAS];
-    if (current === replicas && original !== undefined) return;
-    await this.#c.apps.patchNamespacedDeployment(
-      {
-        name: source.metadata!.name!,
-        namespace: source.metadata!.namespace!,
-        body: {
-          // The replicas the source had before spillway managed it, for the record.
-          metadata:
-            original === undefined
-              ? { annotations: { [ANNOTATION_ORIGINAL_REPLICAS]: String(current) } }
-              : {},
-          spec: { replicas },
-        },
-        fieldManager: FIELD_MANAGER,
-      },
-      mergePatch,
-    );
-    if (current !== replicas) {
-      void this.#event(
-        ew,
-        EventType.Normal,
-        'ScaledSource',
-        'Scale',
-        `scaled source Deployment ${source.metadata?.name} from ${current} to ${replicas}`,
-      );
-    }
-  }
-
-  async #applyUnit(
-    ew: ElasticWorkload,
-    source: V1Deployment,
-    existing: V1Deployment | undefined,
-    u: DistributionPlan['units'][number],
-  ): Promise<void> {
-    const unit = ew.spec.elasticUnit?.find((x) => x.name === u.name);
-    if (!unit || (!u.inSpec && u.replicas === 0)) {
-      if (existing && u.replicas === 0) await this.#deleteUnit(ew, existing);
-      return;
-    }
-    if (!existing && u.replicas === 0) return;
-    const desired = unitDeployment(ew, source, unit, u.replicas);
-    if (existing && existing.spec?.replicas === u.replicas && unitIsCurrent(existing, desired)) return;
-    try {
-      await applyObject(this.#c.objects, desired, { fieldManager: FIELD_MANAGER, force: true });
-    } catch (err) {
-      void this.#event(
-        ew,
-        EventType.Warning,
-        'UnitApplyFailed',
-        'Apply',
-        `could not apply unit Deployment ${desired.metadata?.name}: ${apiErrorMessage(err)}`,
-      );
-      throw err;
-    }
-    const before = existing?.spec?.replicas ?? 0;
-    if (before !== u.replicas) {
-      void this.#event(
-        ew,
-        EventType.Normal,
-        'ScaledUnit',
-        'Scale',
-        `scaled unit ${u.name} (Deployment ${desired.metadata?.name}) from ${before} to ${u.replicas}`,
-      );
-    }
-  }
-
-  async #deleteUnit(ew: ElasticWorkload, unit: V1Deployment): Promise<void> {
-    try {
-      // Background propagation: an orphaned unit ReplicaSet would be adopted by the source.
-      await this.#c.apps.deleteNamespacedDeployment({
-        name: unit.metadata!.name!,
-        namespace: unit.metadata!.namespace!,
-        propagationPolicy: 'Background',
-      });
-      void this.#event(
-        ew,
-        EventType.Normal,
-        'DeletedUnit',
-        'Delete',
-        `deleted unit Deployment ${unit.metadata?.name}`,
-      );
-    } catch (err) {
-      if (!isApiError(err, 404)) throw err;
-    }
-  }
-
-  async #removeFinalizer(ew: ElasticWorkload, units: Map<string, V1Deployment>): Promise<void> {
-    for (const d of units.values()) await this.#deleteUnit(ew, d);
-    await this.#patchEw(ew, {
-      metadata: {
-        finalizers: (ew.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
-        resourceVersion: ew.metadata.resourceVersion,
-      },
-    });
-  }
-
-  async #patchEw(ew: ElasticWorkload, body: object): Promise<void> {
-    try {
-      await this.#c.customObjects.patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: ew.metadata.namespace!,
-          name: ew.metadata.name,
-          body,
-        },
-        mergePatch,
-      );
-    } catch (err) {
-      if (!isApiError(err, 404)) throw err;
-    }
-  }
-
-  async #writeStatus(ew: ElasticWorkload, status: ElasticWorkload['status']): Promise<void> {
-    if (sameStatus(status, ew.status)) return;
-    try {
-      await this.#c.customObjects.patchNamespacedCustomObjectStatus(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: ew.metadata.namespace!,
-          name: ew.metadata.name,
-          body: { status },
-        },
-        mergePatch,
-      );
-    } catch (err) {
-      if (!isApiError(err, 404)) throw err;
-    }
-  }
-
-  #event(ew: ElasticWorkload, type: EventType, reason: string, action: string, note: string): Promise<void> {
-    return this.#events.record(
-      {
-        apiVersion: API_VERSION,
-        kind: KIND,
-        namespace: ew.metadata.namespace,
-        name: ew.metadata.name,
-        uid: ew.metadata.uid,
-      },
-      type,
-      reason,
-      action,
-      note,
-    );
   }
 }
 
