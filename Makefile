@@ -8,7 +8,7 @@ SHELL := /bin/bash
 WITH_NODE = export PATH="$$(bash hack/ensure-node.sh):$(CURDIR)/bin:$(CURDIR)/node_modules/.bin:$$PATH";
 PROVIDER ?= fake
 
-.PHONY: test lint typecheck unit integration e2e tools deps cluster-up cluster-down run demo bench crds clean
+.PHONY: test lint typecheck unit integration e2e tools deps cluster-up cluster-down run demo bench crds image clean
 
 deps: node_modules/.installed
 node_modules/.installed: package.json package-lock.json .node-version
@@ -60,6 +60,11 @@ run: deps
 
 crds: deps
 	@$(WITH_NODE) node hack/gen-crds.ts
+
+## the operator's image without a container engine: dist/image/spillway-<appVersion>.oci.tar (OCI layout + Docker
+## manifest.json), from the npm registry and Debian packages; cached, so unchanged inputs rebuild in seconds
+image: deps
+	@$(WITH_NODE) node hack/build-image.ts
 
 clean: cluster-down
 	rm -rf .cluster
