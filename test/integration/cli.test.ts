@@ -6,8 +6,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
 import { repoRoot, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 import { createDeployment, createElasticWorkload, deployment } from '../support/objects.ts';
@@ -89,6 +90,30 @@ describe('the spillway command', () => {
           )
         );
       });
+      // Deleted while the operator runs, its finalizer folds the replicas back; otherwise the namespace would
+      // wait for ever on it.
+      const objects = cluster.kc.makeApiClient(CustomObjectsApi);
+      await objects.deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: ns.name,
+        name: 'web',
+      });
+      await waitFor('ElasticWorkload web folded back and gone', 60_000, async () =>
+        objects
+          .getNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+            namespace: ns.name,
+            name: 'web',
+          })
+          .then(
+            () => false,
+            () => true,
+          ),
+      );
     } catch (err) {
       // What the operator said is the first thing anyone debugging this will want.
       throw new Error(
