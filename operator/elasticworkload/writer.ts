@@ -135,41 +135,27 @@ export class ElasticWorkloadWriter {
     });
   }
 
-  async patchEw(ew: ElasticWorkload, body: object): Promise<void> {
+  /** A merge patch of the ElasticWorkload (or its status subresource); a 404 means it is already gone. */
+  async patchEw(ew: ElasticWorkload, body: object, subresource?: 'status'): Promise<void> {
+    const params = {
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: ew.metadata.namespace!,
+      name: ew.metadata.name,
+      body,
+    };
     try {
-      await this.#c.customObjects.patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: ew.metadata.namespace!,
-          name: ew.metadata.name,
-          body,
-        },
-        mergePatch,
-      );
+      await (subresource === 'status'
+        ? this.#c.customObjects.patchNamespacedCustomObjectStatus(params, mergePatch)
+        : this.#c.customObjects.patchNamespacedCustomObject(params, mergePatch));
     } catch (err) {
       if (!isApiError(err, 404)) throw err;
     }
   }
 
   async writeStatus(ew: ElasticWorkload, status: ElasticWorkload['status']): Promise<void> {
-    if (sameStatus(status, ew.status)) return;
-    try {
-      await this.#c.customObjects.patchNamespacedCustomObjectStatus(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: ew.metadata.namespace!,
-          name: ew.metadata.name,
-          body: { status },
-        },
-        mergePatch,
-      );
-    } catch (err) {
-      if (!isApiError(err, 404)) throw err;
-    }
+    if (!sameStatus(status, ew.status)) await this.patchEw(ew, { status }, 'status');
   }
 
   event(ew: ElasticWorkload, type: EventType, reason: string, action: string, note: string): Promise<void> {

@@ -17,7 +17,7 @@ import { parse } from 'yaml';
 import { EciProvider } from '../../operator/providers/eci/provider.ts';
 import { clusterCA } from '../../operator/virtualnode/sidecar-credentials.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
-import type { FakeGroup } from '../support/fake-eci/groups.ts';
+import { groupFiles, type FakeGroup } from '../support/fake-eci/groups.ts';
 import { fakeEciConfig } from '../support/fake-eci/provider-config.ts';
 import { FakeEci } from '../support/fake-eci/server.ts';
 import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
@@ -26,16 +26,6 @@ import { freePort } from '../support/ports.ts';
 
 const nodeName = 'spillway-virtual-eci-kp';
 const saName = 'spillway-kube-proxy';
-
-/** The decoded files of volume `name` of a fake group. */
-function filesOf(group: FakeGroup, name: string): Record<string, string> {
-  const volumes = group.request.Volume as {
-    Name: string;
-    ConfigFileVolume?: { ConfigFileToPath: { Path: string; Content: string }[] };
-  }[];
-  const files = volumes.find((v) => v.Name === name)?.ConfigFileVolume?.ConfigFileToPath ?? [];
-  return Object.fromEntries(files.map((f) => [f.Path, Buffer.from(f.Content, 'base64').toString()]));
-}
 
 describe('what an ECI instance carries from the cluster', () => {
   let cluster: TestCluster;
@@ -166,7 +156,7 @@ describe('what an ECI instance carries from the cluster', () => {
   };
 
   it('gives the sidecar a token of the read-only ServiceAccount, bound to the Node', async () => {
-    const files = filesOf(group, 'spillway-kube-proxy');
+    const files = groupFiles(group, 'spillway-kube-proxy');
     const kubeconfig = parse(files.kubeconfig!) as {
       clusters: { cluster: { server: string } }[];
       users: { user: { tokenFile: string } }[];
@@ -204,7 +194,7 @@ describe('what an ECI instance carries from the cluster', () => {
     ) as { ConfigFileVolume: { ConfigFileToPath: { Path: string; Content: string }[] } };
     const logo = volume.ConfigFileVolume.ConfigFileToPath.find((f) => f.Path === 'logo.png');
     expect(Buffer.from(logo!.Content, 'base64')).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47]));
-    expect(filesOf(group, 'cfg')['app.conf']).toBe('color=blue\n');
+    expect(groupFiles(group, 'cfg')['app.conf']).toBe('color=blue\n');
 
     await core.replaceNamespacedConfigMap({
       namespace: ns.name,
@@ -213,14 +203,14 @@ describe('what an ECI instance carries from the cluster', () => {
     });
     await waitFor('the new content in the instance', 30_000, async () => {
       await vn.pods.refreshVolumes();
-      return filesOf(group, 'cfg')['app.conf'] === 'color=green\n';
+      return groupFiles(group, 'cfg')['app.conf'] === 'color=green\n';
     });
     expect(group.updates).toHaveLength(1);
     expect(group.status).not.toBe('Failed');
   });
 
   it('the sidecar token stops working once its Node is gone', async () => {
-    const token = filesOf(group, 'spillway-kube-proxy').token!;
+    const token = groupFiles(group, 'spillway-kube-proxy').token!;
     await vn.stop();
     await core.deleteNode({ name: nodeName });
     await waitFor('the Node-bound token rejected', 30_000, async () => {

@@ -3,18 +3,14 @@
  * rotation, through the real Alibaba SDK against the fake ECI endpoint (signatures verified).
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
-import { fakeEciConfig } from '../../../test/support/fake-eci/provider-config.ts';
-import { FakeEci } from '../../../test/support/fake-eci/server.ts';
-import type { FakeGroup } from '../../../test/support/fake-eci/groups.ts';
-import { createLogger } from '../../shared/log.ts';
+import { groupFiles } from '../../../test/support/fake-eci/groups.ts';
 import { isNotFound, sandboxKey, type SandboxStatus } from '../types.ts';
-import type { EciConfigInput } from './config.ts';
-import { EciProvider, type PodEvent } from './provider.ts';
+import { useFakeEci } from './provider.fixtures.ts';
+import type { EciProvider, PodEvent } from './provider.ts';
 import { jwt } from './volume-updates.fixtures.ts';
 
-const silent = createLogger({ level: 'silent' });
 let uid = 0;
 function pod(name: string, extra: Partial<V1Pod['spec']> = {}, labels?: Record<string, string>): V1Pod {
   return {
@@ -28,20 +24,8 @@ function pod(name: string, extra: Partial<V1Pod['spec']> = {}, labels?: Record<s
   };
 }
 
-let fake: FakeEci;
-const providers: EciProvider[] = [];
-function provider(overrides: Partial<EciConfigInput> = {}): EciProvider {
-  const p = new EciProvider({ config: fakeEciConfig(fake, overrides), logger: silent });
-  providers.push(p);
-  return p;
-}
-beforeEach(async () => {
-  fake = await FakeEci.start();
-});
-afterEach(async () => {
-  await Promise.all(providers.splice(0).map((p) => p.close()));
-  await fake.close();
-});
+const eci = useFakeEci();
+const provider = eci.provider;
 
 function until<T>(fn: () => T | undefined, what: string): Promise<T> {
   return vi.waitFor(
@@ -62,23 +46,9 @@ function running(p: EciProvider, uids: string[]): Promise<true> {
   return until(() => uids.every((u) => seen.has(u)) || undefined, 'all Running');
 }
 
-/** The files of volume `name` of a fake group, decoded. */
-function files(group: FakeGroup, name: string): Record<string, string> {
-  const volumes = group.request.Volume as {
-    Name: string;
-    ConfigFileVolume?: { ConfigFileToPath: { Path: string; Content: string }[] };
-  }[];
-  const v = volumes.find((x) => x.Name === name);
-  return Object.fromEntries(
-    (v?.ConfigFileVolume?.ConfigFileToPath ?? []).map((f) => [
-      f.Path,
-      Buffer.from(f.Content, 'base64').toString(),
-    ]),
-  );
-}
-
 /** DescribeContainerGroups calls that listed by tags (not by ids). */
-const listings = () => fake.requests('DescribeContainerGroups').filter((r) => !r.has('ContainerGroupIds'));
+const listings = () =>
+  eci.fake.requests('DescribeContainerGroups').filter((r) => !r.has('ContainerGroupIds'));
 
 describe('status polling', () => {
   it('after the first listing, a poll asks only what changed: no describe while nothing changes', async () => {
@@ -91,13 +61,13 @@ describe('status polling', () => {
     for (const x of pods) await p.create(x);
     await up;
     // Let the overlapping windows pass over the last changes, then count.
-    const settled = fake.calls('DescribeContainerGroupStatus') + 5;
-    await until(() => fake.calls('DescribeContainerGroupStatus') >= settled || undefined, 'polls');
-    const describes = fake.calls('DescribeContainerGroups');
-    const statuses = fake.calls('DescribeContainerGroupStatus');
-    await until(() => fake.calls('DescribeContainerGroupStatus') >= statuses + 10 || undefined, 'polls');
-    expect(fake.calls('DescribeContainerGroups')).toBe(describes);
-    expect(fake.calls('DescribeContainerGroupEvents')).toBeGreaterThanOrEqual(10);
+    const settled = eci.fake.calls('DescribeContainerGroupStatus') + 5;
+    await until(() => eci.fake.calls('DescribeContainerGroupStatus') >= settled || undefined, 'polls');
+    const describes = eci.fake.calls('DescribeContainerGroups');
+    const statuses = eci.fake.calls('DescribeContainerGroupStatus');
+    await until(() => eci.fake.calls('DescribeContainerGroupStatus') >= statuses + 10 || undefined, 'polls');
+    expect(eci.fake.calls('DescribeContainerGroups')).toBe(describes);
+    expect(eci.fake.calls('DescribeContainerGroupEvents')).toBeGreaterThanOrEqual(10);
     expect(listings()).toHaveLength(1);
 
     // A container restart is a status change: the group is described by id, alone.
@@ -105,14 +75,14 @@ describe('status polling', () => {
     p.onEvent((e) => events.push(e));
     const restarted: SandboxStatus[] = [];
     p.onStatus((s) => restarted.push(s));
-    fake.exitContainer(fake.groupByUid(pods[7]!.metadata!.uid!)!.id, 'app', 1);
+    eci.fake.exitContainer(eci.fake.groupByUid(pods[7]!.metadata!.uid!)!.id, 'app', 1);
     await until(
       () => restarted.find((s) => s.key.name === 'web-7' && s.containers[0]!.restartCount === 1),
       'restart reported',
     );
-    const byId = fake.requests('DescribeContainerGroups').slice(-1)[0]!;
+    const byId = eci.fake.requests('DescribeContainerGroups').slice(-1)[0]!;
     expect(JSON.parse(byId.get('ContainerGroupIds')!)).toEqual([
-      fake.groupByUid(pods[7]!.metadata!.uid!)!.id,
+      eci.fake.groupByUid(pods[7]!.metadata!.uid!)!.id,
     ]);
     expect(events).toContainEqual(expect.objectContaining({ reason: 'BackOff', type: 'Warning' }));
   });
@@ -125,7 +95,7 @@ describe('status polling', () => {
     await up;
     const events: PodEvent[] = [];
     p.onEvent((e) => events.push(e));
-    fake.releaseSpot(fake.groupByUid(spot.metadata!.uid!)!.id);
+    eci.fake.releaseSpot(eci.fake.groupByUid(spot.metadata!.uid!)!.id);
     await until(
       () => events.find((e) => e.reason === 'SpotToBeReleased'),
       'SpotToBeReleased reaches the pod events',
@@ -159,14 +129,14 @@ describe('updateVolumes', () => {
     const up = running(p, [web.metadata!.uid!]);
     await p.create(web, { volumes: cfg('v1') });
     await up;
-    const group = fake.groupByUid(web.metadata!.uid!)!;
+    const group = eci.fake.groupByUid(web.metadata!.uid!)!;
     await p.updateVolumes(sandboxKey(web), cfg('v1'));
     expect(group.updates).toHaveLength(0);
 
     await p.updateVolumes(sandboxKey(web), cfg('v2'));
     expect(group.updates).toHaveLength(1);
-    expect(fake.requests('UpdateContainerGroup')[0]!.get('UpdateType')).toBe('IncrementalUpdate');
-    expect(files(group, 'cfg')).toEqual({ 'app.conf': 'v2' });
+    expect(eci.fake.requests('UpdateContainerGroup')[0]!.get('UpdateType')).toBe('IncrementalUpdate');
+    expect(groupFiles(group, 'cfg')).toEqual({ 'app.conf': 'v2' });
     // The instance keeps running through the update.
     await until(() => group.status === 'Running' || undefined, 'Running after Updating');
     expect(group.containers[0]!.restartCount).toBe(0);
@@ -185,7 +155,7 @@ describe('updateVolumes', () => {
     const up = running(p, [web.metadata!.uid!]);
     await p.create(web, { volumes: tokenVolume(jwt(now - 600, now + 3000)) });
     await up;
-    const group = fake.groupByUid(web.metadata!.uid!)!;
+    const group = eci.fake.groupByUid(web.metadata!.uid!)!;
     await p.updateVolumes(sandboxKey(web), tokenVolume(jwt(now, now + 3600)));
     expect(group.updates).toHaveLength(0);
 
@@ -198,9 +168,9 @@ describe('updateVolumes', () => {
     await staleUp;
     const fresh = jwt(now, now + 3600);
     await p.updateVolumes(sandboxKey(stale), tokenVolume(fresh));
-    const staleGroup = fake.groupByUid(stale.metadata!.uid!)!;
+    const staleGroup = eci.fake.groupByUid(stale.metadata!.uid!)!;
     expect(staleGroup.updates).toHaveLength(1);
-    expect(files(staleGroup, 'token')).toEqual({ token: fresh });
+    expect(groupFiles(staleGroup, 'token')).toEqual({ token: fresh });
   });
 
   it('leaves a restartPolicy Never instance alone and says so once on the pod', async () => {
@@ -213,7 +183,7 @@ describe('updateVolumes', () => {
     await up;
     await p.updateVolumes(sandboxKey(job), cfg('v2'));
     await p.updateVolumes(sandboxKey(job), cfg('v3'));
-    expect(fake.calls('UpdateContainerGroup')).toBe(0);
+    expect(eci.fake.calls('UpdateContainerGroup')).toBe(0);
     expect(events.filter((e) => e.reason === 'EciVolumesNotRefreshed')).toHaveLength(1);
   });
 
@@ -246,7 +216,7 @@ describe('kube-proxy credentials', () => {
   it('refuses to create before a token is minted, saying why', async () => {
     const p = provider({ kubeProxy: { enabled: true, serviceAccount } });
     await expect(p.create(pod('web'))).rejects.toThrow(/kube-proxy sidecar has no credentials yet/);
-    expect(fake.calls('CreateContainerGroup')).toBe(0);
+    expect(eci.fake.calls('CreateContainerGroup')).toBe(0);
   });
 
   it('creates with a kubeconfig that reads the token file, and writes a renewed token in place', async () => {
@@ -258,8 +228,8 @@ describe('kube-proxy credentials', () => {
     const up = running(p, [web.metadata!.uid!]);
     await p.create(web);
     await up;
-    const group = fake.groupByUid(web.metadata!.uid!)!;
-    const sidecar = files(group, 'spillway-kube-proxy');
+    const group = eci.fake.groupByUid(web.metadata!.uid!)!;
+    const sidecar = groupFiles(group, 'spillway-kube-proxy');
     expect(sidecar.token).toBe(first);
     expect(sidecar['ca.crt']).toContain('BEGIN CERTIFICATE');
     expect(parse(sidecar.kubeconfig!)).toMatchObject({
@@ -277,7 +247,7 @@ describe('kube-proxy credentials', () => {
     const renewed = jwt(now, now + 3600);
     await p.setSidecarCredentials(creds(renewed));
     expect(group.updates).toHaveLength(1);
-    expect(files(group, 'spillway-kube-proxy').token).toBe(renewed);
+    expect(groupFiles(group, 'spillway-kube-proxy').token).toBe(renewed);
     // The pod's own volumes and containers are untouched.
     expect(group.containers.map((c) => c.name)).toEqual(['app', 'spillway-kube-proxy']);
   });

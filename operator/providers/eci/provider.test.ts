@@ -2,12 +2,11 @@
  * The ECI provider through the real Alibaba SDK against the fake ECI endpoint on loopback (signatures verified).
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { fakeEciConfig } from '../../../test/support/fake-eci/provider-config.ts';
-import { FakeEci } from '../../../test/support/fake-eci/server.ts';
-import { createLogger } from '../../shared/log.ts';
+import { describe, expect, it, vi } from 'vitest';
 import { isInsufficientCapacity, isNotFound, isThrottled, sandboxKey, type SandboxStatus } from '../types.ts';
-import type { EciConfigInput } from './config.ts';
+import { fakeEciConfig } from '../../../test/support/fake-eci/provider-config.ts';
+import { createLogger } from '../../shared/log.ts';
+import { useFakeEci } from './provider.fixtures.ts';
 import { EciProvider, type PodEvent } from './provider.ts';
 
 const silent = createLogger({ level: 'silent' });
@@ -24,20 +23,8 @@ function pod(name: string, extra: { labels?: Record<string, string>; restartPoli
   };
 }
 
-let fake: FakeEci;
-const providers: EciProvider[] = [];
-function provider(overrides: Partial<EciConfigInput> = {}): EciProvider {
-  const p = new EciProvider({ config: fakeEciConfig(fake, overrides), logger: silent });
-  providers.push(p);
-  return p;
-}
-beforeEach(async () => {
-  fake = await FakeEci.start();
-});
-afterEach(async () => {
-  await Promise.all(providers.splice(0).map((p) => p.close()));
-  await fake.close();
-});
+const eci = useFakeEci();
+const provider = eci.provider;
 
 /** Collects what the provider reports, and waits until a report matches. */
 function watch(p: EciProvider) {
@@ -69,7 +56,7 @@ describe('creating and running pods', () => {
     expect(running.containers).toMatchObject([
       { name: 'app', ready: true, restartCount: 0, state: { kind: 'running' } },
     ]);
-    const group = fake.groupByUid(web.metadata!.uid!)!;
+    const group = eci.fake.groupByUid(web.metadata!.uid!)!;
     expect(group.request.ClientToken).toBe(`spillway-${web.metadata!.uid}`);
     expect(group.request.VSwitchId).toBe('vsw-a,vsw-b');
     expect((await p.status(sandboxKey(web))).phase).toBe('Running');
@@ -82,7 +69,7 @@ describe('creating and running pods', () => {
     const web = pod('web');
     await p.create(web);
     await w.until(web.metadata!.uid!, (s) => s.phase === 'Running');
-    fake.exitContainer(fake.groupByUid(web.metadata!.uid!)!.id, 'app', 2);
+    eci.fake.exitContainer(eci.fake.groupByUid(web.metadata!.uid!)!.id, 'app', 2);
     const restarted = await w.until(web.metadata!.uid!, (s) => s.containers[0]!.restartCount === 1);
     expect(restarted.containers[0]!.lastState).toMatchObject({
       kind: 'terminated',
@@ -97,7 +84,7 @@ describe('creating and running pods', () => {
     const job = pod('job', { restartPolicy: 'Never' });
     await p.create(job);
     await w.until(job.metadata!.uid!, (s) => s.phase === 'Running');
-    fake.exitContainer(fake.groupByUid(job.metadata!.uid!)!.id, 'app', 0);
+    eci.fake.exitContainer(eci.fake.groupByUid(job.metadata!.uid!)!.id, 'app', 0);
     const done = await w.until(job.metadata!.uid!, (s) => s.phase === 'Succeeded');
     expect(done.containers[0]!.state).toMatchObject({ kind: 'terminated', exitCode: 0, reason: 'Completed' });
   });
@@ -111,7 +98,7 @@ describe('idempotency across retries and restarts', () => {
     await p.delete(sandboxKey(web));
     await p.delete(sandboxKey(web));
     await p.delete(sandboxKey(pod('never-created')));
-    expect(fake.groups()).toEqual([]);
+    expect(eci.fake.groups()).toEqual([]);
     await expect(p.status(sandboxKey(web))).rejects.toSatisfy(isNotFound);
     expect(await p.list()).toEqual([]);
   });
@@ -123,15 +110,15 @@ describe('idempotency across retries and restarts', () => {
     await before.close();
     const after = provider();
     const status = await after.create(web);
-    expect(fake.calls('CreateContainerGroup')).toBe(1);
-    expect(fake.groups()).toHaveLength(1);
+    expect(eci.fake.calls('CreateContainerGroup')).toBe(1);
+    expect(eci.fake.groups()).toHaveLength(1);
     expect(status.key.uid).toBe(web.metadata!.uid);
   });
 
   it('two creates in flight for one pod (a replay racing the original) make one group, through the ClientToken', async () => {
     const web = pod('web');
     await Promise.all([provider().create(web), provider().create(web)]);
-    expect(fake.groups()).toHaveLength(1);
+    expect(eci.fake.groups()).toHaveLength(1);
   });
 
   it('lists only this node’s instances, so orphan collection never touches another node’s', async () => {
@@ -147,7 +134,7 @@ describe('idempotency across retries and restarts', () => {
 describe('capacity and API faults', () => {
   it('no spot stock: InsufficientCapacityError for spot, while on-demand still runs', async () => {
     const p = provider();
-    fake.noStock.spot = true;
+    eci.fake.noStock.spot = true;
     const err = await p
       .create(pod('spot', { labels: { 'spillway.dev/capacity': 'spot' } }))
       .catch((e: unknown) => e);
@@ -156,55 +143,59 @@ describe('capacity and API faults', () => {
       capacityType: 'spot',
       message: expect.stringContaining('OperationDenied.NoStock'),
     });
-    expect(fake.groups()).toEqual([]);
+    expect(eci.fake.groups()).toEqual([]);
     await p.create(pod('regular'));
-    expect(fake.groups()).toHaveLength(1);
+    expect(eci.fake.groups()).toHaveLength(1);
   });
 
   it('throttling is retried with back-off and the create succeeds once', async () => {
     const p = provider();
-    fake.failNext('CreateContainerGroup', 'Throttling.User', { count: 2 });
+    eci.fake.failNext('CreateContainerGroup', 'Throttling.User', { count: 2 });
     await p.create(pod('web'));
-    expect(fake.calls('CreateContainerGroup')).toBe(3);
-    expect(fake.groups()).toHaveLength(1);
+    expect(eci.fake.calls('CreateContainerGroup')).toBe(3);
+    expect(eci.fake.groups()).toHaveLength(1);
     expect(p.api.stats.throttled).toBe(2);
   });
 
   it('persistent throttling gives up after the configured attempts with ThrottledError, not a storm', async () => {
     const p = provider({ retry: { maxAttempts: 4, baseDelayMs: 5, maxDelayMs: 20 } });
     await p.list();
-    fake.failNext('CreateContainerGroup', 'Throttling.User', { count: 100 });
+    eci.fake.failNext('CreateContainerGroup', 'Throttling.User', { count: 100 });
     const err = await p.create(pod('web')).catch((e: unknown) => e);
     expect(isThrottled(err)).toBe(true);
-    expect(fake.calls('CreateContainerGroup')).toBe(4);
+    expect(eci.fake.calls('CreateContainerGroup')).toBe(4);
   });
 
   it('a burst under the client-side limit never meets ECI’s quota', async () => {
-    fake.setQuota('CreateContainerGroup', 100, 10);
+    eci.fake.setQuota('CreateContainerGroup', 100, 10);
     const p = provider({ rateLimits: { CreateContainerGroup: { qps: 50, burst: 5 } } });
     await Promise.all(Array.from({ length: 30 }, (_, i) => p.create(pod(`burst-${i}`))));
-    expect(fake.groups()).toHaveLength(30);
-    expect(fake.rejectedWith('Throttling.User')).toBe(0);
+    expect(eci.fake.groups()).toHaveLength(30);
+    expect(eci.fake.rejectedWith('Throttling.User')).toBe(0);
   });
 
   it('5xx answers are retried', async () => {
     const p = provider();
-    fake.failNext('DescribeContainerGroups', 'ServiceUnavailable', { status: 503, count: 2 });
+    eci.fake.failNext('DescribeContainerGroups', 'ServiceUnavailable', { status: 503, count: 2 });
     expect(await p.list()).toEqual([]);
-    expect(fake.rejectedWith('ServiceUnavailable')).toBe(2);
+    expect(eci.fake.rejectedWith('ServiceUnavailable')).toBe(2);
   });
 
   it('a wrong secret is rejected by the signature check, and ping fails', async () => {
     const p = provider({
-      credentials: { type: 'access_key', accessKeyId: fake.accessKeyId, accessKeySecret: 'not-the-secret' },
+      credentials: {
+        type: 'access_key',
+        accessKeyId: eci.fake.accessKeyId,
+        accessKeySecret: 'not-the-secret',
+      },
     });
     await expect(p.ping()).rejects.toThrow(/SignatureDoesNotMatch/);
-    expect(fake.rejectedWith('SignatureDoesNotMatch')).toBe(1);
+    expect(eci.fake.rejectedWith('SignatureDoesNotMatch')).toBe(1);
     await provider().ping();
   });
 
   it('refuses a configuration without region, with plain http to the default endpoint, and never echoes secrets', () => {
-    const base = fakeEciConfig(fake);
+    const base = fakeEciConfig(eci.fake);
     const { regionId: _r, ...noRegion } = base;
     expect(() => new EciProvider({ config: noRegion, logger: silent })).toThrow(/eci\.regionId/);
     const { endpoint: _e, ...noEndpoint } = base;
@@ -223,7 +214,7 @@ describe('capacity and API faults', () => {
       /eci\.credentials\.accessKeySecret: .*expected string/,
     );
     expect(() => new EciProvider({ config: { ...base, vSwitchIds: [] }, logger: silent })).not.toThrow(
-      new RegExp(fake.accessKeySecret),
+      new RegExp(eci.fake.accessKeySecret),
     );
   });
 });
@@ -236,10 +227,10 @@ describe('spot release', () => {
     p.onEvent((e) => events.push(e));
     const spot = pod('executor', { labels: { 'spillway.dev/capacity': 'spot' } });
     await p.create(spot);
-    expect(fake.groupByUid(spot.metadata!.uid!)!.request.SpotStrategy).toBe('SpotAsPriceGo');
+    expect(eci.fake.groupByUid(spot.metadata!.uid!)!.request.SpotStrategy).toBe('SpotAsPriceGo');
     await w.until(spot.metadata!.uid!, (s) => s.phase === 'Running');
-    const id = fake.groupByUid(spot.metadata!.uid!)!.id;
-    fake.releaseSpot(id);
+    const id = eci.fake.groupByUid(spot.metadata!.uid!)!.id;
+    eci.fake.releaseSpot(id);
     const notice = await w.until(spot.metadata!.uid!, (s) =>
       (s.conditions ?? []).some((c) => c.type === 'DisruptionTarget'),
     );
@@ -248,7 +239,7 @@ describe('spot release', () => {
       expect.objectContaining({ type: 'DisruptionTarget', status: 'True', reason: 'SpotInstanceReclaim' }),
     );
     expect(events).toContainEqual(expect.objectContaining({ reason: 'SpotToBeReleased', type: 'Warning' }));
-    fake.expire(id);
+    eci.fake.expire(id);
     const reclaimed = await w.until(spot.metadata!.uid!, (s) => s.phase === 'Failed');
     expect(reclaimed.reason).toBe('SpotInstanceReclaimed');
   });

@@ -365,3 +365,13 @@ function describeVolumes(volumes: unknown): Record<string, unknown>[] {
     };
   });
 }
+
+/** The files of volume `name` of a group as its last create or update wrote them, decoded. */
+export function groupFiles(group: FakeGroup, name: string): Record<string, string> {
+  const volumes = (group.request.Volume ?? []) as {
+    Name: string;
+    ConfigFileVolume?: { ConfigFileToPath: { Path: string; Content: string }[] };
+  }[];
+  const files = volumes.find((v) => v.Name === name)?.ConfigFileVolume?.ConfigFileToPath ?? [];
+  return Object.fromEntries(files.map((f) => [f.Path, Buffer.from(f.Content, 'base64').toString()]));
+}
