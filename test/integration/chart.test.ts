@@ -27,6 +27,7 @@ import {
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { elasticWorkloadCrd } from '../../operator/elasticworkload/crd.ts';
+import { createProvider } from '../../operator/providers/index.ts';
 import {
   mutatingWebhookConfiguration,
   validatingWebhookConfiguration,
@@ -325,6 +326,20 @@ describe('the chart, rendered', () => {
       clusterCIDR: '172.20.0.0/16',
       tokenExpirationSeconds: 3600,
     });
+    // ...and the operator reads the rendered file that way (the CLI's path, credentials from a Secret's env).
+    const file = join(scratchDir('chart-provider'), 'provider.yaml');
+    writeFileSync(file, stringify(providerConfig(objects, 'spillway-vn-eci')));
+    const provider = await createProvider('eci', {
+      nodeName: 'spillway-vn-eci',
+      configFile: file,
+      env: { ALIBABA_CLOUD_ACCESS_KEY_ID: 'LTAI-test', ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'test-secret' },
+    });
+    expect(provider.sidecarIdentity?.()).toEqual({
+      namespace: ns.name,
+      name: 'spillway-kube-proxy',
+      expirationSeconds: 3600,
+    });
+    await provider.close();
     // No apiServer URL: the virtual node may read the apiserver's addresses, from one EndpointSlice only.
     const endpoints = findObject<V1Role>(rbacIn(objects, 'default'), 'Role', 'spillway-virtual-node');
     expect(endpoints.rules).toEqual([

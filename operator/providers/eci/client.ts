@@ -23,7 +23,7 @@ import Eci, {
 import * as OpenApi from '@alicloud/openapi-client';
 import type { Logger } from '../../shared/log.ts';
 import { classify, toProviderError, type CallContext } from './api-errors.ts';
-import { rateLimitFor, type EciConfig } from './config.ts';
+import { eciEndpoint, rateLimitFor, type EciConfig } from './config.ts';
 import type { ContainerGroupSpec } from './mapping.ts';
 import type { EciVolume } from './mapping-volumes.ts';
 import { TokenBucket } from './rate-limit.ts';
@@ -89,7 +89,7 @@ export function createEciClient(config: EciConfig): EciClient {
     new OpenApi.Config({
       credential: createCredential(config.credentials),
       regionId: config.regionId,
-      endpoint: config.endpoint,
+      endpoint: eciEndpoint(config),
       protocol: config.protocol,
       readTimeout: config.readTimeoutMs,
       connectTimeout: config.connectTimeoutMs,

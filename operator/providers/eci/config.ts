@@ -72,6 +72,11 @@ export const EciConfigSchema = z
       .regex(/^[A-Za-z0-9.-]+(:\d+)?$/, 'must be host or host:port, without a scheme')
       .optional(),
     protocol: z.enum(['https', 'http']).default('https'),
+    /**
+     * Which regional endpoint the default `endpoint` is: `public` (`eci.<region>.aliyuncs.com`) or `vpc`
+     * (`eci-vpc.<region>.aliyuncs.com`, for clusters without Internet egress).
+     */
+    network: z.enum(['public', 'vpc']).default('public'),
     credentials,
     /** Tags every instance, so that list() and orphan collection see only this cluster's instances. */
     clusterId: z.string().min(1).max(128),
@@ -193,6 +198,11 @@ export function parseEciConfig(input: unknown): EciConfig {
     (i) => `eci.${i.path.map(String).join('.') || '(root)'}: ${i.message}`,
   );
   throw new Error(`invalid ECI provider configuration:\n  ${lines.join('\n  ')}`);
+}
+
+/** The API endpoint: the configured one, else the region's public or VPC endpoint (the SDK has no default). */
+export function eciEndpoint(config: Pick<EciConfig, 'endpoint' | 'network' | 'regionId'>): string {
+  return config.endpoint ?? `${config.network === 'vpc' ? 'eci-vpc' : 'eci'}.${config.regionId}.aliyuncs.com`;
 }
 
 /** The effective limit of `action`: configured, else default, else a conservative 5/s. */

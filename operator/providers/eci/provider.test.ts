@@ -6,6 +6,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { isInsufficientCapacity, isNotFound, isThrottled, sandboxKey, type SandboxStatus } from '../types.ts';
 import { fakeEciConfig } from '../../../test/support/fake-eci/provider-config.ts';
 import { createLogger } from '../../shared/log.ts';
+import { eciEndpoint, parseEciConfig } from './config.ts';
 import { useFakeEci } from './provider.fixtures.ts';
 import { EciProvider, type PodEvent } from './provider.ts';
 
@@ -192,6 +193,15 @@ describe('capacity and API faults', () => {
     await expect(p.ping()).rejects.toThrow(/SignatureDoesNotMatch/);
     expect(eci.fake.rejectedWith('SignatureDoesNotMatch')).toBe(1);
     await provider().ping();
+  });
+
+  it('defaults to the region endpoint the SDK cannot pick itself: public, or VPC when asked', () => {
+    const { endpoint: _e, protocol: _p, ...production } = fakeEciConfig(eci.fake);
+    const p = new EciProvider({ config: production, logger: silent });
+    expect(eciEndpoint(p.config)).toBe(`eci.${eci.fake.regionId}.aliyuncs.com`);
+    const vpc = new EciProvider({ config: { ...production, network: 'vpc' }, logger: silent });
+    expect(eciEndpoint(vpc.config)).toBe(`eci-vpc.${eci.fake.regionId}.aliyuncs.com`);
+    expect(eciEndpoint(parseEciConfig(fakeEciConfig(eci.fake)))).toBe(eci.fake.endpoint);
   });
 
   it('refuses a configuration without region, with plain http to the default endpoint, and never echoes secrets', () => {
