@@ -50,13 +50,14 @@ const UNIT = 'burst';
 const IN_FLIGHT = 32;
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
-const ewName = (i: number) => `ew-${String(i).padStart(4, '0')}`;
-const sourceName = (i: number) => `app-${String(i).padStart(4, '0')}`;
+export const ewName = (i: number) => `ew-${String(i).padStart(4, '0')}`;
+export const sourceName = (i: number) => `app-${String(i).padStart(4, '0')}`;
 
-function sourceDeployment(i: number): V1Deployment {
+/** Source Deployment `i`: one replica of a small pod (also used by bench/memory.ts). */
+export function sourceDeployment(i: number, namespace = NAMESPACE): V1Deployment {
   const labels = { app: sourceName(i) };
   return {
-    metadata: { name: sourceName(i), namespace: NAMESPACE },
+    metadata: { name: sourceName(i), namespace },
     spec: {
       replicas: 1,
       selector: { matchLabels: labels },
@@ -73,11 +74,12 @@ function sourceDeployment(i: number): V1Deployment {
   };
 }
 
-function elasticWorkload(i: number): object {
+/** ElasticWorkload `i` over source `i`: replicas 2, source max 1, one `burst: always` unit (also bench/memory.ts). */
+export function elasticWorkload(i: number, namespace = NAMESPACE): object {
   return {
     apiVersion: `${GROUP}/${VERSION}`,
     kind: 'ElasticWorkload',
-    metadata: { name: ewName(i), namespace: NAMESPACE },
+    metadata: { name: ewName(i), namespace },
     spec: {
       sourceTarget: { apiVersion: 'apps/v1', kind: 'Deployment', name: sourceName(i), min: 0, max: 1 },
       replicas: 2,

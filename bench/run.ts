@@ -1,18 +1,20 @@
 /**
- * `make bench`: every benchmark in sequence — webhook (no cluster), then burst, reconcile, eci and sandbox on one
- * fresh local control plane (bench/.cluster) — each writing `bench/results/<name>.json` and `<name>.svg`, then one
- * summary table. Benchmarks measure; they do not assert: the exit code says only whether they ran. `sandbox`
- * runs real local sandboxes and needs root; without root it is skipped with a note.
+ * `make bench`: every benchmark in sequence — webhook (no cluster), then burst, reconcile, eci, sandbox and memory
+ * on one fresh local control plane (bench/.cluster) — each writing `bench/results/<name>.json` and `<name>.svg`,
+ * then one summary table. Benchmarks measure; they do not assert: the exit code says only whether they ran.
+ * `sandbox` runs real local sandboxes and needs root; without root it is skipped with a note. `memory` runs last
+ * (about 15 minutes: three operators, each through 5000 pods and 1000 ElasticWorkloads).
  *
- *   node bench/run.ts [--only webhook,burst,reconcile,eci,sandbox] [--quick]
+ *   node bench/run.ts [--only webhook,burst,reconcile,eci,sandbox,memory] [--quick]
  *
- * `--quick` runs small sizes (200 replicas, 200 ElasticWorkloads, 5 s per rate, 150 ECI pods, 20 sandboxes)
- * to check the harness;
+ * `--quick` runs small sizes (200 replicas, 200 ElasticWorkloads, 5 s per rate, 150 ECI pods, 20 sandboxes,
+ * 1000 pods and 200 ElasticWorkloads for memory) to check the harness;
  * the published numbers come from the default sizes. `KEEP=1` leaves the cluster running.
  */
 import { parseArgs } from 'node:util';
 import { burstBench } from './burst.ts';
 import { eciBench } from './eci.ts';
+import { memoryBench } from './memory.ts';
 import { benchCluster } from './lib/cluster.ts';
 import type { BenchOutcome } from './lib/outcome.ts';
 import { printTable } from './lib/results.ts';
@@ -20,7 +22,7 @@ import { reconcileBench } from './reconcile.ts';
 import { sandboxBench } from './sandbox.ts';
 import { webhookBench } from './webhook.ts';
 
-const ALL = ['webhook', 'burst', 'reconcile', 'eci', 'sandbox'] as const;
+const ALL = ['webhook', 'burst', 'reconcile', 'eci', 'sandbox', 'memory'] as const;
 type Name = (typeof ALL)[number];
 
 const { values } = parseArgs({
@@ -61,6 +63,14 @@ if (only.some((n) => n !== 'webhook')) {
     if (!needsRoot) {
       await step('sandbox', () => sandboxBench({ cluster: shared, ...(quick ? { pods: 20 } : {}) }));
     }
+    await step('memory', async () =>
+      memoryBench({
+        // Restarted: the benchmarks before leave ElasticWorkloads and Deployments behind, which the operator
+        // under test would cache and reconcile.
+        cluster: only.some((n) => n !== 'webhook' && n !== 'memory') ? await benchCluster() : shared,
+        ...(quick ? { pods: 1000, elasticWorkloads: 200, settleSeconds: 10 } : {}),
+      }),
+    );
   } finally {
     if (!process.env.KEEP) await shared.cluster.down();
   }

@@ -1,7 +1,17 @@
-import { ListWatch, type V1ConfigMap, type Watch } from '@kubernetes/client-node';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig, ListWatch, type V1ConfigMap, type Watch } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from './log.ts';
-import { objectKey, splitKey, SupervisedInformer, type InformerLike } from './informer.ts';
+import {
+  informerFor,
+  LAST_APPLIED_ANNOTATION,
+  objectKey,
+  splitKey,
+  stripForCache,
+  SupervisedInformer,
+  type InformerLike,
+} from './informer.ts';
 
 /**
  * Behaves like client-node's ListWatch as far as the supervisor can tell: `start()` lists (sending adds) or fails
@@ -252,5 +262,186 @@ describe('keys', () => {
   ])('%#: objectKey and splitKey are inverse', (obj, key, parts) => {
     expect(objectKey(obj)).toBe(key);
     expect(splitKey(key)).toEqual(parts);
+  });
+});
+
+/** A ConfigMap as the apiserver sends it: with managedFields, and kubectl's last-applied copy when applied. */
+const served = (name: string, rv: string, lastApplied = false): V1ConfigMap => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: {
+    name,
+    namespace: 'ns',
+    resourceVersion: rv,
+    labels: { app: 'web' },
+    annotations: {
+      team: 'shop',
+      ...(lastApplied ? { [LAST_APPLIED_ANNOTATION]: '{"apiVersion":"v1","kind":"ConfigMap"}' } : {}),
+    },
+    managedFields: [
+      {
+        manager: 'kubectl',
+        operation: 'Apply',
+        apiVersion: 'v1',
+        fieldsType: 'FieldsV1',
+        fieldsV1: { 'f:data': { 'f:rv': {} } },
+      },
+    ],
+  },
+  data: { rv },
+});
+
+describe('stripForCache', () => {
+  it('drops managedFields and the last-applied annotation, and keeps everything else', () => {
+    const cm = stripForCache(served('a', '1', true));
+    expect(JSON.parse(JSON.stringify(cm))).toEqual({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: 'a',
+        namespace: 'ns',
+        resourceVersion: '1',
+        labels: { app: 'web' },
+        annotations: { team: 'shop' },
+      },
+      data: { rv: '1' },
+    });
+    expect(cm.metadata?.managedFields).toBeUndefined();
+  });
+
+  it.each([
+    ['no metadata', { apiVersion: 'v1', kind: 'Status' }],
+    ['no annotations', { metadata: { name: 'a' } }],
+  ])('leaves an object with %s as it is', (_, obj) => {
+    expect(stripForCache(structuredClone(obj))).toEqual(obj);
+  });
+});
+
+/**
+ * A fake apiserver on loopback for one collection: GET …?watch=true streams the events a test pushes; the list
+ * is the informer's `list` function. Exercises client-node's real Watch (HTTP, line parsing) under the transform.
+ */
+async function fakeApiserver() {
+  const streams: ServerResponse[] = [];
+  const server = createServer((req, res) => {
+    if (!req.url?.includes('watch=true')) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.flushHeaders();
+    streams.push(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    // Plain HTTP on loopback: client-node allows it only with skipTLSVerify.
+    clusters: [
+      {
+        name: 'c',
+        server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        skipTLSVerify: true,
+      },
+    ],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  return {
+    kc,
+    /** Sends one watch event to every open watch. */
+    send: (type: string, object: object) => {
+      for (const res of streams) res.write(`${JSON.stringify({ type, object })}\n`);
+    },
+    watches: () => streams.length,
+    close: async () => {
+      for (const res of streams) res.end();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('informerFor: the cache transform', () => {
+  beforeEach(() => {
+    vi.useRealTimers();
+  });
+
+  async function started(options: Parameters<typeof informerFor<V1ConfigMap>>[3] = {}) {
+    const api = await fakeApiserver();
+    const informer = informerFor<V1ConfigMap>(
+      api.kc,
+      'configmaps',
+      {
+        path: '/api/v1/namespaces/ns/configmaps',
+        list: async () => ({ metadata: { resourceVersion: '10' }, items: [served('listed', '10', true)] }),
+      },
+      { logger: silent, ...options },
+    );
+    const seen: string[] = [];
+    informer.onAdd((o) =>
+      seen.push(`add ${o.metadata?.name} ${o.metadata?.managedFields ? 'full' : 'trimmed'}`),
+    );
+    informer.onUpdate((o, old) =>
+      seen.push(`update ${old?.data?.rv}→${o.data?.rv} ${o.metadata?.managedFields ? 'full' : 'trimmed'}`),
+    );
+    informer.onDelete((o) => seen.push(`delete ${o.metadata?.name}`));
+    informer.start();
+    await informer.synced;
+    await vi.waitFor(() => expect(api.watches()).toBe(1));
+    return { api, informer, seen };
+  }
+
+  it('caches listed and watched objects without managedFields or last-applied, and events still flow', async () => {
+    const { api, informer, seen } = await started();
+    try {
+      api.send('ADDED', served('watched', '11'));
+      api.send('MODIFIED', served('watched', '12', true));
+      api.send('ADDED', served('gone', '13'));
+      api.send('DELETED', served('gone', '14'));
+      await vi.waitFor(() => expect(seen).toHaveLength(5));
+      expect(seen).toEqual([
+        'add listed trimmed',
+        'add watched trimmed',
+        'update 11→12 trimmed',
+        'add gone trimmed',
+        'delete gone',
+      ]);
+      for (const cm of informer.list()) {
+        expect(cm.metadata?.managedFields).toBeUndefined();
+        expect(cm.metadata?.annotations).toEqual({ team: 'shop' });
+      }
+      expect(informer.keys().sort()).toEqual(['ns/listed', 'ns/watched']);
+      expect(informer.get('ns', 'watched')?.data).toEqual({ rv: '12' });
+      expect(informer.get('ns', 'gone')).toBeUndefined();
+    } finally {
+      await informer.stop();
+      await api.close();
+    }
+  });
+
+  it('keeps objects whole with transform: null, and applies a custom transform', async () => {
+    const whole = await started({ transform: null });
+    try {
+      whole.api.send('ADDED', served('watched', '11'));
+      await vi.waitFor(() => expect(whole.seen).toEqual(['add listed full', 'add watched full']));
+      expect(
+        whole.informer.get('ns', 'listed')?.metadata?.annotations?.[LAST_APPLIED_ANNOTATION],
+      ).toBeDefined();
+    } finally {
+      await whole.informer.stop();
+      await whole.api.close();
+    }
+    const custom = await started({
+      transform: (cm) => ({ ...cm, data: { rv: `seen ${cm.data?.rv}` } }),
+    });
+    try {
+      custom.api.send('ADDED', served('watched', '11'));
+      await vi.waitFor(() => expect(custom.informer.get('ns', 'watched')).toBeDefined());
+      expect(custom.informer.list().map((cm) => cm.data?.rv)).toEqual(['seen 10', 'seen 11']);
+    } finally {
+      await custom.informer.stop();
+      await custom.api.close();
+    }
   });
 });
