@@ -8,14 +8,19 @@ SHELL := /bin/bash
 WITH_NODE = export PATH="$$(bash hack/ensure-node.sh):$(CURDIR)/bin:$(CURDIR)/node_modules/.bin:$$PATH";
 PROVIDER ?= fake
 
-.PHONY: test lint typecheck unit integration e2e tools deps cluster-up cluster-down run demo bench crds image clean
+.PHONY: test lint typecheck unit integration e2e system tools deps cluster-up cluster-down run demo bench crds image clean
 
 deps: node_modules/.installed
 node_modules/.installed: package.json package-lock.json .node-version
 	@$(WITH_NODE) npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-tools: deps
+## the system packages every target needs (nftables, iproute2, util-linux, Go, python3): installed when root,
+## otherwise the exact apt-get line is printed (hack/system-packages.sh holds the one list)
+system:
+	@bash hack/system-packages.sh
+
+tools: system deps
 	@bash hack/build-tools.sh
 
 lint: deps
@@ -34,12 +39,12 @@ e2e: tools
 	@$(WITH_NODE) vitest run --project e2e
 
 ## everything CI checks; ends with vitest's summary (hack/test.sh: unit + integration, then e2e, on one cluster)
-test: tools lint typecheck
+test: system tools lint typecheck
 	@$(WITH_NODE) bash hack/test.sh
 
 ## the main job on one machine (needs root): local control plane, operator with the local provider, examples/web
 ## scaled 2 → 10 → 3 with a table of where every replica runs; KEEP=1 leaves it running
-demo: tools
+demo: system tools
 	@$(WITH_NODE) node hack/demo.ts
 
 ## the benchmarks (DESIGN.md §8): bench/results/<name>.json + .svg and a summary table; BENCH_ARGS=--quick for small sizes

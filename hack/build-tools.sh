@@ -9,6 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/hack/versions.env"
 bin=${SPILLWAY_BIN:-$root/bin}
+# The machine image keeps Go in /usr/local/go; a shell without it on PATH still finds it.
+[[ -x /usr/local/go/bin/go ]] && export PATH="/usr/local/go/bin:$PATH"
 mkdir -p "$bin/.stamps"
 # GOTOOLCHAIN=auto: a Go older than the wrapper modules ask for fetches the right toolchain from the module proxy.
 export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
