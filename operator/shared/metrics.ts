@@ -3,9 +3,11 @@
  * the process may write to), plus the `/metrics` HTTP endpoint. Shared metric families (workqueue, informer) are
  * created here once, labelled by `name`, so that two queues never try to register the same metric twice.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { MetricsAuthorizer } from './metrics-auth.ts';
 
 /** spillway's one registry; default process metrics (CPU, memory, event loop lag, GC) are registered on it. */
 export const registry = new Registry();
@@ -15,7 +17,7 @@ collectDefaultMetrics({ register: registry });
 export interface MetricsServer {
   /** The bound port (useful when 0 was asked for). */
   port: number;
-  /** E.g. `http://127.0.0.1:8080/metrics`. */
+  /** E.g. `http://127.0.0.1:8080/metrics`, or `https://…` when serving TLS. */
   url: string;
   /** Stops accepting connections and closes idle ones. */
   close(): Promise<void>;
@@ -29,6 +31,13 @@ export interface ServeMetricsOptions {
   port: number;
   /** Registry to serve; default {@link registry}. */
   registry?: Registry;
+  /**
+   * Who may read `/metrics` (e.g. {@link KubernetesMetricsAuth}); default anyone who can connect. `/healthz`
+   * stays open: probes carry no token and it tells nothing.
+   */
+  auth?: MetricsAuthorizer;
+  /** Serve HTTPS with this certificate and key (PEM); default plain HTTP. Give it whenever `auth` is set. */
+  tls?: { cert: string; key: string };
 }
 
 /**
@@ -38,19 +47,11 @@ export interface ServeMetricsOptions {
 export async function serveMetrics(options: ServeMetricsOptions): Promise<MetricsServer> {
   const host = options.host ?? '127.0.0.1';
   const reg = options.registry ?? registry;
-  const server: Server = createServer((req, res) => {
+  // Nothing here is recorded per path: a label from the request path would let any client grow /metrics.
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/metrics') {
-      reg.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'Content-Type': reg.contentType });
-          res.end(text);
-        },
-        (err: unknown) => {
-          res.writeHead(500, { 'Content-Type': 'text/plain' });
-          res.end(`collecting metrics failed: ${err instanceof Error ? err.message : String(err)}\n`);
-        },
-      );
+      void serveRegistry(reg, options.auth, req, res);
       return;
     }
     if (req.method === 'GET' && path === '/healthz') {
@@ -58,7 +59,10 @@ export async function serveMetrics(options: ServeMetricsOptions): Promise<Metric
       return;
     }
     res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
-  });
+  };
+  const server: Server = options.tls ? createHttpsServer(options.tls, handle) : createServer(handle);
+  // A client that resets mid-request must never take the process down.
+  server.on('clientError', (_err, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, host, () => {
@@ -70,13 +74,39 @@ export async function serveMetrics(options: ServeMetricsOptions): Promise<Metric
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
     port,
-    url: `http://${shownHost}:${port}/metrics`,
+    url: `${options.tls ? 'https' : 'http'}://${shownHost}:${port}/metrics`,
     close: () =>
       new Promise<void>((resolve, reject) => {
         // Node ≥ 19 also closes idle keep-alive connections here, so a scraper cannot hold this open.
         server.close((err) => (err ? reject(err) : resolve()));
       }),
   };
+}
+
+/** Answers one `GET /metrics`: the access check first (when there is one), then the registry's text. */
+async function serveRegistry(
+  reg: Registry,
+  auth: MetricsAuthorizer | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  try {
+    const access = auth ? await auth.check(req) : undefined;
+    if (access && access.status !== 200) {
+      res.writeHead(access.status, {
+        'Content-Type': 'text/plain',
+        ...(access.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}),
+      });
+      res.end(`${access.message}\n`);
+      return;
+    }
+    const text = await reg.metrics();
+    res.writeHead(200, { 'Content-Type': reg.contentType });
+    res.end(text);
+  } catch (err) {
+    res.writeHead(500, { 'Content-Type': 'text/plain' });
+    res.end(`collecting metrics failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  }
 }
 
 /** Returns the metric already registered under `name`, or registers the one `create` makes. */
