@@ -226,12 +226,63 @@ describe('LeaderElector', () => {
     await vi.advanceTimersByTimeAsync(1);
     expect(a.isLeader()).toBe(false);
     expect(events).toEqual(['a started', 'a signal aborted', 'a stopped']);
-    // It does not campaign again: the process is expected to exit.
-    const writes = server.writes.length;
+    await a.stop();
+  });
+
+  it('campaigns again after an outage and leads once the apiserver is back', async () => {
+    const server = fakeLeaseServer();
+    const events: string[] = [];
+    const a = candidate(server, 'a', events);
+    a.start();
+    await vi.advanceTimersByTimeAsync(0);
+    server.failing.add('a');
+    await vi.advanceTimersByTimeAsync(30_000); // a 30 s outage: leadership ends at the renew deadline
+    expect(a.isLeader()).toBe(false);
+    server.failing.clear();
+    await vi.advanceTimersByTimeAsync(1_200);
+    expect(a.isLeader()).toBe(true);
+    expect(events).toEqual(['a started', 'a signal aborted', 'a stopped', 'a started']);
+    await a.stop();
+    expect(events.at(-1)).toBe('a stopped');
+  });
+
+  it('does not start leading again before onStoppedLeading has finished', async () => {
+    const server = fakeLeaseServer();
+    const events: string[] = [];
+    let finishStopping = () => {};
+    const a = new LeaderElector({
+      leases: server.client('a'),
+      namespace: 'spillway-system',
+      name: 'ctl',
+      identity: 'a',
+      leaseDurationMs: 4_000,
+      renewDeadlineMs: 3_000,
+      retryPeriodMs: 1_000,
+      logger: silent,
+      onStartedLeading: () => void events.push('started'),
+      onStoppedLeading: () =>
+        new Promise<void>((resolve) => {
+          events.push('stopping');
+          finishStopping = () => {
+            events.push('stopped');
+            resolve();
+          };
+        }),
+    });
+    a.start();
+    await vi.advanceTimersByTimeAsync(0);
+    server.failing.add('a');
+    await vi.advanceTimersByTimeAsync(3_000);
     server.failing.clear();
     await vi.advanceTimersByTimeAsync(10_000);
-    expect(server.writes).toHaveLength(writes);
-    await a.stop();
+    expect(events).toEqual(['started', 'stopping']);
+    finishStopping();
+    await vi.advanceTimersByTimeAsync(1_200);
+    expect(events).toEqual(['started', 'stopping', 'stopped', 'started']);
+    const stopping = a.stop();
+    await vi.advanceTimersByTimeAsync(0);
+    finishStopping();
+    await stopping;
   });
 
   it('lets exactly one of two racing candidates win', async () => {

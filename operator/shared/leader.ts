@@ -86,9 +86,11 @@ export interface LeaderElectionOptions {
 }
 
 /**
- * One candidate. `start()` campaigns in the background; after it loses leadership it does not campaign again
- * (like client-go, whose callers exit: work started as leader may still be running). `stop()` releases the
- * Lease so that a successor takes over at its next retry instead of waiting out the lease duration.
+ * One candidate. `start()` campaigns in the background. When it loses leadership (the Lease taken, or no renewal
+ * within the renew deadline, e.g. during an apiserver outage) it awaits `onStoppedLeading`, which must stop the
+ * leader-only work, and then campaigns again: losing the Lease never ends the process, so work that does not
+ * need leadership (webhooks, virtual nodes) keeps running through an outage. `stop()` releases the Lease so that
+ * a successor takes over at its next retry instead of waiting out the lease duration.
  */
 export class LeaderElector {
   readonly identity: string;
@@ -148,6 +150,15 @@ export class LeaderElector {
   }
 
   async #campaign(): Promise<void> {
+    while (!this.#stopped) {
+      await this.#leadOnce();
+      // Lost: the leader-only work must have stopped before this candidate may lead again.
+      await this.#stoppedLeading;
+    }
+  }
+
+  /** Acquires the Lease (retrying every retry period), then renews it until leadership ends or `stop()`. */
+  async #leadOnce(): Promise<void> {
     while (!this.#stopped) {
       if (await this.#tryAcquireOrRenew()) break;
       await this.#sleep(this.#o.retryPeriodMs * (1 + Math.random() * 0.2));
