@@ -1,11 +1,11 @@
 /**
- * `make bench`: every benchmark in sequence — webhook (no cluster), then burst, reconcile, eci, sandbox and memory
+ * `make bench`: every benchmark in sequence — webhook and webhook-patch (no cluster), then burst, reconcile, eci, sandbox and memory
  * on one fresh local control plane (bench/.cluster) — each writing `bench/results/<name>.json` and `<name>.svg`,
  * then one summary table. Benchmarks measure; they do not assert: the exit code says only whether they ran.
  * `sandbox` runs real local sandboxes and needs root; without root it is skipped with a note. `memory` runs last
  * (about 15 minutes: three operators, each through 5000 pods and 1000 ElasticWorkloads).
  *
- *   node bench/run.ts [--only webhook,burst,reconcile,eci,sandbox,memory] [--quick]
+ *   node bench/run.ts [--only webhook,webhook-patch,burst,reconcile,eci,sandbox,memory] [--quick]
  *
  * `--quick` runs small sizes (200 replicas, 200 ElasticWorkloads, 5 s per rate, 150 ECI pods, 20 sandboxes,
  * 1000 pods and 200 ElasticWorkloads for memory) to check the harness;
@@ -20,9 +20,10 @@ import type { BenchOutcome } from './lib/outcome.ts';
 import { printTable } from './lib/results.ts';
 import { reconcileBench } from './reconcile.ts';
 import { sandboxBench } from './sandbox.ts';
+import { webhookPatchBench } from './webhook-patch.ts';
 import { webhookBench } from './webhook.ts';
 
-const ALL = ['webhook', 'burst', 'reconcile', 'eci', 'sandbox', 'memory'] as const;
+const ALL = ['webhook', 'webhook-patch', 'burst', 'reconcile', 'eci', 'sandbox', 'memory'] as const;
 type Name = (typeof ALL)[number];
 
 const { values } = parseArgs({
@@ -49,9 +50,11 @@ async function step(name: Name, run: () => Promise<BenchOutcome>): Promise<void>
 }
 
 await step('webhook', () => webhookBench(quick ? { durationSeconds: 5 } : {}));
+await step('webhook-patch', () => webhookPatchBench(quick ? { samples: 2 } : {}));
+const noCluster: Name[] = ['webhook', 'webhook-patch'];
 const needsRoot = process.getuid?.() !== 0 && only.includes('sandbox');
 if (needsRoot) console.log('\n== sandbox ==\nskipped: the local provider needs root');
-if (only.some((n) => n !== 'webhook')) {
+if (only.some((n) => !noCluster.includes(n))) {
   console.log('\n== control plane ==');
   const shared = await benchCluster();
   try {
@@ -67,7 +70,7 @@ if (only.some((n) => n !== 'webhook')) {
       memoryBench({
         // Restarted: the benchmarks before leave ElasticWorkloads and Deployments behind, which the operator
         // under test would cache and reconcile.
-        cluster: only.some((n) => n !== 'webhook' && n !== 'memory') ? await benchCluster() : shared,
+        cluster: only.some((n) => !noCluster.includes(n) && n !== 'memory') ? await benchCluster() : shared,
         ...(quick ? { pods: 1000, elasticWorkloads: 200, settleSeconds: 10 } : {}),
       }),
     );

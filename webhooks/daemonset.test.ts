@@ -1,5 +1,6 @@
 import type { V1DaemonSet, V1NodeSelectorTerm } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import { expectPatchGives } from './admission.fixtures.ts';
 import { OFF_VIRTUAL_NODE } from './contract.ts';
 import { excludeVirtualNodes } from './daemonset.ts';
 
@@ -77,10 +78,12 @@ describe('excludeVirtualNodes', () => {
   ])('%s', (_name, input, expected) => {
     const raw = ds(input);
     const before = structuredClone(raw);
-    const once = excludeVirtualNodes(raw).object;
+    const { object: once, patch } = excludeVirtualNodes(raw);
     expect(terms(once)).toEqual(expected);
     expect(raw).toEqual(before);
+    expectPatchGives(raw, patch, once);
     expect(excludeVirtualNodes(once).object).toEqual(once);
+    expect(excludeVirtualNodes(once).patch).toEqual([]);
   });
 
   it('keeps preferred terms, pod affinity and tolerations', () => {

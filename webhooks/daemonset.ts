@@ -8,20 +8,21 @@
  */
 import type { V1DaemonSet } from '@kubernetes/client-node';
 import { OFF_VIRTUAL_NODE } from './contract.ts';
+import { ObjectEdit } from './patch.ts';
 import type { Mutation } from './placement.ts';
 import { requireOnEveryTerm } from './scheduling.ts';
 
 /**
  * Adds `spillway.dev/virtual-node NotIn [true]` to every required node selector term of the pod template
  * (terms are ORed, so one term without it would admit virtual nodes). Idempotent.
- * @param raw the DaemonSet from the AdmissionRequest; not modified (the result is a deep copy)
+ * @param raw the DaemonSet from the AdmissionRequest; not modified
  */
 export function excludeVirtualNodes(raw: V1DaemonSet): Mutation<V1DaemonSet> {
-  const ds = structuredClone(raw);
-  const spec = ds.spec;
+  const edit = new ObjectEdit(raw);
   // A DaemonSet without a template is invalid; leave it for the apiserver's validation to reject.
-  if (!spec?.template) return { object: ds, warnings: [] };
-  const podSpec = (spec.template.spec ??= { containers: [] });
-  requireOnEveryTerm(podSpec, OFF_VIRTUAL_NODE);
-  return { object: ds, warnings: [] };
+  if (raw.spec?.template) {
+    const podSpec = edit.root().object('spec').object('template').object('spec', { containers: [] });
+    requireOnEveryTerm(podSpec, OFF_VIRTUAL_NODE);
+  }
+  return { object: edit.result, patch: edit.patch, warnings: [] };
 }

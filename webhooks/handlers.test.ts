@@ -1,4 +1,4 @@
-import { applyPatch } from 'rfc6902';
+import { applyJsonPatch } from './admission.fixtures.ts';
 import { describe, expect, it } from 'vitest';
 import { admissionResponse, parseAdmissionReview, type AdmissionRequest } from './admission.ts';
 import { NamespaceLabelCache, VirtualNodeSet } from './caches.ts';
@@ -51,8 +51,7 @@ describe('pod placement handler', () => {
     expect(outcome.allowed).toBe(true);
     expect(outcome.allowed && outcome.patch !== undefined).toBe(patched);
     if (outcome.allowed && outcome.patch) {
-      const target = structuredClone(req.object);
-      applyPatch(target, outcome.patch);
+      const target = applyJsonPatch(req.object, outcome.patch);
       expect(JSON.stringify(target)).toContain('virtual-kubelet.io/provider');
     }
   });

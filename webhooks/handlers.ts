@@ -1,12 +1,11 @@
 /**
  * The three webhooks as AdmissionHandlers: thin shells that pick the object out of the request, call the pure
- * decision (placement.ts, daemonset.ts, validate.ts) and turn a mutated copy into a patch against the raw object.
+ * decision (placement.ts, daemonset.ts, validate.ts) and return the patch it recorded against the raw object.
  */
 import type { V1DaemonSet, V1Pod } from '@kubernetes/client-node';
 import type { AdmissionHandler, AdmissionOutcome, AdmissionRequest } from './admission.ts';
 import type { NamespaceLabels } from './caches.ts';
 import { excludeVirtualNodes } from './daemonset.ts';
-import { admissionPatch } from './patch.ts';
 import { DEFAULT_PLACEMENT_POLICY, placePod, type Mutation, type PlacementPolicy } from './placement.ts';
 import { validatePod, type IsVirtualNode } from './validate.ts';
 
@@ -31,8 +30,8 @@ const ALLOW: AdmissionOutcome = { allowed: true };
 const isKind = (req: AdmissionRequest, group: string, kind: string) =>
   req.kind.group === group && req.kind.kind === kind && typeof req.object === 'object' && req.object !== null;
 
-function mutationOutcome<T>(raw: T, mutation: Mutation<T>): AdmissionOutcome {
-  const patch = admissionPatch(raw, mutation.object);
+function mutationOutcome<T>(mutation: Mutation<T>): AdmissionOutcome {
+  const { patch } = mutation;
   return {
     allowed: true,
     ...(patch.length > 0 ? { patch } : {}),
@@ -47,7 +46,7 @@ export function podPlacementHandler(deps: WebhookDeps): AdmissionHandler {
     if (req.operation !== 'CREATE' || req.subResource || !isKind(req, '', 'Pod')) return ALLOW;
     const raw = req.object as V1Pod;
     const ns = req.namespace || raw.metadata?.namespace;
-    return mutationOutcome(raw, placePod(raw, ns ? deps.namespaceLabels(ns) : undefined, policy));
+    return mutationOutcome(placePod(raw, ns ? deps.namespaceLabels(ns) : undefined, policy));
   };
 }
 
@@ -56,7 +55,7 @@ export function daemonSetHandler(): AdmissionHandler {
   return (req) => {
     if (req.operation === 'DELETE' || req.subResource || !isKind(req, 'apps', 'DaemonSet')) return ALLOW;
     const raw = req.object as V1DaemonSet;
-    return mutationOutcome(raw, excludeVirtualNodes(raw));
+    return mutationOutcome(excludeVirtualNodes(raw));
   };
 }
 

@@ -7,6 +7,7 @@ import type {
   V1Toleration,
 } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import { expectPatchGives } from './admission.fixtures.ts';
 import { OFF_VIRTUAL_NODE, ON_VIRTUAL_NODE, PREFER_TOLERATION, PROVIDER_TOLERATION } from './contract.ts';
 import { DEFAULT_PLACEMENT_POLICY, placePod, resolveBurst } from './placement.ts';
 
@@ -130,16 +131,19 @@ const decisions: [string, V1Pod, Record<string, string> | undefined, Placement, 
 describe('placePod: decisions', () => {
   it.each(decisions)('%s', (_name, raw, nsLabels, expected, warnings) => {
     const before = structuredClone(raw);
-    const { object, warnings: got } = placePod(raw, nsLabels);
+    const { object, patch, warnings: got } = placePod(raw, nsLabels);
     expect(placement(object)).toEqual(expected);
     expect(got).toHaveLength(warnings.length);
     warnings.forEach((w, i) => expect(got[i]).toMatch(w));
     expect(raw).toEqual(before); // the raw request object is never modified
+    expectPatchGives(raw, patch, object); // the patch does to the raw object what the decision did
   });
 
   it.each(decisions)('is idempotent: %s', (_name, raw, nsLabels) => {
     const once = placePod(raw, nsLabels).object;
-    expect(placePod(once, nsLabels).object).toEqual(once);
+    const again = placePod(once, nsLabels);
+    expect(again.object).toEqual(once);
+    expect(again.patch).toEqual([]);
   });
 });
 
@@ -201,7 +205,9 @@ describe('placePod: merging with what the pod already has', () => {
       [[['spillway.dev/virtual-node', 'true']]],
     ],
   ])('%s', (_name, affinity, expected) => {
-    const { object } = placePod(pod({ 'spillway.dev/burst': 'always' }, { affinity }), undefined);
+    const raw = pod({ 'spillway.dev/burst': 'always' }, { affinity });
+    const { object, patch } = placePod(raw, undefined);
+    expectPatchGives(raw, patch, object);
     const terms =
       object.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms;
     expect(terms.map((t) => (t.matchExpressions ?? []).map((e) => [e.key, ...(e.values ?? [])]))).toEqual(
@@ -246,8 +252,10 @@ describe('placePod: merging with what the pod already has', () => {
       [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }, PROVIDER_TOLERATION, PREFER_TOLERATION],
     ],
   ])('tolerations: %s', (_name, tolerations, expected) => {
-    const { object } = placePod(pod({ 'spillway.dev/burst': 'always' }, { tolerations }), undefined);
+    const raw = pod({ 'spillway.dev/burst': 'always' }, { tolerations });
+    const { object, patch } = placePod(raw, undefined);
     expect(object.spec!.tolerations).toEqual(expected);
+    expectPatchGives(raw, patch, object);
   });
 
   it('overflow keeps existing preferred terms and appends its own', () => {
@@ -292,8 +300,9 @@ const features: [string, Partial<V1PodSpec>, object, string][] = [
 describe('placePod: overflow pods a sandbox cannot run', () => {
   it.each(features)('%s: no toleration, virtual nodes excluded, and a warning', (_name, spec, meta, path) => {
     const raw = pod({ 'spillway.dev/burst': 'overflow' }, spec, meta);
-    const { object, warnings } = placePod(raw, undefined);
+    const { object, patch, warnings } = placePod(raw, undefined);
     expect(placement(object)).toEqual({ tolerations: [], required: [[OFF_VIRTUAL_NODE]], preferred: [] });
+    expectPatchGives(raw, patch, object);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain('will not spill to a virtual node');
     expect(warnings[0]).toContain(path);
@@ -346,8 +355,10 @@ describe('placePod: capacity', () => {
     ['an identical annotation is no news', { 'spillway.dev/capacity': 'spot' }, spot, spot, []],
   ])('%s', (_name, labels, annotations, expected, warnings) => {
     const meta = Object.keys(annotations).length ? { annotations } : {};
-    const { object, warnings: got } = placePod(pod(labels, {}, meta), undefined);
+    const raw = pod(labels, {}, meta);
+    const { object, patch, warnings: got } = placePod(raw, undefined);
     expect(object.metadata!.annotations).toEqual(expected);
+    expectPatchGives(raw, patch, object);
     expect(got.map(String)).toEqual(warnings.map((w) => expect.stringMatching(w)));
   });
 

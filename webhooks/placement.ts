@@ -1,9 +1,9 @@
 /**
  * Pod placement (mutating): turns spillway's labels (DESIGN.md §2.2) into scheduling constraints and provider
- * annotations. A pure function of the pod, its namespace's labels and a policy; the webhook shell diffs the
- * result against the raw request object (patch.ts).
+ * annotations. A pure function of the pod, its namespace's labels and a policy; it returns the edited pod and
+ * the JSON Patch that makes the same edits to the raw request object (patch.ts).
  */
-import type { V1ObjectMeta, V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { sandboxViolations } from '../operator/shared/sandbox-rules.ts';
 import {
   BURST_LABEL,
@@ -18,6 +18,7 @@ import {
   type BurstMode,
   type CapacityClass,
 } from './contract.ts';
+import { ObjectEdit, type Draft, type PatchOperation } from './patch.ts';
 import { addPreferred, addToleration, requireOnEveryTerm } from './scheduling.ts';
 
 /** How a provider expresses each capacity class: annotations to add to the pod. */
@@ -47,9 +48,12 @@ export const DEFAULT_PLACEMENT_POLICY: PlacementPolicy = {
   overflowPreferenceWeight: 100,
 };
 
-/** A mutated copy of an admission object and the warnings to return with it. */
+/** An edited admission object, the patch that turns the raw object into it, and the warnings to return. */
 export interface Mutation<T> {
+  /** The edited object (copy-on-write: it shares what did not change with the raw object; do not modify it). */
   object: T;
+  /** `add` operations against the raw object, in order; empty when nothing changed. */
+  patch: PatchOperation[];
   warnings: string[];
 }
 
@@ -98,8 +102,8 @@ export function resolveBurst(
   return undefined;
 }
 
-function addCapacityAnnotations(meta: V1ObjectMeta, policy: PlacementPolicy, warnings: string[]): void {
-  const capacity = meta.labels?.[CAPACITY_LABEL];
+function addCapacityAnnotations(pod: Draft<V1Pod>, policy: PlacementPolicy, warnings: string[]): void {
+  const capacity = pod.value.metadata?.labels?.[CAPACITY_LABEL];
   if (capacity === undefined) return;
   if (!isCapacity(capacity)) {
     warnings.push(
@@ -108,9 +112,9 @@ function addCapacityAnnotations(meta: V1ObjectMeta, policy: PlacementPolicy, war
     return;
   }
   for (const [key, value] of Object.entries(policy.capacityAnnotations[capacity])) {
-    const current = meta.annotations?.[key];
+    const current = pod.value.metadata?.annotations?.[key];
     // The user's own annotation wins: it may carry a price limit or a strategy we do not know about.
-    if (current === undefined) (meta.annotations ??= {})[key] = value;
+    if (current === undefined) pod.object('metadata').object('annotations').set(key, value);
     else if (current !== value) {
       warnings.push(
         `keeping annotation ${key}=${current} although ${CAPACITY_LABEL}=${capacity} implies ${value}`,
@@ -125,7 +129,7 @@ function addCapacityAnnotations(meta: V1ObjectMeta, policy: PlacementPolicy, war
  * pod uses something a sandbox cannot run, it gets no toleration but a required exclusion of virtual nodes
  * (so it never spills, even with a wildcard toleration of its own) and a warning naming the fields.
  * `capacity` adds the provider's annotations. Idempotent: placing the result again changes nothing.
- * @param raw the pod from the AdmissionRequest; not modified (the result is a deep copy)
+ * @param raw the pod from the AdmissionRequest; not modified
  */
 export function placePod(
   raw: V1Pod,
@@ -133,15 +137,16 @@ export function placePod(
   policy: PlacementPolicy = DEFAULT_PLACEMENT_POLICY,
 ): Mutation<V1Pod> {
   const warnings: string[] = [];
-  const pod = structuredClone(raw);
-  const burst = resolveBurst(pod, namespaceLabels, warnings);
+  const edit = new ObjectEdit(raw);
+  const pod = edit.root();
+  const burst = resolveBurst(raw, namespaceLabels, warnings);
   if (burst?.mode === 'always') {
-    const spec = (pod.spec ??= { containers: [] });
+    const spec = pod.object('spec', { containers: [] });
     addToleration(spec, PROVIDER_TOLERATION);
     addToleration(spec, PREFER_TOLERATION);
     requireOnEveryTerm(spec, ON_VIRTUAL_NODE);
   } else if (burst?.mode === 'overflow') {
-    const spec = (pod.spec ??= { containers: [] });
+    const spec = pod.object('spec', { containers: [] });
     const violations = sandboxViolations(raw.spec, raw.metadata?.ownerReferences);
     if (violations.length > 0) {
       requireOnEveryTerm(spec, OFF_VIRTUAL_NODE);
@@ -157,6 +162,6 @@ export function placePod(
       });
     }
   }
-  addCapacityAnnotations((pod.metadata ??= {}), policy, warnings);
-  return { object: pod, warnings };
+  addCapacityAnnotations(pod, policy, warnings);
+  return { object: edit.result, patch: edit.patch, warnings };
 }

@@ -1,9 +1,9 @@
 import https from 'node:https';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { applyPatch } from 'rfc6902';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCA, issueCert, type KeyPair } from '../operator/shared/pki.ts';
+import { applyJsonPatch } from './admission.fixtures.ts';
 import type { AdmissionHandler } from './admission.ts';
 import { WEBHOOK_PATHS, webhookHandlers } from './handlers.ts';
 import { WebhookServer, type ReviewOutcome, type WebhookServerOptions } from './server.ts';
@@ -100,8 +100,7 @@ describe('WebhookServer: reviews over HTTPS', () => {
     expect(reply.status).toBe(200);
     const { response } = JSON.parse(reply.body);
     expect(response).toMatchObject({ uid: 'uid-1', allowed: true, patchType: 'JSONPatch' });
-    const patched = structuredClone(object);
-    applyPatch(patched, JSON.parse(Buffer.from(response.patch, 'base64').toString()));
+    const patched = applyJsonPatch(object, JSON.parse(Buffer.from(response.patch, 'base64').toString()));
     expect(JSON.stringify(patched)).toContain('spillway.dev/virtual-node');
   });
 
