@@ -1,6 +1,6 @@
 import https from 'node:https';
 import tls from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCA, issueCert, type KeyPair } from '../operator/shared/pki.ts';
 import { applyJsonPatch } from './admission.fixtures.ts';
@@ -133,6 +133,24 @@ describe('WebhookServer: reviews over HTTPS', () => {
     await call(server, WEBHOOK_PATHS.mutatePods, { body: 'nope' });
     expect(seen.map(([, o]) => o)).toEqual(['allowed', 'patched', 'denied', 'invalid']);
   });
+
+  it('labels metrics with a fixed set of routes: 1,000 random paths are all "other"', async () => {
+    const routes = new Set<string>();
+    const server = await start({ observe: (route) => routes.add(route) });
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 16 });
+    const paths = Array.from({ length: 1000 }, (_, i) => `/${randomUUID()}/${i}?q=${i}`);
+    let next = 0;
+    const worker = async () => {
+      while (next < paths.length) {
+        expect((await call(server, paths[next++]!, { body: '{}', agent })).status).toBe(404);
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    await call(server, WEBHOOK_PATHS.validatePods, { method: 'GET' }); // 405 on a webhook: its own route
+    await call(server, WEBHOOK_PATHS.mutatePods, { body: review(pod({})) });
+    agent.destroy();
+    expect([...routes].sort()).toEqual(['/mutate-pods', '/validate-pods', 'other']);
+  }, 60_000);
 
   it('serves many concurrent reviews', async () => {
     const server = await start();

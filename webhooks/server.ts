@@ -46,8 +46,13 @@ export interface WebhookServerOptions {
   /** Extra readiness (e.g. informer caches synced); `/readyz` also fails while shutting down. */
   isReady?: () => boolean;
   log?: WebhookLogger;
-  /** Called once per review with its path, outcome and duration (seconds), e.g. for a prom-client histogram. */
-  observe?: (path: string, outcome: ReviewOutcome, seconds: number) => void;
+  /**
+   * Called once per request with its route, outcome and duration (seconds), e.g. for a prom-client histogram.
+   * The route is a registered webhook path or {@link OTHER_ROUTE}, never the raw request path: a label taken
+   * from the request would let any client create series without bound (20,000 random paths made `/metrics`
+   * tens of MiB).
+   */
+  observe?: (route: string, outcome: ReviewOutcome, seconds: number) => void;
 }
 
 /** Default body limit: 6 MiB (the apiserver caps an object at 3 MiB; the review may carry object and oldObject). */
@@ -56,6 +61,9 @@ export const DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** Default keep-alive idle time (see {@link WebhookServerOptions.keepAliveTimeoutMs}). */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 120_000;
+
+/** The route label of every request to a path that is not a registered webhook. */
+export const OTHER_ROUTE = 'other';
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 
@@ -228,7 +236,8 @@ export class WebhookServer {
   }
 
   #observe(path: string, outcome: ReviewOutcome, started: number): void {
-    this.#options.observe?.(path, outcome, (performance.now() - started) / 1000);
+    const route = this.#handlers.has(path) ? path : OTHER_ROUTE;
+    this.#options.observe?.(route, outcome, (performance.now() - started) / 1000);
   }
 }
 
