@@ -83,8 +83,18 @@ export function parseAdmissionReview(body: string): AdmissionReview {
   if (typeof request.operation !== 'string') {
     throw new InvalidAdmissionReview('AdmissionReview request has no operation');
   }
-  if (request.object !== undefined && request.object !== null && !isObject(request.object)) {
-    throw new InvalidAdmissionReview('AdmissionReview request.object is not an object');
+  for (const field of ['object', 'oldObject'] as const) {
+    const value = request[field];
+    if (value !== undefined && value !== null && !isObject(value)) {
+      throw new InvalidAdmissionReview(`AdmissionReview request.${field} is not an object`);
+    }
+  }
+  // The handlers read these as strings (the objects' own fields are checked by shape.ts).
+  for (const field of ['namespace', 'name', 'subResource'] as const) {
+    const value = request[field];
+    if (value !== undefined && value !== null && typeof value !== 'string') {
+      throw new InvalidAdmissionReview(`AdmissionReview request.${field} is not a string`);
+    }
   }
   return review as unknown as AdmissionReview;
 }

@@ -7,6 +7,7 @@ import type { AdmissionHandler, AdmissionOutcome, AdmissionRequest } from './adm
 import type { NamespaceLabels } from './caches.ts';
 import { excludeVirtualNodes } from './daemonset.ts';
 import { DEFAULT_PLACEMENT_POLICY, placePod, type Mutation, type PlacementPolicy } from './placement.ts';
+import { refuseMalformed } from './shape.ts';
 import { validatePod, type IsVirtualNode } from './validate.ts';
 
 /** The URL path of each webhook (one path per webhook, so a misrouted request cannot reach the wrong logic). */
@@ -76,11 +77,15 @@ export function podValidationHandler(deps: WebhookDeps): AdmissionHandler {
   };
 }
 
-/** Every webhook by path, ready for the server's `handlers` option. */
+/**
+ * Every webhook by path, ready for the server's `handlers` option. Each refuses a request whose objects do not
+ * have the shape the handlers read (shape.ts) before reading them, so that a malformed review is a 400 denial
+ * naming the field, never a crash.
+ */
 export function webhookHandlers(deps: WebhookDeps): Record<string, AdmissionHandler> {
   return {
-    [WEBHOOK_PATHS.mutatePods]: podPlacementHandler(deps),
-    [WEBHOOK_PATHS.mutateDaemonSets]: daemonSetHandler(),
-    [WEBHOOK_PATHS.validatePods]: podValidationHandler(deps),
+    [WEBHOOK_PATHS.mutatePods]: refuseMalformed(podPlacementHandler(deps)),
+    [WEBHOOK_PATHS.mutateDaemonSets]: refuseMalformed(daemonSetHandler()),
+    [WEBHOOK_PATHS.validatePods]: refuseMalformed(podValidationHandler(deps)),
   };
 }
