@@ -12,6 +12,7 @@ import {
   type V1Node,
   type V1NodeCondition,
   type V1NodeStatus,
+  type V1Taint,
 } from '@kubernetes/client-node';
 import { isApiError } from '../shared/client.ts';
 import type { Logger } from '../shared/log.ts';
@@ -133,6 +134,57 @@ export function nodeStatus(
   };
 }
 
+/**
+ * Whether NodeRestriction lets a node set or change label `key` on its own Node: not under
+ * node-restriction.kubernetes.io, and under kubernetes.io / k8s.io only the kubelet's own labels
+ * (k8s.io/kubelet/pkg/apis IsKubeletLabel).
+ */
+export function nodeMaySetLabel(key: string): boolean {
+  const slash = key.indexOf('/');
+  const prefix = slash < 0 ? '' : key.slice(0, slash);
+  const under = (domain: string) => prefix === domain || prefix.endsWith(`.${domain}`);
+  if (under('node-restriction.kubernetes.io')) return false;
+  if (!under('kubernetes.io') && !under('k8s.io')) return true;
+  if (under('kubelet.kubernetes.io') || under('node.kubernetes.io')) return true;
+  return KUBELET_LABELS.has(key);
+}
+
+const KUBELET_LABELS = new Set([
+  'kubernetes.io/hostname',
+  'kubernetes.io/os',
+  'kubernetes.io/arch',
+  'beta.kubernetes.io/os',
+  'beta.kubernetes.io/arch',
+  'beta.kubernetes.io/instance-type',
+  'node.kubernetes.io/instance-type',
+  'failure-domain.beta.kubernetes.io/zone',
+  'failure-domain.beta.kubernetes.io/region',
+  'topology.kubernetes.io/zone',
+  'topology.kubernetes.io/region',
+]);
+
+/** The labels of `desired` that differ from `current`: those a node may change (a patch), and the rest. */
+export function labelChanges(
+  current: Record<string, string>,
+  desired: Record<string, string>,
+): { patch: Record<string, string>; refused: string[] } {
+  const patch: Record<string, string> = {};
+  const refused: string[] = [];
+  for (const [k, v] of Object.entries(desired)) {
+    if (current[k] === v) continue;
+    if (nodeMaySetLabel(k)) patch[k] = v;
+    else refused.push(k);
+  }
+  return { patch, refused };
+}
+
+/** The taints of `desired` that `current` lacks (same key, value and effect). */
+export function missingTaints(current: V1Taint[], desired: V1Taint[]): V1Taint[] {
+  const key = (t: V1Taint) => `${t.key}\0${t.value ?? ''}\0${t.effect}`;
+  const have = new Set(current.map(key));
+  return desired.filter((t) => !have.has(key(t)));
+}
+
 /** Registers one virtual node and keeps it alive. */
 export class NodeController {
   readonly #config: VirtualNodeConfig & typeof defaults;
@@ -188,30 +240,52 @@ export class NodeController {
     this.#timers = [];
   }
 
-  /** Creates the Node, or brings an existing one's labels and taints up to date; then writes status. */
+  /**
+   * Creates the Node, or brings an existing one's labels up to date; then writes status. As a node identity the
+   * process may set only the labels NodeRestriction lets a kubelet set and may not change its own taints once
+   * registered: the rest (the chart's `kubernetes.io/role`, a changed taint) is left to the chart or an admin.
+   */
   async register(): Promise<void> {
     const capacity = await this.#provider.capacity();
     const desired = nodeObject(this.#config, this.#provider.name, capacity);
+    const labels = desired.metadata!.labels ?? {};
+    const refused = Object.keys(labels).filter((k) => !nodeMaySetLabel(k));
     try {
-      await this.#core.createNode({ body: desired });
-      this.#log.info('registered node');
-    } catch (err) {
-      if (!isApiError(err, 409)) throw err;
-      // Keep taints others put on the node (an admin's maintenance taint, the node lifecycle controller's
-      // unreachable taint): a merge patch replaces the list, so send theirs along with ours.
-      const current = await this.#core.readNode({ name: this.#config.name });
-      const ours = new Set((desired.spec?.taints ?? []).map((t) => `${t.key}:${t.effect}`));
-      const theirs = (current.spec?.taints ?? []).filter((t) => !ours.has(`${t.key}:${t.effect}`));
-      await this.#core.patchNode(
-        {
-          name: this.#config.name,
-          body: {
-            metadata: { labels: desired.metadata!.labels },
-            spec: { ...desired.spec, taints: [...theirs, ...(desired.spec?.taints ?? [])] },
+      await this.#core.createNode({
+        body: {
+          ...desired,
+          metadata: {
+            ...desired.metadata,
+            labels: Object.fromEntries(Object.entries(labels).filter(([k]) => nodeMaySetLabel(k))),
           },
         },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
+      });
+      this.#log.info('registered node');
+      if (refused.length > 0)
+        this.#log.warn(
+          { labels: refused },
+          'labels a node may not set on itself (NodeRestriction) were left out',
+        );
+    } catch (err) {
+      if (!isApiError(err, 409)) throw err;
+      const current = await this.#core.readNode({ name: this.#config.name });
+      const changes = labelChanges(current.metadata?.labels ?? {}, labels);
+      if (changes.refused.length > 0)
+        this.#log.info(
+          { labels: changes.refused },
+          'labels differ but a node may not change them on itself (NodeRestriction): the chart or an admin sets them',
+        );
+      const missing = missingTaints(current.spec?.taints ?? [], desired.spec?.taints ?? []);
+      if (missing.length > 0)
+        this.#log.warn(
+          { taints: missing.map((t) => `${t.key}=${t.value ?? ''}:${t.effect}`) },
+          'taints missing but a node may not change its own taints (NodeRestriction): the chart or an admin sets them',
+        );
+      if (Object.keys(changes.patch).length > 0)
+        await this.#core.patchNode(
+          { name: this.#config.name, body: { metadata: { labels: changes.patch } } },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
     }
     await this.updateStatus(true);
   }
@@ -219,7 +293,8 @@ export class NodeController {
   /** Writes node status when it changed or when the status update interval has passed. */
   async updateStatus(force = false): Promise<void> {
     const capacity = await this.#provider.capacity();
-    const current = await this.#core.readNodeStatus({ name: this.#config.name });
+    // GET nodes/status is not a node's to read (Node authorizer); the Node itself carries the status.
+    const current = await this.#core.readNode({ name: this.#config.name });
     const status = nodeStatus(this.#config, capacity, this.#healthy, current.status?.conditions);
     const fingerprint = JSON.stringify([
       status.capacity,

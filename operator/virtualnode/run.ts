@@ -1,6 +1,12 @@
 /**
  * One virtual node, wired: the node controller (registration, Lease, health), the pod controller and the
  * kubelet API, over one provider. `spillway virtual-node` and `spillway run` start one or more of these.
+ *
+ * The node talks to the apiserver as a node: `system:node:<name>` in `system:nodes`, with a client certificate it
+ * obtains through a CertificateSigningRequest (operator/nodeidentity/), so the Node authorizer and NodeRestriction
+ * confine it to its own Node, Lease and pods and to the Secrets, ConfigMaps and tokens of those pods. The
+ * identity it starts with (its ServiceAccount in the chart) only asks for that certificate, reads the cluster's
+ * client CA and mints the kube-proxy sidecar's token.
  */
 import { type CoreV1Api, type KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
 import { isApiError, makeClients } from '../shared/client.ts';
@@ -8,6 +14,11 @@ import { EventRecorder } from '../shared/events.ts';
 import { informerFor, type SupervisedInformer } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
 import { createCA, issueCert } from '../shared/pki.ts';
+import {
+  startNodeIdentity,
+  type NodeIdentity,
+  type NodeIdentityOptions,
+} from '../nodeidentity/client-certificate.ts';
 import type { SandboxProvider } from '../providers/types.ts';
 import { startKubeletApi } from './kubelet/api.ts';
 import { KubeletAuth } from './kubelet/auth.ts';
@@ -18,6 +29,8 @@ import { startSidecarCredentials, type SidecarCredentialsLoop } from './sidecar-
 
 /** A running virtual node. */
 export interface RunningVirtualNode {
+  /** The node's own identity (system:node:<name>) and its certificate renewal. */
+  identity: NodeIdentity;
   node: NodeController;
   pods: PodController;
   /** The renewal of the provider's sidecar token, when the provider has a sidecar identity. */
@@ -107,7 +120,13 @@ export function apiResolverSource(core: CoreV1Api, services: SupervisedInformer<
 
 /** Starts one virtual node over `provider`; resolves once it is registered and its pods are adopted. */
 export async function startVirtualNode(opts: {
+  /**
+   * The bootstrap identity: asks for the node's client certificate, reads the cluster's client CA and mints the
+   * kube-proxy sidecar's token. Everything else goes through the node identity.
+   */
   kc: KubeConfig;
+  /** The certificate request's lifetime and how long to wait for it. */
+  identity?: Pick<NodeIdentityOptions, 'expirationSeconds' | 'timeoutMs'>;
   config: VirtualNodeConfig;
   provider: SandboxProvider;
   logger?: Logger;
@@ -122,15 +141,24 @@ export async function startVirtualNode(opts: {
     | 'orphanMinAgeMs'
   >;
 }): Promise<RunningVirtualNode> {
-  const clients = makeClients(opts.kc);
   const log = opts.logger ?? componentLogger('virtual-node', { node: opts.config.name });
+  const bootstrap = makeClients(opts.kc);
+  // Nothing is served before the node has its identity: every call below is the node's own.
+  const nodeIdentity = await startNodeIdentity({
+    bootstrap: opts.kc,
+    nodeName: opts.config.name,
+    logger: log,
+    ...opts.identity,
+  });
+  const kc = nodeIdentity.kc;
+  const clients = makeClients(kc);
   const events = new EventRecorder({
     api: clients.events,
     controller: 'spillway.dev/virtual-node',
     instance: opts.config.name,
     onError: (err) => log.debug({ err: String(err) }, 'event not recorded'),
   });
-  const services = informerFor<V1Service>(opts.kc, 'services', {
+  const services = informerFor<V1Service>(kc, 'services', {
     path: '/api/v1/services',
     list: () => clients.core.listServiceForAllNamespaces(),
   });
@@ -150,8 +178,11 @@ export async function startVirtualNode(opts: {
   const sidecarCredentials = identity
     ? await startSidecarCredentials({
         kc: opts.kc,
-        core: clients.core,
-        discovery: clients.discovery,
+        // NodeRestriction lets a node mint tokens only bound to its own pods: the sidecar's token, bound to
+        // the Node, is the bootstrap identity's to mint (one ServiceAccount, chart templates/kube-proxy-rbac.yaml).
+        core: bootstrap.core,
+        discovery: bootstrap.discovery,
+        nodes: clients.core,
         nodeName: opts.config.name,
         identity,
         provider: opts.provider,
@@ -159,26 +190,35 @@ export async function startVirtualNode(opts: {
       })
     : undefined;
   const capacity = await opts.provider.capacity();
+  // The pod controller lists the Events it recorded before a restart (provider-events.ts): a node may create
+  // Events but not list them, so that one read goes through the bootstrap identity; every other call is the node's.
+  const podCore = new Proxy(clients.core, {
+    get: (target, prop, receiver) =>
+      prop === 'listEventForAllNamespaces'
+        ? bootstrap.core.listEventForAllNamespaces.bind(bootstrap.core)
+        : Reflect.get(target, prop, receiver),
+  });
   const pods = new PodController(
     {
       nodeName: opts.config.name,
       hostIP: opts.config.internalIP,
       provider: opts.provider,
-      core: clients.core,
+      core: podCore,
       events,
       resolver: apiResolverSource(clients.core, services),
       nodeAllocatable: { cpu: capacity.cpu, memory: capacity.memory },
       logger: log,
       ...opts.pods,
     },
-    opts.kc,
+    kc,
   );
   await pods.start();
 
   // The kubelet API. Its serving certificate is self-signed (the apiserver does not verify kubelets unless
   // --kubelet-certificate-authority is set); client certificates are checked against the cluster's client
-  // CA, published for exactly this purpose in kube-system/extension-apiserver-authentication.
-  const authConfig = await clients.core.readNamespacedConfigMap({
+  // CA, published for exactly this purpose in kube-system/extension-apiserver-authentication (no pod refers to
+  // it, so the Node authorizer does not grant it: the bootstrap identity reads it).
+  const authConfig = await bootstrap.core.readNamespacedConfigMap({
     namespace: 'kube-system',
     name: 'extension-apiserver-authentication',
   });
@@ -210,6 +250,7 @@ export async function startVirtualNode(opts: {
     logger: log,
   });
   return {
+    identity: nodeIdentity,
     node,
     pods,
     ...(sidecarCredentials && { sidecarCredentials }),
@@ -220,6 +261,7 @@ export async function startVirtualNode(opts: {
       node.stop();
       await pods.stop();
       await services.stop();
+      nodeIdentity.stop();
     },
   };
 }

@@ -52,8 +52,11 @@ export function clusterCA(kc: KubeConfig): string {
  */
 export async function startSidecarCredentials(opts: {
   kc: KubeConfig;
+  /** Mints the tokens: the bootstrap identity, allowed exactly that on the sidecar's ServiceAccount. */
   core: CoreV1Api;
   discovery: DiscoveryV1Api;
+  /** Reads the Node the tokens are bound to: the node identity (the bootstrap identity cannot read Nodes). */
+  nodes: CoreV1Api;
   nodeName: string;
   identity: SidecarIdentity;
   provider: SandboxProvider;
@@ -68,7 +71,7 @@ export async function startSidecarCredentials(opts: {
   let stopped = false;
 
   const mint = async (): Promise<SidecarCredentials> => {
-    const node = await core.readNode({ name: nodeName });
+    const node = await opts.nodes.readNode({ name: nodeName });
     const tr = await core.createNamespacedServiceAccountToken({
       namespace: identity.namespace,
       name: identity.name,

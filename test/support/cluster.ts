@@ -348,6 +348,9 @@ export class LocalCluster {
           '--endpoint-reconciler-type=none',
           `--service-cluster-ip-range=${serviceCIDR}`,
           '--authorization-mode=Node,RBAC',
+          // As every real cluster: a node identity (system:node:<name>, a virtual node's) may only touch its own
+          // Node, Lease and the pods bound to it, and mint tokens only bound to those pods.
+          '--enable-admission-plugins=NodeRestriction',
           '--allow-privileged=true',
           `--client-ca-file=${pki('ca.crt')}`,
           `--tls-cert-file=${pki('apiserver.crt')}`,
