@@ -23,10 +23,10 @@ import { loadKubeConfig, makeClients } from './shared/client.ts';
 import { LeaderElector } from './shared/leader.ts';
 import { componentLogger } from './shared/log.ts';
 import { serveMetrics } from './shared/metrics.ts';
+import { KubernetesMetricsAuth, metricsServingCertificate } from './shared/metrics-auth.ts';
 import { GracefulShutdown } from './shared/shutdown.ts';
 import { loadVirtualNodes, type VirtualNodeEntry } from './virtualnode/config.ts';
 import { startVirtualNode } from './virtualnode/run.ts';
-import { NodeCsrApprover } from './nodeidentity/approver.ts';
 import { startWebhooks } from '../webhooks/run.ts';
 
 export const VERSION = '0.1.0';
@@ -45,8 +45,10 @@ const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags
   --tls-mode MODE          webhook TLS: self-managed (default) or external (cert-manager writes the Secret)
   --metrics-port PORT      Prometheus metrics port (default: 8080; 0 disables)
   --metrics-host HOST      metrics listen address (default: 127.0.0.1; the chart sets 0.0.0.0)
-  --approve-node-csrs LIST controller: approve node client certificates for these virtual nodes (comma-separated)
-  --node-bootstrap-user U  controller: the user those requests must come from (the virtual nodes' ServiceAccount)
+  --metrics-auth MODE      none (default: plain HTTP, anyone who connects) or kubernetes (HTTPS; a bearer token
+                           allowed get on the non-resource URL /metrics: TokenReview + SubjectAccessReview)
+  --watch-namespaces LIST  controller: reconcile ElasticWorkloads only in these namespaces (comma-separated;
+                           default: every namespace). The chart's controller.watchNamespaces sets it
   --config FILE            virtual-node: several virtual nodes from one YAML file (see operator/virtualnode/config.ts)
   --provider-config FILE   eci: the provider configuration (docs/eci.md); credentials from RRSA or a Secret's env
   --coredns PATH           run --provider local: the CoreDNS binary for cluster DNS (default: bin/coredns)
@@ -69,8 +71,8 @@ async function main(argv: string[]): Promise<number> {
       'tls-mode': { type: 'string', default: 'self-managed' },
       'metrics-port': { type: 'string', default: '8080' },
       'metrics-host': { type: 'string', default: '127.0.0.1' },
-      'approve-node-csrs': { type: 'string', default: '' },
-      'node-bootstrap-user': { type: 'string' },
+      'metrics-auth': { type: 'string', default: 'none' },
+      'watch-namespaces': { type: 'string', default: '' },
       config: { type: 'string' },
       'provider-config': { type: 'string' },
       coredns: { type: 'string' },
@@ -103,15 +105,29 @@ async function main(argv: string[]): Promise<number> {
   const identity = `${hostname()}-${process.pid}`;
   log.info({ kubeconfig: origin, identity }, 'starting');
 
-  const managedNodes = new Set(
-    values['approve-node-csrs']
-      .split(',')
-      .map((n) => n.trim())
-      .filter(Boolean),
-  );
+  const metricsAuth = values['metrics-auth'];
+  if (metricsAuth !== 'none' && metricsAuth !== 'kubernetes') {
+    process.stderr.write(`spillway: --metrics-auth must be none or kubernetes, not "${metricsAuth}"\n`);
+    return 2;
+  }
+  const watchNamespaces = values['watch-namespaces']
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
   const metricsPort = Number(values['metrics-port']);
   if (metricsPort > 0) {
-    const metrics = await serveMetrics({ host: values['metrics-host'], port: metricsPort });
+    // Bearer tokens must not cross the pod network in clear: with authentication, the server speaks HTTPS.
+    const secured =
+      metricsAuth === 'kubernetes'
+        ? {
+            auth: new KubernetesMetricsAuth(clients),
+            tls: await metricsServingCertificate({
+              dnsNames: [`spillway-metrics.${values.namespace}.svc`, 'localhost'],
+              ipAddresses: ['127.0.0.1'],
+            }).then((pair) => ({ cert: pair.certPem, key: pair.keyPem })),
+          }
+        : {};
+    const metrics = await serveMetrics({ host: values['metrics-host'], port: metricsPort, ...secured });
     shutdown.onShutdown('metrics', () => metrics.close());
   }
 
@@ -138,13 +154,6 @@ async function main(argv: string[]): Promise<number> {
     });
     shutdown.onShutdown('webhooks', () => webhooks.stop());
     // Every replica serves webhooks; only the leader reconciles ElasticWorkloads.
-    // The virtual nodes' client certificates (operator/nodeidentity/): approved by the leader for the nodes this
-    // spillway runs, asked by their bootstrap identity (under run: this process's own user, the same process).
-    const bootstrapUsers = values['node-bootstrap-user'] ? [values['node-bootstrap-user']] : [];
-    if (dev) {
-      const me = await clients.authentication.createSelfSubjectReview({ body: {} });
-      if (me.status?.userInfo?.username) bootstrapUsers.push(me.status.userInfo.username);
-    }
     const elector = new LeaderElector({
       leases: clients.coordination,
       namespace: values.namespace,
@@ -152,18 +161,14 @@ async function main(argv: string[]): Promise<number> {
       identity,
       logger: log,
       onStartedLeading: async () => {
-        const controller = new ElasticWorkloadController({ kc, identity, logger: log });
+        const controller = new ElasticWorkloadController({
+          kc,
+          identity,
+          logger: log,
+          ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
+        });
         await controller.start();
         shutdown.onShutdown('elasticworkload-controller', () => controller.stop());
-        if (bootstrapUsers.length > 0) {
-          const approver = new NodeCsrApprover({
-            kc,
-            policy: { isManagedNode: (name) => managedNodes.has(name), bootstrapUsers },
-            logger: log,
-          });
-          await approver.start();
-          shutdown.onShutdown('node-csr-approver', () => approver.stop());
-        }
       },
       onStoppedLeading: () => {
         // Lost the lease while running: exit so that a fresh process campaigns again (as client-go does).
@@ -191,8 +196,6 @@ async function main(argv: string[]): Promise<number> {
             },
           },
         ];
-    // Under run, the approver above approves this process's own virtual nodes.
-    if (command === 'run') for (const entry of entries) managedNodes.add(entry.config.name);
     for (const entry of entries) {
       const local = entry.provider === 'local';
       const config =

@@ -13,8 +13,19 @@
  */
 import type { AdmissionHandler, AdmissionRequest } from './admission.ts';
 
-/** Returns what is wrong at `path`, or undefined when `value` has the expected shape. */
-type Check = (value: unknown, path: string) => string | undefined;
+/**
+ * What is wrong with a value: what was expected, what came, and where (keys from the checked value down, filled
+ * in on the way back up, so that a value of the right shape costs no string building: a pod may carry
+ * thousands of tolerations).
+ */
+interface Problem {
+  path: (string | number)[];
+  expected: string;
+  got: unknown;
+}
+
+/** Returns what is wrong, or undefined when `value` has the expected shape. */
+type Check = (value: unknown) => Problem | undefined;
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -22,13 +33,12 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
-const expected = (what: string, value: unknown, path: string) =>
-  `${path}: expected ${what}, got ${describe(value)}`;
+const wrong = (expected: string, got: unknown): Problem => ({ path: [], expected, got });
 
 const scalar =
   (type: 'string' | 'number' | 'boolean', what: string): Check =>
-  (value, path) =>
-    value === undefined || typeof value === type ? undefined : expected(what, value, path);
+  (value) =>
+    value === undefined || typeof value === type ? undefined : wrong(what, value);
 
 const str = scalar('string', 'a string');
 const num = scalar('number', 'a number');
@@ -39,26 +49,33 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
 
 /** An object whose listed fields are checked; other fields are not read, so not checked. */
 function obj(fields: Record<string, Check>): Check {
-  const entries = Object.entries(fields);
-  return (value, path) => {
+  const keys = Object.keys(fields);
+  const checks = Object.values(fields);
+  return (value) => {
     if (value === undefined) return undefined;
-    if (!isPlainObject(value)) return expected('an object', value, path);
-    for (const [key, check] of entries) {
-      const problem = check(value[key], `${path}.${key}`);
-      if (problem) return problem;
+    if (!isPlainObject(value)) return wrong('an object', value);
+    for (let i = 0; i < keys.length; i++) {
+      const problem = checks[i]!(value[keys[i]!]);
+      if (problem) {
+        problem.path.unshift(keys[i]!);
+        return problem;
+      }
     }
     return undefined;
   };
 }
 
-/** A list whose elements are all present and match `item`. */
+/** A list whose elements all match `item`. */
 function arr(item: Check): Check {
-  return (value, path) => {
+  return (value) => {
     if (value === undefined) return undefined;
-    if (!Array.isArray(value)) return expected('an array', value, path);
+    if (!Array.isArray(value)) return wrong('an array', value);
     for (let i = 0; i < value.length; i++) {
-      const problem = item(value[i], `${path}[${i}]`);
-      if (problem) return problem;
+      const problem = item(value[i]);
+      if (problem) {
+        problem.path.unshift(i);
+        return problem;
+      }
     }
     return undefined;
   };
@@ -67,8 +84,8 @@ function arr(item: Check): Check {
 /** `check`, or null (for the fields that are not `omitempty` in the Go types). */
 const orNull =
   (check: Check): Check =>
-  (value, path) =>
-    value === null ? undefined : check(value, path);
+  (value) =>
+    value === null ? undefined : check(value);
 
 /** `.key`, or `["key"]` for keys such as `spillway.dev/burst` that would read ambiguously after a dot. */
 export function memberName(key: string): string {
@@ -76,16 +93,16 @@ export function memberName(key: string): string {
 }
 
 /** A string → string map (labels, annotations, nodeSelector). */
-const strMap: Check = (value, path) => {
+const strMap: Check = (value) => {
   if (value === undefined) return undefined;
-  if (!isPlainObject(value)) return expected('an object', value, path);
-  for (const [key, v] of Object.entries(value)) {
-    if (typeof v !== 'string') return expected('a string', v, `${path}${memberName(key)}`);
+  if (!isPlainObject(value)) return wrong('an object', value);
+  for (const key in value) {
+    if (typeof value[key] !== 'string') return { path: [key], expected: 'a string', got: value[key] };
   }
   return undefined;
 };
 
-const listOfStrings = arr((v, path) => (typeof v === 'string' ? undefined : expected('a string', v, path)));
+const listOfStrings = arr((v) => (typeof v === 'string' ? undefined : wrong('a string', v)));
 
 const objectMeta = obj({
   name: str,
@@ -148,9 +165,19 @@ const SHAPES: Record<string, Check> = { '/Pod': podShape, 'apps/DaemonSet': daem
 export function requestShapeProblem(req: AdmissionRequest): string | undefined {
   const shape = SHAPES[`${req.kind.group}/${req.kind.kind}`];
   if (!shape) return undefined;
-  // A null object is the envelope's "none" (DELETE has no object, CREATE no oldObject), not a malformed one.
-  const check = (value: unknown, path: string) => (value === null ? undefined : shape(value, path));
-  return check(req.object, 'request.object') ?? check(req.oldObject, 'request.oldObject');
+  for (const field of ['object', 'oldObject'] as const) {
+    const value = req[field];
+    // A null object is the envelope's "none" (DELETE has no object, CREATE no oldObject), not a malformed one.
+    const problem = value === null ? undefined : shape(value);
+    if (problem)
+      return `request.${field}${fieldPath(problem.path)}: expected ${problem.expected}, got ${describe(problem.got)}`;
+  }
+  return undefined;
+}
+
+/** `.spec.containers[0].ports`, `.metadata.labels["spillway.dev/burst"]`. */
+function fieldPath(path: (string | number)[]): string {
+  return path.map((k) => (typeof k === 'number' ? `[${k}]` : memberName(k))).join('');
 }
 
 /**

@@ -7,8 +7,9 @@
 import type { KubeConfig, KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { apiErrorMessage, isApiError, makeClients, type Clients } from '../shared/client.ts';
 import { EventRecorder, EventType } from '../shared/events.ts';
-import { informerFor, objectKey, splitKey, type SupervisedInformer } from '../shared/informer.ts';
+import { objectKey, splitKey } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
+import { scopedInformer, type CachedInformer } from '../shared/namespaced-informers.ts';
 import { describeViolations, sandboxViolations } from '../shared/sandbox-rules.ts';
 import { WorkQueue, runWorkers } from '../shared/workqueue.ts';
 import {
@@ -25,18 +26,23 @@ import { ConditionType, setCondition } from './conditions.ts';
 import { elasticWorkloadStatus } from './status.ts';
 import { ElasticWorkloadWriter } from './writer.ts';
 
-/** Reconciles ElasticWorkloads in every namespace. */
+/**
+ * Reconciles ElasticWorkloads in every namespace, or only in `namespaces` (namespaced mode: one namespaced list
+ * and watch per namespace, which Roles in those namespaces allow; ElasticWorkloads elsewhere are never seen).
+ */
 export class ElasticWorkloadController {
   readonly #c: Clients;
   readonly #log: Logger;
   readonly #w: ElasticWorkloadWriter;
   readonly #queue = new WorkQueue({ name: 'elasticworkload' });
   /** ElasticWorkloads as the apiserver stores them (plain JSON: metadata times are strings). */
-  readonly ews: SupervisedInformer<KubernetesObject>;
-  readonly deployments: SupervisedInformer<V1Deployment>;
-  readonly pendingPods: SupervisedInformer<V1Pod>;
+  readonly ews: CachedInformer<KubernetesObject>;
+  readonly deployments: CachedInformer<V1Deployment>;
+  readonly pendingPods: CachedInformer<V1Pod>;
   /** Failed pods: unit pods that failed for lack of provider capacity drive spot fallback. */
-  readonly failedPods: SupervisedInformer<V1Pod>;
+  readonly failedPods: CachedInformer<V1Pod>;
+  /** The namespaces watched; undefined: all. */
+  readonly namespaces: readonly string[] | undefined;
   #workers: Promise<void> | undefined;
   readonly #now: () => Date;
   readonly #capacityCooldownMs: number;
@@ -44,6 +50,7 @@ export class ElasticWorkloadController {
   /**
    * @param capacityCooldownSeconds how long a unit whose provider ran out of capacity keeps only its ready
    *   replicas before it is tried again (spot fallback); default 300
+   * @param namespaces reconcile only ElasticWorkloads in these namespaces; default (or empty): every namespace
    */
   constructor(opts: {
     kc: KubeConfig;
@@ -51,7 +58,9 @@ export class ElasticWorkloadController {
     identity?: string;
     now?: () => Date;
     capacityCooldownSeconds?: number;
+    namespaces?: readonly string[];
   }) {
+    this.namespaces = opts.namespaces?.length ? [...opts.namespaces] : undefined;
     this.#capacityCooldownMs = (opts.capacityCooldownSeconds ?? 300) * 1000;
     this.#c = makeClients(opts.kc);
     this.#log = opts.logger ?? componentLogger('elasticworkload');
@@ -64,36 +73,50 @@ export class ElasticWorkloadController {
     });
     this.#w = new ElasticWorkloadWriter(this.#c, events);
     const c = this.#c;
-    this.ews = informerFor<KubernetesObject>(opts.kc, 'elasticworkloads', {
-      path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+    const scope = this.namespaces;
+    /** A collection's path, cluster-wide or in one namespace (`base` is the group-version prefix). */
+    const at = (base: string, plural: string, ns?: string) =>
+      ns ? `${base}/namespaces/${ns}/${plural}` : `${base}/${plural}`;
+    this.ews = scopedInformer<KubernetesObject>(opts.kc, 'elasticworkloads', scope, (ns) => ({
+      path: at(`/apis/${GROUP}/${VERSION}`, PLURAL, ns),
       list: async () =>
-        (await c.customObjects.listClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-        })) as never,
-    });
-    this.deployments = informerFor<V1Deployment>(opts.kc, 'deployments', {
-      path: '/apis/apps/v1/deployments',
-      list: () => c.apps.listDeploymentForAllNamespaces(),
+        (ns
+          ? await c.customObjects.listNamespacedCustomObject({
+              group: GROUP,
+              version: VERSION,
+              namespace: ns,
+              plural: PLURAL,
+            })
+          : await c.customObjects.listClusterCustomObject({
+              group: GROUP,
+              version: VERSION,
+              plural: PLURAL,
+            })) as never,
+    }));
+    this.deployments = scopedInformer<V1Deployment>(opts.kc, 'deployments', scope, (ns) => ({
+      path: at('/apis/apps/v1', 'deployments', ns),
+      list: () =>
+        ns ? c.apps.listNamespacedDeployment({ namespace: ns }) : c.apps.listDeploymentForAllNamespaces(),
+    }));
+    /** Pods of one phase (and label selector), cluster-wide or in one namespace. */
+    const pods = (fieldSelector: string, labelSelector?: string) => (ns?: string) => ({
+      path: at('/api/v1', 'pods', ns),
+      fieldSelector,
+      ...(labelSelector ? { labelSelector } : {}),
+      list: () =>
+        ns
+          ? c.core.listNamespacedPod({ namespace: ns, fieldSelector, labelSelector })
+          : c.core.listPodForAllNamespaces({ fieldSelector, labelSelector }),
     });
     // Only Pending pods: Unschedulable source pods drive capacity-aware overflow.
-    this.pendingPods = informerFor<V1Pod>(opts.kc, 'pending-pods', {
-      path: '/api/v1/pods',
-      fieldSelector: 'status.phase=Pending',
-      list: () => c.core.listPodForAllNamespaces({ fieldSelector: 'status.phase=Pending' }),
-    });
-    this.failedPods = informerFor<V1Pod>(opts.kc, 'failed-pods', {
-      path: '/api/v1/pods',
-      fieldSelector: 'status.phase=Failed',
-      // Only unit pods: a cluster's failed Jobs are none of this controller's business (or memory).
-      labelSelector: LABEL_ELASTIC_WORKLOAD,
-      list: () =>
-        c.core.listPodForAllNamespaces({
-          fieldSelector: 'status.phase=Failed',
-          labelSelector: LABEL_ELASTIC_WORKLOAD,
-        }),
-    });
+    this.pendingPods = scopedInformer<V1Pod>(opts.kc, 'pending-pods', scope, pods('status.phase=Pending'));
+    // Only unit pods: a cluster's failed Jobs are none of this controller's business (or memory).
+    this.failedPods = scopedInformer<V1Pod>(
+      opts.kc,
+      'failed-pods',
+      scope,
+      pods('status.phase=Failed', LABEL_ELASTIC_WORKLOAD),
+    );
   }
 
   /** Starts the informers and the workers; resolves once the caches have synced. */
@@ -119,6 +142,12 @@ export class ElasticWorkloadController {
         this.#queue.add(`${p.metadata?.namespace}/${ew}`);
     });
     const informers = [this.ews, this.deployments, this.pendingPods, this.failedPods];
+    this.#log.info(
+      { namespaces: this.namespaces ?? 'all' },
+      this.namespaces
+        ? `reconciling ElasticWorkloads in ${this.namespaces.join(', ')} only; any other namespace's are ignored`
+        : 'reconciling ElasticWorkloads in every namespace',
+    );
     for (const i of informers) i.start();
     await Promise.all(informers.map((i) => i.synced));
     this.#workers = runWorkers(this.#queue, workers, (key) => this.reconcile(key), { logger: this.#log });

@@ -464,6 +464,192 @@ describe('the chart, rendered', () => {
   });
 });
 
+describe('the chart, rendered: namespaced controller, NetworkPolicies and /metrics authentication', () => {
+  let cluster: TestCluster;
+  const ns = 'spillway-security';
+  const render = (...args: string[]) => renderChart(cluster.kubeconfigPath, 'spillway', ns, ...args);
+  type Rule = { apiGroups?: string[]; resources?: string[]; verbs: string[]; nonResourceURLs?: string[] };
+  const rulesOf = (o: KubeObject) => ((o as unknown as { rules?: Rule[] }).rules ?? []) as Rule[];
+  const writesDeployments = (rules: Rule[]) =>
+    rules.some(
+      (r) =>
+        r.apiGroups?.includes('apps') &&
+        r.resources?.includes('deployments') &&
+        r.verbs.some((v) => ['create', 'patch', 'update', 'delete', '*'].includes(v)),
+    );
+  const policy = (objects: KubeObject[], name: string) =>
+    findObject<{
+      spec: { podSelector: unknown; ingress: Array<{ ports: { port: number }[]; from?: unknown[] }> };
+    }>(objects, 'NetworkPolicy', name).spec;
+
+  beforeAll(async () => {
+    cluster = await testCluster();
+  });
+
+  it('grants Deployment writes cluster-wide by default, and only through Roles in the listed namespaces with watchNamespaces', async () => {
+    const wide = await render();
+    const clusterRole = findObject(wide, 'ClusterRole', 'spillway-controller');
+    expect(writesDeployments(rulesOf(clusterRole))).toBe(true);
+    expect(wide.filter((o) => o.metadata.name === 'spillway-controller-workloads')).toEqual([]);
+    expect(
+      containerOf(wide, 'spillway-controller').args!.some((a) => a.startsWith('--watch-namespaces')),
+    ).toBe(false);
+
+    const scoped = await render('--set', 'controller.watchNamespaces={team-a,team-b}');
+    const roles = scoped.filter(
+      (o) => o.kind === 'Role' && o.metadata.name === 'spillway-controller-workloads',
+    );
+    expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
+    for (const role of roles) expect(writesDeployments(rulesOf(role))).toBe(true);
+    const bindings = scoped.filter(
+      (o) => o.kind === 'RoleBinding' && o.metadata.name === 'spillway-controller-workloads',
+    );
+    expect(bindings.map((b) => b.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
+    for (const b of bindings)
+      expect((b as unknown as V1RoleBinding).subjects).toEqual([
+        { kind: 'ServiceAccount', name: 'spillway-controller', namespace: ns },
+      ]);
+    // No ClusterRole of the release lets anyone write Deployments, pods or ElasticWorkloads anywhere.
+    for (const role of scoped.filter((o) => o.kind === 'ClusterRole')) {
+      expect(writesDeployments(rulesOf(role)), role.metadata.name).toBe(false);
+    }
+    const narrowed = rulesOf(findObject(scoped, 'ClusterRole', 'spillway-controller'));
+    expect(narrowed.flatMap((r) => r.resources ?? []).sort()).toEqual([
+      'mutatingwebhookconfigurations',
+      'namespaces',
+      'nodes',
+      'subjectaccessreviews',
+      'tokenreviews',
+      'validatingwebhookconfigurations',
+    ]);
+    expect(containerOf(scoped, 'spillway-controller').args).toContain('--watch-namespaces=team-a,team-b');
+    await expect(render('--set', 'controller.watchNamespaces={Team_A}')).rejects.toThrow('watchNamespaces');
+  });
+
+  it('admits the webhook and kubelet ports from the apiserver CIDRs and metrics-server, the metrics port from the scrapers’ namespaces', async () => {
+    const fakeNode = ['-f', join(chartDir, 'ci', 'fake-node-values.yaml')];
+    const open = await render(...fakeNode);
+    const controllerPolicy = policy(open, 'spillway-controller');
+    expect(controllerPolicy.podSelector).toEqual({
+      matchLabels: {
+        'app.kubernetes.io/name': 'spillway',
+        'app.kubernetes.io/instance': 'spillway',
+        'app.kubernetes.io/component': 'controller',
+      },
+    });
+    // Without CIDRs the webhook port is open to any source (documented), the metrics port never is.
+    expect(controllerPolicy.ingress).toEqual([
+      { ports: [{ port: 9443, protocol: 'TCP' }] },
+      {
+        ports: [{ port: 8080, protocol: 'TCP' }],
+        from: [{ namespaceSelector: { matchLabels: { 'spillway.dev/metrics-scraper': 'true' } } }],
+      },
+    ]);
+
+    const closed = await render(
+      ...fakeNode,
+      '--set',
+      'networkPolicy.apiServerCIDRs={10.0.0.10/32,192.168.0.0/24}',
+    );
+    const apiserver = [{ ipBlock: { cidr: '10.0.0.10/32' } }, { ipBlock: { cidr: '192.168.0.0/24' } }];
+    expect(policy(closed, 'spillway-controller').ingress[0]).toEqual({
+      ports: [{ port: 9443, protocol: 'TCP' }],
+      from: apiserver,
+    });
+    const vn = policy(closed, 'spillway-virtual-node');
+    expect(vn.ingress).toEqual([
+      {
+        ports: [{ port: 10250, protocol: 'TCP' }],
+        from: [
+          ...apiserver,
+          {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+            podSelector: { matchLabels: { 'k8s-app': 'metrics-server' } },
+          },
+        ],
+      },
+      {
+        ports: [{ port: 8080, protocol: 'TCP' }],
+        from: [{ namespaceSelector: { matchLabels: { 'spillway.dev/metrics-scraper': 'true' } } }],
+      },
+    ]);
+    // The virtual node policy selects the virtual node pods the chart runs.
+    const workload = findObject<{ spec: { template: V1Pod } }>(closed, 'Deployment', 'spillway-vn-fake');
+    expect(workload.spec.template.metadata?.labels).toMatchObject(
+      (vn.podSelector as { matchLabels: Record<string, string> }).matchLabels,
+    );
+
+    expect(
+      (await render(...fakeNode, '--set', 'networkPolicy.enabled=false')).filter(
+        (o) => o.kind === 'NetworkPolicy',
+      ),
+    ).toEqual([]);
+    await expect(render('--set', 'networkPolicy.apiServerCIDRs={10.0.0.10}')).rejects.toThrow(
+      'apiServerCIDRs',
+    );
+  });
+
+  it('requires a token on /metrics by default: HTTPS, a bearer token in the ServiceMonitor, the reader ClusterRole, the reviews', async () => {
+    const fakeNode = ['-f', join(chartDir, 'ci', 'fake-node-values.yaml')];
+    const on = await render(...fakeNode, '--set', 'metrics.serviceMonitor.enabled=true');
+    expect(containerOf(on, 'spillway-controller').args).toContain('--metrics-auth=kubernetes');
+    const vn = containerOf(on, 'spillway-vn-fake');
+    expect(vn.args).toContain('--metrics-auth=kubernetes');
+    expect(vn.livenessProbe?.httpGet).toMatchObject({ path: '/healthz', port: 'metrics', scheme: 'HTTPS' });
+    const monitor = findObject<{ spec: { endpoints: Record<string, unknown>[] } }>(
+      on,
+      'ServiceMonitor',
+      'spillway',
+    );
+    expect(monitor.spec.endpoints[0]).toMatchObject({
+      scheme: 'https',
+      tlsConfig: { insecureSkipVerify: true },
+      bearerTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    });
+    expect(rulesOf(findObject(on, 'ClusterRole', 'spillway-metrics-reader'))).toEqual([
+      { nonResourceURLs: ['/metrics'], verbs: ['get'] },
+    ]);
+    expect(rulesOf(findObject(on, 'ClusterRole', 'spillway-controller'))).toEqual(
+      expect.arrayContaining([
+        { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+        { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+      ]),
+    );
+    const secret = await render(
+      ...fakeNode,
+      '--set',
+      'metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.bearerTokenSecret.name=prom,metrics.serviceMonitor.bearerTokenSecret.key=token',
+    );
+    const withSecret = findObject<{ spec: { endpoints: Record<string, unknown>[] } }>(
+      secret,
+      'ServiceMonitor',
+      'spillway',
+    );
+    expect(withSecret.spec.endpoints[0]).toMatchObject({
+      authorization: { type: 'Bearer', credentials: { name: 'prom', key: 'token' } },
+    });
+    expect(withSecret.spec.endpoints[0]).not.toHaveProperty('bearerTokenFile');
+
+    const off = await render(
+      ...fakeNode,
+      '--set',
+      'metrics.serviceMonitor.enabled=true,metrics.authentication=false',
+    );
+    expect(containerOf(off, 'spillway-controller').args).toContain('--metrics-auth=none');
+    expect(containerOf(off, 'spillway-vn-fake').livenessProbe?.httpGet).not.toHaveProperty('scheme');
+    const plain = findObject<{ spec: { endpoints: Record<string, unknown>[] } }>(
+      off,
+      'ServiceMonitor',
+      'spillway',
+    );
+    expect(plain.spec.endpoints[0]).not.toHaveProperty('scheme');
+    expect(off.filter((o) => o.metadata.name === 'spillway-metrics-reader')).toEqual([]);
+    expect(JSON.stringify(findObject(off, 'ClusterRole', 'spillway-controller'))).not.toContain(
+      'tokenreviews',
+    );
+  });
+});
+
 describe('the chart, installed, with the operator running as its ServiceAccounts', () => {
   const release = 'spillway';
   const nodeName = 'spillway-chart-test';
