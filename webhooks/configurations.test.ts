@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { createCA } from '../operator/shared/pki.ts';
 import { sandboxViolations } from '../operator/shared/sandbox-rules.ts';
 import {
+  JUDGED_OPERATION,
   MIGHT_RUN_ON_VIRTUAL_NODE,
   mutatingWebhookConfiguration,
   registerWebhookConfigurations,
@@ -104,17 +105,30 @@ describe('webhook configurations', () => {
     ]);
   });
 
-  it('validation covers pod CREATE and kubectl debug', () => {
+  it('validation covers pod CREATE, UPDATE of unbound pods, and kubectl debug', () => {
     const w = byName(chart, 'pods.sandbox.spillway.dev');
     expect(w.rules!.map((r) => [r.resources, r.operations])).toEqual([
-      [['pods'], ['CREATE']],
+      [['pods'], ['CREATE', 'UPDATE']],
       [['pods/ephemeralcontainers'], ['UPDATE']],
     ]);
     expect(w.matchConditions!.map((c) => c.name)).toEqual([
       'not-a-daemonset-pod',
       'uses-unsupported-feature',
       'might-run-on-virtual-node',
+      'create-or-unbound-update',
     ]);
+    // Both webhooks send UPDATEs only when they can move a pod that is not bound yet.
+    for (const webhook of [w, byName(chart, 'daemonset-pods.sandbox.spillway.dev')]) {
+      expect(webhook.matchConditions!.at(-1)).toEqual({
+        name: 'create-or-unbound-update',
+        expression: JUDGED_OPERATION,
+      });
+    }
+    // A toleration of the provider taint is how a pod without spillway's markers reaches a virtual node.
+    expect(MIGHT_RUN_ON_VIRTUAL_NODE).toContain("t.key == 'virtual-kubelet.io/provider'");
+    for (const field of ['schedulingGates', 'nodeSelector', 'affinity', 'tolerations']) {
+      expect(JUDGED_OPERATION).toContain(`object.spec.${field} != oldObject.spec.${field}`);
+    }
     // DaemonSet pods go to their own, fail-open webhook: exactly the complement.
     const ds = byName(chart, 'daemonset-pods.sandbox.spillway.dev');
     expect(w.matchConditions![0]!.expression).toBe(`!(${ds.matchConditions![0]!.expression})`);
@@ -153,6 +167,7 @@ describe('CEL matchConditions', () => {
   it.each([
     ['uses-unsupported-feature', USES_UNSUPPORTED_FEATURE],
     ['might-run-on-virtual-node', MIGHT_RUN_ON_VIRTUAL_NODE],
+    ['create-or-unbound-update', JUDGED_OPERATION],
   ])('%s has balanced parentheses and quotes', (_name, expr) => {
     let depth = 0;
     for (const ch of expr.replace(/'[^']*'/g, "''")) {

@@ -18,6 +18,7 @@ import {
   ECI_LABEL,
   NODE_TYPE_LABEL,
   POD_PLACEMENT_LABELS,
+  PROVIDER_TAINT_KEY,
   VIRTUAL_NODE_LABEL,
 } from './contract.ts';
 import { WEBHOOK_PATHS } from './handlers.ts';
@@ -92,14 +93,26 @@ export const USES_UNSUPPORTED_FEATURE = [
 ].join(' || ');
 
 /**
+ * CEL: the pod tolerates the provider taint every virtual node registers with (NoSchedule): without such a
+ * toleration the scheduler places it on no virtual node, whatever its selector says. An empty key tolerates
+ * every key; the operator and value are not looked at (broader, never narrower).
+ */
+export const TOLERATES_PROVIDER_TAINT =
+  "(has(object.spec.tolerations) && object.spec.tolerations.exists(t, (!has(t.effect) || t.effect == '' || " +
+  `t.effect == 'NoSchedule') && (!has(t.key) || t.key == '' || t.key == ${q(PROVIDER_TAINT_KEY)})))`;
+
+/**
  * CEL: the pod might reach a virtual node: a burst label, a node name (checked against the node cache by the
- * webhook), a nodeSelector on the virtual-node labels, or a required node affinity that does not exclude
- * virtual nodes in every term (such as the overflow pods the placement webhook keeps off them). Namespace-wide
- * `burst: always` is caught through the required affinity the placement webhook has added by then.
+ * webhook), a toleration of the provider taint (then the webhook matches its nodeSelector and affinity against
+ * the virtual nodes), a nodeSelector on the virtual-node labels, or a required node affinity that does not
+ * exclude virtual nodes in every term. Namespace-wide `burst: always` is caught through the toleration the
+ * placement webhook has added by then. This assumes virtual nodes keep the provider taint (they register with
+ * it); a node an admin removed it from is still guarded by the node's own UnsupportedPodSpec check.
  */
 export const MIGHT_RUN_ON_VIRTUAL_NODE = [
   `(${hasLabel([BURST_LABEL, ECI_LABEL])})`,
   "(has(object.spec.nodeName) && object.spec.nodeName != '')",
+  TOLERATES_PROVIDER_TAINT,
   `(has(object.spec.nodeSelector) && ${list([VIRTUAL_NODE_LABEL, NODE_TYPE_LABEL])}.exists(k, k in object.spec.nodeSelector))`,
   `(has(object.spec.affinity) && has(object.spec.affinity.nodeAffinity) && has(${AFFINITY}) && ` +
     `has(${AFFINITY}.nodeSelectorTerms) && !${AFFINITY}.nodeSelectorTerms.all(t, has(t.matchExpressions) && ` +
@@ -216,16 +229,36 @@ export function mutatingWebhookConfiguration(o: WebhookConfigurationOptions): V1
   };
 }
 
+/** CEL: the UPDATE changed `spec.<field>` (set, unset, or a different value). */
+const changed = (field: string) =>
+  `(has(object.spec.${field}) != has(oldObject.spec.${field}) || ` +
+  `(has(object.spec.${field}) && object.spec.${field} != oldObject.spec.${field}))`;
+
+/**
+ * CEL: a request the validating webhooks judge at all: anything but a pod UPDATE; `kubectl debug`; or an UPDATE
+ * of a pod not bound yet that changes where it may be scheduled (the same fields as validate.ts
+ * `updateMayMovePod`: removing scheduling gates releases it, a gated pod may change its selector and affinity,
+ * any pod may add tolerations). Every other update (labels, annotations, finalizers, and anything on a bound pod,
+ * which nothing can move) is never sent, so it costs nothing and an outage of spillway cannot block it.
+ */
+export const JUDGED_OPERATION =
+  "request.operation != 'UPDATE' || " +
+  "(has(request.subResource) && request.subResource == 'ephemeralcontainers') || " +
+  "((!has(oldObject.spec.nodeName) || oldObject.spec.nodeName == '') && (" +
+  ['schedulingGates', 'nodeSelector', 'affinity', 'tolerations'].map(changed).join(' || ') +
+  '))';
+
 /** Builds the ValidatingWebhookConfiguration: what a sandbox cannot run. */
 export function validatingWebhookConfiguration(
   o: WebhookConfigurationOptions,
 ): V1ValidatingWebhookConfiguration {
   const rules = [
+    // UPDATE: a pod's scheduling gates can be removed, and a gated pod's selector changed, after its create.
     {
       apiGroups: [''],
       apiVersions: ['v1'],
       resources: ['pods'],
-      operations: ['CREATE'],
+      operations: ['CREATE', 'UPDATE'],
       scope: 'Namespaced',
     },
     // `kubectl debug` adds (possibly privileged) ephemeral containers to running pods.
@@ -256,6 +289,7 @@ export function validatingWebhookConfiguration(
           { name: 'not-a-daemonset-pod', expression: `!(${IS_DAEMONSET_POD})` },
           { name: 'uses-unsupported-feature', expression: USES_UNSUPPORTED_FEATURE },
           { name: 'might-run-on-virtual-node', expression: MIGHT_RUN_ON_VIRTUAL_NODE },
+          { name: 'create-or-unbound-update', expression: JUDGED_OPERATION },
         ],
         // Fail: a denied feature must never reach a sandbox, and the matchConditions keep the blast radius of
         // an outage to exactly the pods that would need a verdict.
@@ -265,7 +299,10 @@ export function validatingWebhookConfiguration(
         ...base,
         name: 'daemonset-pods.sandbox.spillway.dev',
         // DaemonSet pods are pinned by node name, which CEL cannot tell virtual or not: the server decides.
-        matchConditions: [{ name: 'daemonset-pod', expression: IS_DAEMONSET_POD }],
+        matchConditions: [
+          { name: 'daemonset-pod', expression: IS_DAEMONSET_POD },
+          { name: 'create-or-unbound-update', expression: JUDGED_OPERATION },
+        ],
         // Ignore: DaemonSet pods are infrastructure (node-exporter, CNI, log agents) and must keep coming up on
         // new real nodes while spillway is down. Their real guard is the DaemonSet's node affinity (no pod is
         // created for a virtual node); this webhook and the virtual node's UnsupportedPodSpec are backstops.

@@ -18,6 +18,9 @@ export const NODE_TYPE_LABEL = 'type';
 /** The value of {@link NODE_TYPE_LABEL} on a virtual node. */
 export const VIRTUAL_KUBELET_TYPE = 'virtual-kubelet';
 
+/** Node label naming the provider a virtual node runs its pods on (`eci`, `local`...). */
+export const PROVIDER_LABEL = 'spillway.dev/provider';
+
 /** The burst modes a pod or namespace can ask for. */
 export const BURST_MODES = ['overflow', 'always'] as const;
 /** How a pod may be placed on a virtual node. */

@@ -8,11 +8,18 @@ const namespaces = new NamespaceLabelCache();
 namespaces.upsert({ metadata: { name: 'burst', labels: { 'spillway.dev/burst': 'always' } } });
 namespaces.upsert({ metadata: { name: 'plain' } });
 const nodes = new VirtualNodeSet();
-nodes.upsert({ metadata: { name: 'vn', labels: { 'spillway.dev/virtual-node': 'true' } } });
+nodes.upsert({
+  metadata: { name: 'vn', labels: { 'spillway.dev/virtual-node': 'true', 'kubernetes.io/hostname': 'vn' } },
+  spec: { taints: [{ key: 'virtual-kubelet.io/provider', value: 'eci', effect: 'NoSchedule' }] },
+});
 nodes.upsert({ metadata: { name: 'ack', labels: { type: 'virtual-kubelet' } } });
 nodes.upsert({ metadata: { name: 'real' } });
 
-const handlers = webhookHandlers({ namespaceLabels: namespaces.lookup, isVirtualNode: nodes.has });
+const handlers = webhookHandlers({
+  namespaceLabels: namespaces.lookup,
+  isVirtualNode: nodes.has,
+  virtualNodes: nodes.list,
+});
 const mutatePods = handlers[WEBHOOK_PATHS.mutatePods]!;
 const mutateDaemonSets = handlers[WEBHOOK_PATHS.mutateDaemonSets]!;
 const validatePods = handlers[WEBHOOK_PATHS.validatePods]!;
@@ -77,11 +84,19 @@ describe('DaemonSet handler', () => {
 
 describe('pod validation handler', () => {
   const bad = { hostPID: true };
+  const toVn = {
+    nodeSelector: { 'kubernetes.io/hostname': 'vn' },
+    tolerations: [{ key: 'virtual-kubelet.io/provider', operator: 'Exists' }],
+  };
   it.each<[string, AdmissionRequest, boolean]>([
     ['burst=always + hostPID', request(pod({ 'spillway.dev/burst': 'always' }, bad)), false],
     ['namespace burst=always + hostPID', request(pod({}, bad), { namespace: 'burst' }), false],
     ['bound to a spillway virtual node', request(pod({}, { ...bad, nodeName: 'vn' })), false],
-    ['bound to an ACK virtual node', request(pod({}, { ...bad, nodeName: 'ack' })), false],
+    [
+      'bound to a node with only ACK’s type label (not a spillway virtual node)',
+      request(pod({}, { ...bad, nodeName: 'ack' })),
+      true,
+    ],
     ['bound to a real node', request(pod({}, { ...bad, nodeName: 'real' })), true],
     [
       'kubectl debug adds a privileged container to a pod on a virtual node',
@@ -98,8 +113,27 @@ describe('pod validation handler', () => {
       false,
     ],
     [
-      'a plain UPDATE is not judged',
-      request(pod({ 'spillway.dev/burst': 'always' }, bad), { operation: 'UPDATE' }),
+      'an UPDATE that does not touch scheduling is not judged',
+      request(pod({ 'spillway.dev/burst': 'always' }, bad), {
+        operation: 'UPDATE',
+        oldObject: pod({}, bad),
+      }),
+      true,
+    ],
+    [
+      'an UPDATE removing the scheduling gates of a pod pointed at the virtual node',
+      request(pod({}, { ...bad, ...toVn }), {
+        operation: 'UPDATE',
+        oldObject: pod({}, { ...bad, ...toVn, schedulingGates: [{ name: 'later' }] }),
+      }),
+      false,
+    ],
+    [
+      'an UPDATE of a bound pod',
+      request(pod({}, { ...bad, ...toVn, nodeName: 'real' }), {
+        operation: 'UPDATE',
+        oldObject: pod({}, { ...bad, nodeName: 'real' }),
+      }),
       true,
     ],
   ])('%s', (_name, req, allowed) => {
@@ -126,8 +160,18 @@ describe('caches', () => {
     const set = new VirtualNodeSet();
     set.upsert({ metadata: { name: 'n', labels: { 'spillway.dev/virtual-node': 'true' } } });
     expect(set.has('n')).toBe(true);
+    const taints = [{ key: 'virtual-kubelet.io/provider', value: 'eci', effect: 'NoSchedule' }];
+    set.upsert({
+      metadata: { name: 'm', labels: { 'spillway.dev/virtual-node': 'true' } },
+      spec: { taints },
+    });
+    expect(set.list().map((n) => [n.metadata?.name, n.spec?.taints])).toEqual([
+      ['n', []],
+      ['m', taints],
+    ]);
     set.upsert({ metadata: { name: 'n', labels: {} } });
     expect(set.has('n')).toBe(false);
+    expect(set.list().map((n) => n.metadata?.name)).toEqual(['m']);
   });
 });
 

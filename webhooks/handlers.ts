@@ -2,13 +2,13 @@
  * The three webhooks as AdmissionHandlers: thin shells that pick the object out of the request, call the pure
  * decision (placement.ts, daemonset.ts, validate.ts) and return the patch it recorded against the raw object.
  */
-import type { V1DaemonSet, V1Pod } from '@kubernetes/client-node';
+import type { V1DaemonSet, V1Node, V1Pod } from '@kubernetes/client-node';
 import type { AdmissionHandler, AdmissionOutcome, AdmissionRequest } from './admission.ts';
 import type { NamespaceLabels } from './caches.ts';
 import { excludeVirtualNodes } from './daemonset.ts';
 import { DEFAULT_PLACEMENT_POLICY, placePod, type Mutation, type PlacementPolicy } from './placement.ts';
 import { refuseMalformed } from './shape.ts';
-import { validatePod, type IsVirtualNode } from './validate.ts';
+import { updateMayMovePod, validatePod, type IsVirtualNode } from './validate.ts';
 
 /** The URL path of each webhook (one path per webhook, so a misrouted request cannot reach the wrong logic). */
 export const WEBHOOK_PATHS = {
@@ -23,6 +23,11 @@ export interface WebhookDeps {
   namespaceLabels: NamespaceLabels;
   /** Whether a node is virtual, for pods bound by `spec.nodeName`. */
   isVirtualNode: IsVirtualNode;
+  /**
+   * The current virtual Node objects (the node cache), which pods' selectors, affinity and tolerations are
+   * matched against. Missing or empty: judged against the labels and taints a virtual node registers with.
+   */
+  virtualNodes?: () => readonly V1Node[];
   placement?: PlacementPolicy;
 }
 
@@ -61,18 +66,22 @@ export function daemonSetHandler(): AdmissionHandler {
 }
 
 /**
- * `/validate-pods`: pod CREATE, and UPDATE of `pods/ephemeralcontainers` (`kubectl debug` can add a privileged
- * container to a pod that already runs in a sandbox).
+ * `/validate-pods`: pod CREATE; UPDATE of `pods/ephemeralcontainers` (`kubectl debug` can add a privileged
+ * container to a pod that already runs in a sandbox); and a pod UPDATE that may move an unbound pod (scheduling
+ * gates removed, or nodeSelector, affinity or tolerations changed). Any other UPDATE is allowed at once.
  */
 export function podValidationHandler(deps: WebhookDeps): AdmissionHandler {
   return (req) => {
+    if (!isKind(req, '', 'Pod')) return ALLOW;
+    const pod = req.object as V1Pod;
     const judged =
       (req.operation === 'CREATE' && !req.subResource) ||
-      (req.operation === 'UPDATE' && req.subResource === 'ephemeralcontainers');
-    if (!judged || !isKind(req, '', 'Pod')) return ALLOW;
-    const pod = req.object as V1Pod;
+      (req.operation === 'UPDATE' && req.subResource === 'ephemeralcontainers') ||
+      (req.operation === 'UPDATE' && !req.subResource && updateMayMovePod(req.oldObject as V1Pod, pod));
+    if (!judged) return ALLOW;
     const ns = req.namespace || pod.metadata?.namespace;
-    const verdict = validatePod(pod, ns ? deps.namespaceLabels(ns) : undefined, deps.isVirtualNode, ns);
+    const nsLabels = ns ? deps.namespaceLabels(ns) : undefined;
+    const verdict = validatePod(pod, nsLabels, deps.isVirtualNode, ns, deps.virtualNodes?.() ?? []);
     return verdict.allowed ? ALLOW : { allowed: false, code: verdict.code, message: verdict.message };
   };
 }

@@ -10,7 +10,7 @@ import { apiErrorCode, apiErrorMessage, type Clients } from '../operator/shared/
 import { informerFor } from '../operator/shared/informer.ts';
 import { componentLogger, type Logger } from '../operator/shared/log.ts';
 import { registry } from '../operator/shared/metrics.ts';
-import { NamespaceLabelCache, VirtualNodeSet } from './caches.ts';
+import { NamespaceLabelCache, VIRTUAL_NODE_SELECTOR, VirtualNodeSet } from './caches.ts';
 import { registerWebhookConfigurations, webhookConfigurationNames } from './configurations.ts';
 import { webhookHandlers } from './handlers.ts';
 import type { PlacementPolicy } from './placement.ts';
@@ -83,9 +83,11 @@ export async function startWebhooks(o: StartWebhooksOptions): Promise<RunningWeb
   nsInformer.onUpdate((ns) => namespaces.upsert(ns));
   nsInformer.onDelete((ns) => namespaces.remove(ns));
   const virtualNodes = new VirtualNodeSet();
+  // Only the virtual nodes: the webhooks match pods against their labels and taints, never a real node's.
   const nodeInformer = informerFor<V1Node>(kc, 'webhook-nodes', {
     path: '/api/v1/nodes',
-    list: () => core.listNode(),
+    labelSelector: VIRTUAL_NODE_SELECTOR,
+    list: () => core.listNode({ labelSelector: VIRTUAL_NODE_SELECTOR }),
   });
   nodeInformer.onAdd((n) => virtualNodes.upsert(n));
   nodeInformer.onUpdate((n) => virtualNodes.upsert(n));
@@ -117,6 +119,7 @@ export async function startWebhooks(o: StartWebhooksOptions): Promise<RunningWeb
     handlers: webhookHandlers({
       namespaceLabels: namespaces.lookup,
       isVirtualNode: virtualNodes.has,
+      virtualNodes: virtualNodes.list,
       placement: o.placement,
     }),
     certificate: keeper.certificate!,

@@ -1,6 +1,7 @@
-import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import type { V1Node, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { podKey, validatePod, virtualPlacementReason } from './validate.ts';
+import { PROVIDER_TOLERATION, VIRTUAL_NODE_LABELS, virtualNodeTaints } from './contract.ts';
+import { podKey, updateMayMovePod, validatePod, virtualPlacementReason } from './validate.ts';
 
 const isVirtual = (name: string) => name.startsWith('virtual-');
 const base: V1PodSpec = { containers: [{ name: 'app', image: 'nginx' }] };
@@ -229,5 +230,119 @@ describe('virtualPlacementReason and podKey', () => {
     [{}, undefined, '<no namespace>/<unnamed>'],
   ])('podKey %#', (p, ns, key) => {
     expect(podKey(p, ns)).toBe(key);
+  });
+});
+
+describe('validatePod: what the scheduler could do, not only spillway’s markers', () => {
+  const vn: V1Node = {
+    metadata: {
+      name: 'virtual-eci',
+      labels: {
+        ...VIRTUAL_NODE_LABELS,
+        'kubernetes.io/hostname': 'virtual-eci',
+        'spillway.dev/provider': 'eci',
+      },
+    },
+    spec: { taints: virtualNodeTaints('eci') },
+  };
+  const tolerations = [{ ...PROVIDER_TOLERATION }];
+  const hostNet = { hostNetwork: true, tolerations };
+  it.each<[string, Partial<V1PodSpec>]>([
+    [
+      'nodeSelector kubernetes.io/hostname',
+      { ...hostNet, nodeSelector: { 'kubernetes.io/hostname': 'virtual-eci' } },
+    ],
+    ['nodeSelector spillway.dev/provider', { ...hostNet, nodeSelector: { 'spillway.dev/provider': 'eci' } }],
+    [
+      'affinity spillway.dev/virtual-node Exists',
+      { ...hostNet, ...required(expr('spillway.dev/virtual-node', 'Exists', [])) },
+    ],
+    ['affinity type NotIn [normal]', { ...hostNet, ...required(expr('type', 'NotIn', ['normal'])) }],
+    ['a toleration and no selector', hostNet],
+    [
+      'a gated pod',
+      {
+        ...hostNet,
+        schedulingGates: [{ name: 'later' }],
+        nodeSelector: { 'kubernetes.io/hostname': 'virtual-eci' },
+      },
+    ],
+  ])('%s → denied, naming the field', (_name, spec) => {
+    const verdict = validatePod(pod({}, spec), undefined, isVirtual, undefined, [vn]);
+    expect(verdict.allowed).toBe(false);
+    if (verdict.allowed) return;
+    expect(verdict.message).toContain('spec.hostNetwork: ');
+    expect(verdict.message).toMatch(/admit virtual node virtual-eci/);
+  });
+
+  it.each<[string, Partial<V1PodSpec>]>([
+    [
+      'no toleration of the provider taint',
+      { hostNetwork: true, nodeSelector: { 'kubernetes.io/hostname': 'virtual-eci' } },
+    ],
+    [
+      'a toleration, but pinned to a real node',
+      { ...hostNet, nodeSelector: { 'kubernetes.io/hostname': 'kwok-node-0' } },
+    ],
+    [
+      'a toleration, and kept off virtual nodes',
+      { ...hostNet, ...required(expr('spillway.dev/virtual-node', 'NotIn', ['true'])) },
+    ],
+  ])('%s → allowed', (_name, spec) => {
+    expect(validatePod(pod({}, spec), undefined, isVirtual, undefined, [vn])).toEqual({ allowed: true });
+  });
+
+  it('with no virtual node registered yet, judges by the labels and taints one registers with', () => {
+    expect(validatePod(pod({}, hostNet), undefined, isVirtual).allowed).toBe(false);
+    expect(validatePod(pod({}, { hostNetwork: true }), undefined, isVirtual).allowed).toBe(true);
+  });
+});
+
+describe('updateMayMovePod', () => {
+  const gated: V1Pod = pod({}, { schedulingGates: [{ name: 'later' }], hostNetwork: true });
+  const spec = gated.spec!;
+  const withSpec = (s: Partial<V1PodSpec>): V1Pod => ({ ...gated, spec: { ...spec, ...s } });
+  it.each<[string, V1Pod | undefined, V1Pod, boolean]>([
+    ['gates removed → judged', gated, withSpec({ schedulingGates: undefined }), true],
+    [
+      'one of two gates removed → judged',
+      withSpec({ schedulingGates: [{ name: 'a' }, { name: 'b' }] }),
+      withSpec({ schedulingGates: [{ name: 'a' }] }),
+      true,
+    ],
+    [
+      'nodeSelector added to a gated pod → judged',
+      gated,
+      withSpec({ nodeSelector: { 'kubernetes.io/hostname': 'virtual-eci' } }),
+      true,
+    ],
+    [
+      'affinity changed on a gated pod → judged',
+      gated,
+      withSpec(required(expr('type', 'NotIn', ['normal']))),
+      true,
+    ],
+    ['a toleration added → judged', gated, withSpec({ tolerations: [{ ...PROVIDER_TOLERATION }] }), true],
+    [
+      'labels changed only → allowed at once',
+      gated,
+      { ...gated, metadata: { ...gated.metadata, labels: { a: 'b' } } },
+      false,
+    ],
+    [
+      'an image changed → allowed at once',
+      gated,
+      withSpec({ containers: [{ name: 'app', image: 'nginx:2' }] }),
+      false,
+    ],
+    [
+      'a toleration added to a bound pod → allowed at once',
+      withSpec({ nodeName: 'kwok-node-0' }),
+      withSpec({ nodeName: 'kwok-node-0', tolerations: [{ operator: 'Exists' }] }),
+      false,
+    ],
+    ['no old object → allowed at once', undefined, gated, false],
+  ])('%s', (_name, before, after, expected) => {
+    expect(updateMayMovePod(before, after)).toBe(expected);
   });
 });

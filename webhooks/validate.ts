@@ -1,15 +1,18 @@
 /**
- * Unsupported features (validating): a pod that would run on a virtual node is denied when it uses something a
- * sandbox cannot run (DESIGN.md §2.3), with every offending field path and what to do instead. A pod that merely
- * may spill (`overflow`) is not judged here: the placement webhook keeps it off virtual nodes and warns.
+ * Unsupported features (validating): a pod that may run on a virtual node is denied when it uses something a
+ * sandbox cannot run, with every offending field path and what to do instead. "May run" is what the scheduler
+ * could do with the pod's nodeName, nodeSelector, required affinity and tolerations against the virtual nodes'
+ * names, labels and taints (node-match.ts), plus spillway's own markers. A pod that merely may spill
+ * (`overflow`) gets an affinity from the placement webhook that keeps it off virtual nodes, so it passes.
  */
-import type { V1NodeSelectorTerm, V1Pod } from '@kubernetes/client-node';
+import type { V1Node, V1NodeSelectorTerm, V1Pod } from '@kubernetes/client-node';
 import {
   describeViolations,
   sandboxViolations,
   type SandboxViolation,
 } from '../operator/shared/sandbox-rules.ts';
 import { NODE_TYPE_LABEL, VIRTUAL_KUBELET_TYPE, VIRTUAL_NODE_LABEL } from './contract.ts';
+import { virtualNodeFit } from './node-match.ts';
 import { resolveBurst } from './placement.ts';
 
 /** Whether the named node is a virtual node (answered from a node cache; unknown nodes are not virtual). */
@@ -37,13 +40,17 @@ function requiresVirtual(term: V1NodeSelectorTerm, isVirtualNode: IsVirtualNode)
 
 /**
  * Why a pod would run on a virtual node, or undefined when it would not: bound to one (`spec.nodeName`),
- * required onto one (nodeSelector, or every required node affinity term), or `burst: always` (pod label, ACK's
- * eci label, or the namespace label).
+ * required onto one by spillway's markers (nodeSelector, or every required node affinity term), admitted to
+ * one by the scheduler's own filters (node-match.ts), or `burst: always` (pod label, ACK's eci label, or the
+ * namespace label).
+ * @param virtualNodes the current virtual nodes; empty means none is registered yet (node-match.ts then judges
+ *   against the labels and taints one registers with)
  */
 export function virtualPlacementReason(
   pod: V1Pod,
   namespaceLabels: Readonly<Record<string, string>> | undefined,
   isVirtualNode: IsVirtualNode,
+  virtualNodes: readonly V1Node[] = [],
 ): string | undefined {
   const spec = pod.spec;
   if (spec?.nodeName && isVirtualNode(spec.nodeName)) {
@@ -59,6 +66,8 @@ export function virtualPlacementReason(
   if (terms && terms.length > 0 && terms.every((t) => requiresVirtual(t, isVirtualNode))) {
     return 'its required node affinity admits only virtual nodes';
   }
+  const fit = virtualNodeFit(spec, virtualNodes);
+  if (fit) return fit.reason;
   const burst = resolveBurst(pod, namespaceLabels);
   return burst?.mode === 'always' ? burst.source : undefined;
 }
@@ -73,16 +82,18 @@ export function podKey(pod: V1Pod, namespace?: string): string {
 /**
  * Denies a pod that would run on a virtual node and uses a feature a sandbox cannot run; allows everything else.
  * @param namespace the AdmissionRequest's namespace (a new pod's metadata.namespace may be empty)
+ * @param virtualNodes the current virtual Node objects (see {@link virtualPlacementReason})
  */
 export function validatePod(
   pod: V1Pod,
   namespaceLabels: Readonly<Record<string, string>> | undefined,
   isVirtualNode: IsVirtualNode,
   namespace?: string,
+  virtualNodes: readonly V1Node[] = [],
 ): Verdict {
   const violations = sandboxViolations(pod.spec, pod.metadata?.ownerReferences);
   if (violations.length === 0) return { allowed: true };
-  const reason = virtualPlacementReason(pod, namespaceLabels, isVirtualNode);
+  const reason = virtualPlacementReason(pod, namespaceLabels, isVirtualNode, virtualNodes);
   if (reason === undefined) return { allowed: true };
   return {
     allowed: false,
@@ -91,6 +102,24 @@ export function validatePod(
     message:
       `pod ${podKey(pod, namespace)} would run on a virtual node (${reason}), and a sandbox cannot run ` +
       `${violations.length === 1 ? 'this' : `these ${violations.length}`}: ${describeViolations(violations)}. ` +
-      'Fix these fields, or keep the pod on real nodes by removing what sends it to a virtual node.',
+      'Fix these fields, or keep the pod on real nodes by removing what sends it to a virtual node ' +
+      `(or by requiring node affinity ${VIRTUAL_NODE_LABEL} NotIn [true]).`,
   };
+}
+
+/** The pod fields that decide which nodes an unbound pod may be scheduled to. */
+const SCHEDULING_FIELDS = ['schedulingGates', 'nodeSelector', 'affinity', 'tolerations'] as const;
+
+/**
+ * Whether a pod UPDATE can change where the pod may run, so that it must be judged like a create: the pod is not
+ * bound yet and the update changed its scheduling gates (removing the last one releases it to the scheduler),
+ * nodeSelector or affinity (which a gated pod may still change) or tolerations (which any pod may add to). Every
+ * other update, and every update of a bound pod, cannot move it and is allowed without a verdict.
+ */
+export function updateMayMovePod(oldPod: V1Pod | undefined, pod: V1Pod): boolean {
+  const before = oldPod?.spec;
+  if (typeof before !== 'object' || before === null) return false; // the apiserver always sends the old pod
+  if (typeof before.nodeName === 'string' && before.nodeName !== '') return false;
+  const after: Partial<V1Pod['spec']> = pod.spec ?? {};
+  return SCHEDULING_FIELDS.some((f) => JSON.stringify(before[f]) !== JSON.stringify(after[f]));
 }

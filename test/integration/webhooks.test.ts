@@ -3,10 +3,10 @@
  * and placement checked against the real kube-scheduler, with a kwok-simulated node that carries the
  * virtual node's labels and taints.
  */
-import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeClients } from '../../operator/shared/client.ts';
-import { VIRTUAL_NODE_LABELS, virtualNodeTaints } from '../../webhooks/contract.ts';
+import { PROVIDER_TOLERATION, VIRTUAL_NODE_LABELS, virtualNodeTaints } from '../../webhooks/contract.ts';
 import { startWebhooks, type RunningWebhooks } from '../../webhooks/run.ts';
 import { normalNodes, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
@@ -38,7 +38,11 @@ describe('admission webhooks against the real apiserver and scheduler', () => {
         metadata: {
           name: virtualNode,
           annotations: { 'kwok.x-k8s.io/node': 'fake' },
-          labels: { ...VIRTUAL_NODE_LABELS, 'kubernetes.io/hostname': virtualNode },
+          labels: {
+            ...VIRTUAL_NODE_LABELS,
+            'kubernetes.io/hostname': virtualNode,
+            'spillway.dev/provider': 'kwok',
+          },
         },
         spec: { taints: virtualNodeTaints('kwok') },
         status: { capacity: resources, allocatable: resources },
@@ -61,6 +65,12 @@ describe('admission webhooks against the real apiserver and scheduler', () => {
   });
 
   const created = async (namespace: string, p: V1Pod) => core.createNamespacedPod({ namespace, body: p });
+  /** The apiserver's refusal (the webhook's message), or undefined when the call succeeded. */
+  const refusal = (call: Promise<unknown>) =>
+    call.then(
+      () => undefined,
+      (e: unknown) => String((e as { body?: string }).body ?? e),
+    );
   const nodeOf = async (namespace: string, name: string) => {
     let node: string | undefined;
     await waitFor(`${namespace}/${name} scheduled`, 60_000, async () => {
@@ -218,6 +228,146 @@ describe('admission webhooks against the real apiserver and scheduler', () => {
     const ds = await apps.readNamespacedDaemonSet({ namespace: ns.name, name: 'agent' });
     expect(ds.status?.desiredNumberScheduled).toBe(normalNodes.length);
     expect(nodes).not.toContain(virtualNode);
+  });
+
+  // Ways onto the virtual node that carry none of spillway's markers, each with one feature a sandbox cannot run.
+  const tolerations = [{ ...PROVIDER_TOLERATION }];
+  const hostNetwork = { hostNetwork: true, tolerations };
+  const privileged = { containers: [{ ...pause, securityContext: { privileged: true } }], tolerations };
+  const hostPath = { volumes: [{ name: 'h', hostPath: { path: '/var/log' } }], tolerations };
+  const hostPort = {
+    containers: [{ ...pause, ports: [{ containerPort: 80, hostPort: 8082 }] }],
+    tolerations,
+  };
+  const required = (key: string, operator: string, values?: string[]) => ({
+    affinity: {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [{ matchExpressions: [{ key, operator, ...(values ? { values } : {}) }] }],
+        },
+      },
+    },
+  });
+  it.each<[string, string, Partial<V1Pod['spec']>]>([
+    [
+      'nodeSelector kubernetes.io/hostname=<virtual node>',
+      'spec.hostNetwork',
+      { ...hostNetwork, nodeSelector: { 'kubernetes.io/hostname': virtualNode } },
+    ],
+    [
+      'nodeSelector spillway.dev/provider',
+      'spec.containers[0].securityContext.privileged',
+      { ...privileged, nodeSelector: { 'spillway.dev/provider': 'kwok' } },
+    ],
+    [
+      'affinity spillway.dev/virtual-node Exists',
+      'spec.volumes[0].hostPath',
+      { ...hostPath, ...required('spillway.dev/virtual-node', 'Exists') },
+    ],
+    [
+      'affinity type NotIn [normal]',
+      'spec.containers[0].ports[0].hostPort',
+      { ...hostPort, ...required('type', 'NotIn', ['normal']) },
+    ],
+    ['a toleration and no selector at all', 'spec.hostNetwork', hostNetwork],
+  ])('denies at create a pod that reaches the virtual node by %s, naming %s', async (how, field, spec) => {
+    const name = `escape-${how.replace(/[^a-z]+/gi, '-').toLowerCase()}`.slice(0, 60).replace(/-$/, '');
+    const err = await refusal(created(ns.name, pod(name, {}, spec)));
+    expect(err).toContain('denied the request');
+    expect(err).toContain(`${field}: `);
+    expect(err).toContain(`admit virtual node ${virtualNode}`);
+  });
+
+  it('admits the same pods when their selector or missing toleration keeps them off the virtual node', async () => {
+    // No toleration of the provider taint: the scheduler never places it on the virtual node.
+    await created(ns.name, pod('no-toleration', {}, { hostNetwork: true, nodeSelector: { type: 'normal' } }));
+    // A toleration, but a selector only normal nodes match; it runs on one, and updates of it are not judged.
+    await created(ns.name, pod('normal-only', {}, { ...hostNetwork, nodeSelector: { type: 'normal' } }));
+    expect(normalNodes).toContain(await nodeOf(ns.name, 'normal-only'));
+    const updated = await core.patchNamespacedPod(
+      {
+        namespace: ns.name,
+        name: 'normal-only',
+        body: [
+          { op: 'add', path: '/metadata/labels', value: { relabelled: 'yes' } },
+          { op: 'add', path: '/spec/tolerations/-', value: { key: 'extra', operator: 'Exists' } },
+        ],
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
+    expect(updated.spec?.tolerations).toContainEqual({ key: 'extra', operator: 'Exists' });
+  });
+
+  it('denies the UPDATE that removes a gated pod’s scheduling gates once its selector matches the virtual node', async () => {
+    const pool = { 'spillway.test/pool': 'burst' };
+    const gated = (name: string) =>
+      pod(
+        name,
+        {},
+        { ...hostNetwork, nodeSelector: pool, schedulingGates: [{ name: 'spillway.test/hold' }] },
+      );
+    // No node carries the pool label yet: the pod could go nowhere, so its create is admitted.
+    await created(ns.name, gated('gated'));
+    await core.patchNode(
+      {
+        name: virtualNode,
+        body: [{ op: 'add', path: '/metadata/labels/spillway.test~1pool', value: 'burst' }],
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
+    try {
+      // The webhooks see the label once a dry-run create of the same pod is refused.
+      await waitFor('the webhooks see the relabelled virtual node', 30_000, async () => {
+        const err = await refusal(
+          core.createNamespacedPod({ namespace: ns.name, body: gated('probe'), dryRun: 'All' }),
+        );
+        return err !== undefined;
+      });
+      const current = await core.readNamespacedPod({ namespace: ns.name, name: 'gated' });
+      delete current.spec!.schedulingGates;
+      const err = await refusal(
+        core.replaceNamespacedPod({ namespace: ns.name, name: 'gated', body: current }),
+      );
+      expect(err).toContain('denied the request');
+      expect(err).toContain('spec.hostNetwork: ');
+      const after = await core.readNamespacedPod({ namespace: ns.name, name: 'gated' });
+      expect(after.spec?.schedulingGates).toEqual([{ name: 'spillway.test/hold' }]);
+      expect(after.spec?.nodeName).toBeUndefined();
+    } finally {
+      await core.patchNode(
+        { name: virtualNode, body: [{ op: 'remove', path: '/metadata/labels/spillway.test~1pool' }] },
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      );
+    }
+  });
+
+  it('denies the UPDATE that adds a toleration to a gated pod pointed at the virtual node', async () => {
+    const spec = {
+      hostNetwork: true,
+      nodeSelector: { 'kubernetes.io/hostname': virtualNode },
+      schedulingGates: [{ name: 'spillway.test/hold' }],
+    };
+    // Without the toleration the scheduler could not place it on the virtual node: admitted.
+    await created(ns.name, pod('gated-untolerated', {}, spec));
+    const current = await core.readNamespacedPod({ namespace: ns.name, name: 'gated-untolerated' });
+    current.spec!.tolerations = [...(current.spec!.tolerations ?? []), ...tolerations];
+    const err = await refusal(
+      core.replaceNamespacedPod({ namespace: ns.name, name: 'gated-untolerated', body: current }),
+    );
+    expect(err).toContain('spec.hostNetwork: ');
+    expect(err).toContain(`admit virtual node ${virtualNode}`);
+  });
+
+  it('denies kubectl debug adding a privileged container to a pod on the virtual node', async () => {
+    expect(await nodeOf(ns.name, 'always')).toBe(virtualNode);
+    const current = await core.readNamespacedPod({ namespace: ns.name, name: 'always' });
+    current.spec!.ephemeralContainers = [
+      { name: 'debug', image: pause.image, securityContext: { privileged: true } },
+    ];
+    const err = await refusal(
+      core.replaceNamespacedPodEphemeralcontainers({ namespace: ns.name, name: 'always', body: current }),
+    );
+    expect(err).toContain('spec.ephemeralContainers[0].securityContext.privileged: ');
   });
 });
 
