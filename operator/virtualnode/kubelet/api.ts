@@ -290,7 +290,14 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
     });
   });
 
+  // A client that resets mid-request (before the head is parsed) must not take the node down either.
+  server.on('clientError', (_err: Error, socket: Duplex) => socket.destroy());
+
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node removes its own error listener from a socket it hands over on `upgrade`. Without this one, a
+    // client's reset (read ECONNRESET) at any moment from here on — during authentication, after a 401,
+    // mid-SPDY — is an unhandled 'error' event, and the process exits.
+    socket.on('error', (err) => opts.logger.debug({ err: err.message }, 'kubelet API upgrade socket error'));
     void (async () => {
       const { url, parts } = parsePath(req.url);
       await guard(req, url.pathname);

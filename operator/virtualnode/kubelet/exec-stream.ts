@@ -135,6 +135,8 @@ export function writeUpgradeError(
   message: string,
   headers: Record<string, string> = {},
 ): void {
+  // The caller may not have one; a peer that resets while this is written must not crash the process.
+  if (socket.listenerCount('error') === 0) socket.on('error', () => {});
   const body = Buffer.from(message + '\n');
   const reason =
     { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found' }[status] ?? 'Error';
@@ -146,7 +148,14 @@ export function writeUpgradeError(
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
   ];
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), body]));
+  // A client that never closes its side would hold the half-open socket for ever. Like Go's net/http
+  // (close-write, then close after a short grace so the answer is not lost to a reset), close it shortly.
+  const timer = setTimeout(() => socket.destroy(), UPGRADE_ERROR_LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(timer));
 }
+
+/** How long a refused upgrade's socket stays half-open for the client to read the answer and close. */
+const UPGRADE_ERROR_LINGER_MS = 500;
 
 /**
  * Chooses the protocol from the client's `X-Stream-Protocol-Version` offers (client order, like
@@ -198,6 +207,9 @@ export async function serveRemoteCommand(
   serveOptions: ServeRemoteCommandOptions = {},
 ): Promise<RemoteCommandOutcome> {
   const onError = serveOptions.onError ?? (() => {});
+  // Node drops its socket error listener on upgrade: a reset before the SPDY session listens must not
+  // become an uncaught exception.
+  if (socket.listenerCount('error') === 0) socket.on('error', onError);
   let protocol: string;
   try {
     protocol = negotiateRemoteCommand(req);
