@@ -17,7 +17,11 @@
  * status calls per second once everything runs (idle), and the same for the teardown (deletes). The virtual node and the fake run in this process (the measure is API calls
  * and their pacing, not CPU); the fake's lifecycle takes milliseconds, so the API path is all that is timed.
  *
- *   node bench/eci.ts [--pods 500] [--variants client-limits,no-client-limits] [--reuse-cluster]
+ * Then a restart (eci-restart.ts): 1000 instances Running, the node stopped and started again over them; the
+ * time until it is registered with its instances adopted, and the DescribeContainerGroups calls that cost.
+ *
+ *   node bench/eci.ts [--pods 500] [--variants client-limits,no-client-limits] [--restart-instances 1000]
+ *                     [--reuse-cluster]          (--variants '' or --restart-instances 0 skip a part)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -30,6 +34,7 @@ import { fakeEciConfig } from '../test/support/fake-eci/provider-config.ts';
 import { FakeEci } from '../test/support/fake-eci/server.ts';
 import { createTestNamespace } from '../test/support/namespace.ts';
 import { freePort } from '../test/support/ports.ts';
+import { measureRestart, type RestartResult } from './eci-restart.ts';
 import { benchCluster } from './lib/cluster.ts';
 import { ms, sec, type BenchOutcome, type SummaryRow } from './lib/outcome.ts';
 import { barChart, lineChart, stack } from './lib/plot.ts';
@@ -254,6 +259,8 @@ async function runVariant(
 export interface EciBenchOptions {
   pods?: number;
   variants?: Variant[];
+  /** Instances Running when the node restarts, for the restart measurement; 0 skips it. Default 1000 (or `pods`, when fewer). */
+  restartInstances?: number;
   /** A running cluster to use (bench/run.ts); otherwise a fresh one is started and stopped. */
   cluster?: { cluster: LocalCluster; kc: KubeConfig };
   reuseCluster?: boolean;
@@ -266,10 +273,17 @@ export async function eciBench(opts: EciBenchOptions = {}): Promise<BenchOutcome
   const own = !opts.cluster;
   const { cluster, kc } = opts.cluster ?? (await benchCluster({ reuse: opts.reuseCluster ?? false }));
   const results: VariantResult[] = [];
+  // A quick run (fewer pods asked for) restarts over as many instances as it burst.
+  const restartInstances = opts.restartInstances ?? Math.min(1000, opts.pods ?? 1000);
+  let restart: RestartResult | null = null;
   try {
     for (const v of variants) {
       console.log(`  eci: ${pods} pods, ${v}`);
       results.push(await runVariant(v, kc, pods, (l) => console.log(`  eci: ${l}`)));
+    }
+    if (restartInstances > 0) {
+      console.log(`  eci: restart over ${restartInstances} instances`);
+      restart = await measureRestart(kc, restartInstances, SERVER_QUOTAS, (l) => console.log(`  eci: ${l}`));
     }
   } finally {
     if (own && !process.env.KEEP) await cluster.down();
@@ -293,6 +307,11 @@ export async function eciBench(opts: EciBenchOptions = {}): Promise<BenchOutcome
     targets: {
       'no throttling with client-side limits': limited ? limited.throttledAnswers === 0 : null,
       'one create per pod': limited ? limited.callsPerPod.creates <= 1 : null,
+      'restart: registered within 5 s': restart ? restart.registeredSeconds <= 5 : null,
+      'restart: describe calls no more than the listing pages': restart
+        ? restart.describeCallsToRegistered <= restart.listingPages
+        : null,
+      'restart: no instance created again': restart ? restart.createsAfterRestart === 0 : null,
     },
     ratios: {
       'no-client-limits/client-limits throttled answers': ratio(
@@ -306,6 +325,7 @@ export async function eciBench(opts: EciBenchOptions = {}): Promise<BenchOutcome
       'full-listing/client-limits idle status calls per second': ratio(idleTotal(full), idleTotal(limited)),
     },
     variants: results,
+    restart,
   };
   const svg = stack([
     lineChart({
@@ -365,6 +385,27 @@ export async function eciBench(opts: EciBenchOptions = {}): Promise<BenchOutcome
       value: `${sec(r.instancesGoneSeconds)}, ${r.throttledAnswersTeardown}, ${r.peakDeletesPerSecond}`,
     },
   ]);
+  if (restart) {
+    rows.push(
+      {
+        benchmark: NAME,
+        metric: `restart over ${restart.instances} instances: registered and adopted`,
+        value: sec(restart.registeredSeconds),
+        target: '≤ 5 s',
+      },
+      {
+        benchmark: NAME,
+        metric: `restart over ${restart.instances} instances: DescribeContainerGroups to registered, next 5 s`,
+        value: `${restart.describeCallsToRegistered}, ${restart.describeCallsNext5s} (listing: ${restart.listingPages} pages)`,
+        target: `≤ ${restart.listingPages}`,
+      },
+      {
+        benchmark: NAME,
+        metric: `restart over ${restart.instances} instances: creates after it, pods Running`,
+        value: `${restart.createsAfterRestart}, ${restart.runningAfter}`,
+      },
+    );
+  }
   return { name: NAME, rows, files };
 }
 
@@ -373,12 +414,16 @@ if (import.meta.main) {
     options: {
       pods: { type: 'string' },
       variants: { type: 'string' },
+      'restart-instances': { type: 'string' },
       'reuse-cluster': { type: 'boolean' },
     },
   });
   const outcome = await eciBench({
     ...(values.pods ? { pods: Number(values.pods) } : {}),
-    ...(values.variants ? { variants: values.variants.split(',') as Variant[] } : {}),
+    ...(values.variants !== undefined && {
+      variants: values.variants.split(',').filter(Boolean) as Variant[],
+    }),
+    ...(values['restart-instances'] && { restartInstances: Number(values['restart-instances']) }),
     reuseCluster: values['reuse-cluster'] ?? false,
   });
   printTable(

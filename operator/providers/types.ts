@@ -152,6 +152,13 @@ export interface SandboxInstance {
   createdAt: Date;
   /** The provider's own id (ECI container group id), for logs and support requests. */
   providerID?: string;
+  /**
+   * The instance's status as the listing read it. Every provider fills it when it has it (all of
+   * `eci`, `local` and `fake` do): the virtual node adopts instances after a restart from the listing alone,
+   * so a restart costs the listing's calls, not one `status()` call per instance. Absent for an instance
+   * still being created; the node then asks `status()`.
+   */
+  status?: SandboxStatus;
 }
 
 /** Options of `logs()`: the query parameters of the kubelet's `/containerLogs` (kubectl logs flags). */
@@ -266,6 +273,12 @@ export interface SandboxEvent {
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
+  /**
+   * When the provider last saw it happen (ECI's `LastTimestamp`), for providers whose events outlive the
+   * operator process: after a restart the virtual node compares it with the Events it already recorded
+   * and does not record the same occurrence twice. Absent: the event happened when it was delivered.
+   */
+  timestamp?: Date;
 }
 
 /** Stops a subscription made with {@link SandboxProvider.onStatus}. */
@@ -310,6 +323,7 @@ export interface SandboxProvider {
   /**
    * Every instance this provider runs for this node, including those whose pod no longer exists: the
    * orphan collector deletes those older than 30 s. Must not miss instances that are still starting.
+   * Each instance carries the status the listing read ({@link SandboxInstance.status}) when it has one.
    */
   list(): Promise<SandboxInstance[]>;
 

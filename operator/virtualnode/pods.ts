@@ -28,11 +28,13 @@ import {
   isNotFound,
   isThrottled,
   sandboxKey,
+  type SandboxEvent,
   type SandboxKey,
   type SandboxProvider,
   type SandboxStatus,
 } from '../providers/types.ts';
 import { failedStatus, podStatusFrom, statusFingerprint } from './pod-status.ts';
+import { isNewProviderEvent, loadRecordedEvents, type RecordedEvents } from './provider-events.ts';
 import { MissingReferenceError, resolvePodInputs, type ResolverSource } from './resolve.ts';
 
 /** How the pod controller behaves; timings have named defaults. */
@@ -122,11 +124,19 @@ export class PodController {
 
   /** Starts the informer, adopts existing instances, then the workers and the orphan collector. */
   async start(): Promise<void> {
-    this.#unsubscribe = this.#o.provider.onStatus((s) => this.#onReport(s));
-    this.#unsubscribeEvents = this.#o.provider.onEvent?.((e) => {
-      const pod = this.pods.get(e.key.namespace, e.key.name);
-      if (pod?.metadata?.uid === e.key.uid) void this.#event(pod, e.type, e.reason, 'Provider', e.message);
+    const startedAt = Date.now();
+    // The Events this node recorded before a restart, so that provider events it lists again are not repeated.
+    const recorded = loadRecordedEvents(this.#o.core, this.#o.nodeName).catch((err: unknown) => {
+      this.#log.warn(
+        { err: apiErrorMessage(err) },
+        'cannot read recorded Events: provider events may repeat',
+      );
+      return new Map<string, number>();
     });
+    this.#unsubscribe = this.#o.provider.onStatus((s) => this.#onReport(s));
+    this.#unsubscribeEvents = this.#o.provider.onEvent?.(
+      (e) => void this.#providerEvent(e, recorded, startedAt).catch(() => {}),
+    );
     const enqueue = (pod: V1Pod) => {
       const key = objectKey(pod);
       this.#sync.add(key);
@@ -138,14 +148,7 @@ export class PodController {
     this.pods.start();
     await this.pods.synced;
     // Adopt what the provider already runs (after a restart) before any create: no duplicates.
-    for (const inst of await this.#o.provider.list()) {
-      this.#created.add(inst.key.uid);
-      this.#uidByKey.set(`${inst.key.namespace}/${inst.key.name}`, inst.key.uid);
-      if (this.pods.get(inst.key.namespace, inst.key.name)?.metadata?.uid === inst.key.uid) {
-        const report = await this.#o.provider.status(inst.key).catch(() => undefined);
-        if (report) this.#reports.set(inst.key.uid, report);
-      }
-    }
+    await this.#adopt();
     this.#workers.push(
       runWorkers(this.#sync, this.#o.workers, (k) => this.#reconcile(k), { logger: this.#log }),
     );
@@ -157,6 +160,36 @@ export class PodController {
       this.#every(this.#o.volumeRefreshIntervalMs, 'volume refresh', () => this.refreshVolumes());
     }
     for (const key of this.pods.keys()) enqueue(this.pods.getByKey(key)!);
+  }
+
+  /**
+   * Takes over the instances the provider already runs, with the status the listing carries: a restart costs
+   * the listing, not a status call per instance (1,000 instances on ECI were 1,000 calls and seconds of delay).
+   * Only instances listed without a status (still being created) are asked for theirs, all at once.
+   */
+  async #adopt(): Promise<void> {
+    const missing: SandboxKey[] = [];
+    for (const inst of await this.#o.provider.list()) {
+      this.#created.add(inst.key.uid);
+      this.#uidByKey.set(`${inst.key.namespace}/${inst.key.name}`, inst.key.uid);
+      if (this.pods.get(inst.key.namespace, inst.key.name)?.metadata?.uid !== inst.key.uid) continue;
+      if (inst.status) this.#reports.set(inst.key.uid, inst.status);
+      else missing.push(inst.key);
+    }
+    const reports = await Promise.all(missing.map((k) => this.#o.provider.status(k).catch(() => undefined)));
+    for (const report of reports) if (report) this.#reports.set(report.key.uid, report);
+  }
+
+  /**
+   * Records a provider event on its pod, once: it waits for the pod cache and the recorded Events (an event that
+   * arrives early is neither lost nor repeated) and skips occurrences recorded before a restart.
+   */
+  async #providerEvent(e: SandboxEvent, recorded: Promise<RecordedEvents>, startedAt: number): Promise<void> {
+    const [index] = await Promise.all([recorded, this.pods.synced]);
+    const pod = this.pods.get(e.key.namespace, e.key.name);
+    if (pod?.metadata?.uid !== e.key.uid) return;
+    if (!isNewProviderEvent(e, e.key.uid, index, startedAt)) return;
+    await this.#event(pod, e.type, e.reason, 'Provider', e.message);
   }
 
   /** Runs `fn` every `ms` until stop; a failure is logged and the next round tries again. */

@@ -119,6 +119,79 @@ describe('the ECI provider against the fake ECI endpoint', () => {
     expect(groupsForPods).toHaveLength(12);
   });
 
+  it('adopts its instances at a restart from the listing, with no call per instance', async () => {
+    const n = fake.groups().length;
+    // Let the fleet settle: a group that changed in the last seconds is described once more by the first poll.
+    await waitFor('no group changed for 4 s', 30_000, async () =>
+      fake.groups().every((g) => Date.now() - g.changedAt.getTime() > 4000),
+    );
+    await stop();
+    const before = fake.calls('DescribeContainerGroups');
+    await start();
+    // 12 instances: one listing page. It was 13 calls: the page, then one per adopted instance.
+    expect(fake.calls('DescribeContainerGroups') - before).toBeLessThanOrEqual(Math.ceil(n / 100));
+    await waitFor(
+      '12 pods Running after the restart',
+      60_000,
+      async () => (await podsOf('app=web')).filter(running).length === 12,
+    );
+  });
+
+  it('records each ECI event of a pod once, across restarts', async () => {
+    const pods = (await podsOf('app=web')).filter(running);
+    const victim = pods[0]!;
+    const group = fake.groupByUid(victim.metadata!.uid!)!;
+    await stop();
+    await start();
+    // An event after the restart is recorded (and, being later, marks that the earlier ones had their chance).
+    fake.exitContainer(group.id, 'app', 1);
+    const nodeEvents = async () =>
+      (await core.listNamespacedEvent({ namespace: ns.name })).items.filter(
+        (e) => e.reportingComponent === 'spillway.dev/virtual-node',
+      );
+    await waitFor('the BackOff after the restart recorded', 30_000, async () =>
+      (await nodeEvents()).some(
+        (e) => e.reason === 'BackOff' && e.involvedObject.uid === victim.metadata!.uid,
+      ),
+    );
+    const times = new Map<string, number>();
+    for (const e of await nodeEvents()) {
+      if (e.reason !== 'Scheduled' && e.reason !== 'Started') continue;
+      const key = `${e.involvedObject.uid}/${e.reason}`;
+      times.set(key, (times.get(key) ?? 0) + (e.series?.count ?? 1));
+    }
+    // Every start of the node listed these instances again; each occurrence is recorded once.
+    for (const p of pods) {
+      expect(times.get(`${p.metadata!.uid}/Scheduled`)).toBe(1);
+      expect(times.get(`${p.metadata!.uid}/Started`)).toBe(1);
+    }
+  });
+
+  it('adopts the one instance of a create whose answer was lost and whose replay has another body', async () => {
+    // ECI makes the group, but no answer reaches the node (the SDK's retries included), and its listings lag
+    // past the node's first retry (after 1 s), so that the retry is a create replayed under the same ClientToken.
+    fake.store.timings.listingLagMs = 2500;
+    fake.loseNextResponses('CreateContainerGroup', 5);
+    try {
+      await deployment('replay', 1);
+      await waitFor(
+        'the pod Running',
+        60_000,
+        async () => (await podsOf('app=replay')).filter(running).length === 1,
+      );
+    } finally {
+      fake.store.timings.listingLagMs = 0;
+    }
+    const pods = await podsOf('app=replay');
+    expect(pods.filter((p) => p.status?.phase === 'Failed')).toEqual([]);
+    expect(pods).toHaveLength(1);
+    const uid = pods[0]!.metadata!.uid!;
+    expect(fake.groups().filter((g) => g.tags.some((t) => t.Value === uid))).toHaveLength(1);
+    // The replay carried a freshly minted service-account token: ECI refused it, and the node adopted the group.
+    expect(fake.rejectedWith('ResponseLost')).toBe(5);
+    expect(fake.rejectedWith('IdempotentParameterMismatch')).toBeGreaterThanOrEqual(1);
+  });
+
   it('replaces a spot pod whose instance is about to be released, before the reclaim', async () => {
     await deployment('executor', 1, { 'spillway.dev/capacity': 'spot' });
     await waitFor(

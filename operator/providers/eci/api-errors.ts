@@ -68,6 +68,15 @@ export function isEciNotFound(err: unknown): boolean {
   return /NotFound/.test(asSdk(err).code ?? '') && !isNoStock(err);
 }
 
+/**
+ * ECI answered a create with `IdempotentParameterMismatch`: its ClientToken (derived from the pod's UID) already
+ * made a container group, from a request with other parameters (a replay after a lost answer, with a freshly
+ * minted service-account token in it). Not a spec problem: the pod's instance exists and is to be adopted.
+ */
+export class ClientTokenReusedError extends Error {
+  override readonly name = 'ClientTokenReusedError';
+}
+
 /** The context of a call, for messages. */
 export interface CallContext {
   action: string;
@@ -102,9 +111,14 @@ export function toProviderError(err: unknown, ctx: CallContext): Error {
     });
   }
   if (isEciNotFound(err)) return new NotFoundError(`ECI ${ctx.action}${who}: ${detail}`, context);
+  if (e.code === 'IdempotentParameterMismatch') {
+    return new ClientTokenReusedError(`ECI ${ctx.action}${who}: the ClientToken was used before: ${detail}`, {
+      cause: err,
+    });
+  }
   if (
     ctx.action === 'CreateContainerGroup' &&
-    /^(InvalidParameter|MissingParameter|InvalidParam|IdempotentParameterMismatch)/.test(e.code ?? '')
+    /^(InvalidParameter|MissingParameter|InvalidParam)/.test(e.code ?? '')
   ) {
     return new InvalidPodSpecError(`ECI rejected the container group${who}: ${detail}`, {
       ...context,

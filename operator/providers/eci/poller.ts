@@ -50,6 +50,14 @@ export class Poller {
     return this.#run();
   }
 
+  /**
+   * Resolves when the run in progress has finished, or runs now when none is: for a caller that needs a run that
+   * has not ended yet (a listing at start-up joins the first sync instead of queueing a second one).
+   */
+  join(): Promise<void> {
+    return this.#running ?? this.trigger();
+  }
+
   #run(): Promise<void> {
     clearTimeout(this.#timer);
     this.#next = undefined;

@@ -37,6 +37,7 @@ import {
   type MaterialisedVolume,
   type Unsubscribe,
 } from '../types.ts';
+import { ClientTokenReusedError } from './api-errors.ts';
 import { EciApi, type ContainerGroup, type EciClient, type Tag } from './client.ts';
 import { parseEciConfig, type EciConfig } from './config.ts';
 import { execOverWebSocket } from './exec.ts';
@@ -76,6 +77,8 @@ interface Known {
 
 /** How long a created instance is kept although listings do not show it (ECI's listing is eventually consistent). */
 const CREATE_GRACE_MS = 60_000;
+/** Lookups by tag for the instance of a replayed create, with doubling pauses (about 8 s at most). */
+const REPLAY_LOOKUPS = 6;
 /** How long `delete` waits for ECI to stop listing a deleted instance. */
 const DELETE_TIMEOUT_MS = 120_000;
 
@@ -137,7 +140,13 @@ export class EciProvider implements SandboxProvider {
     for (const warning of mapping.warnings) {
       this.#emitEvent({ key, type: 'Warning', reason: 'EciSpecAdjusted', message: warning });
     }
-    const id = await this.api.createContainerGroup(mapping.spec, { key, capacityType: mapping.capacityType });
+    let id: string;
+    try {
+      id = await this.api.createContainerGroup(mapping.spec, { key, capacityType: mapping.capacityType });
+    } catch (err) {
+      if (!(err instanceof ClientTokenReusedError)) throw err;
+      return this.#adoptReplayed(key, err);
+    }
     this.#log.info(
       { pod: describeKey(key), containerGroupId: id, capacity: mapping.capacityType },
       'created ECI container group',
@@ -154,6 +163,31 @@ export class EciProvider implements SandboxProvider {
     this.#known.set(key.uid, { key, group, createdAt: Date.now() });
     void this.#poller.trigger().catch(() => {});
     return groupToStatus(group, key);
+  }
+
+  /**
+   * A create replayed with another body (its first answer was lost, and the pod's inputs were resolved anew)
+   * found its ClientToken used: the instance exists. Finds it by its UID tag, waiting out ECI's eventually
+   * consistent listing, and adopts it; when it does not show up, a plain error makes the node retry later.
+   */
+  async #adoptReplayed(key: SandboxKey, cause: Error): Promise<SandboxStatus> {
+    for (let attempt = 0; attempt < REPLAY_LOOKUPS; attempt++) {
+      if (attempt > 0)
+        await new Promise((r) => setTimeout(r, Math.min(this.config.pollIntervalMs * 2 ** attempt, 4000)));
+      const group = this.#known.get(key.uid)?.group ?? (await this.#lookup(key));
+      if (group) {
+        this.#log.info(
+          { pod: describeKey(key), containerGroupId: group.containerGroupId },
+          'adopted the ECI container group of a replayed create',
+        );
+        this.#remember(key, group);
+        return groupToStatus(group, key);
+      }
+    }
+    throw new Error(
+      `ECI has a container group for pod ${describeKey(key)} (its ClientToken was used) that is not listed yet`,
+      { cause },
+    );
   }
 
   async delete(key: SandboxKey, _options?: { gracePeriodSeconds?: number }): Promise<void> {
@@ -188,11 +222,15 @@ export class EciProvider implements SandboxProvider {
 
   async list(): Promise<SandboxInstance[]> {
     this.#poller.start();
-    await this.#poller.trigger();
+    // A poll under way is recent enough: this process's own creates are known without it, and a second run
+    // queued behind a start-up sync would describe again every group that changed in the last seconds.
+    await this.#poller.join();
+    // The listing read every group whole: its status goes with it, so adoption needs no call per instance.
     return [...this.#known.values()].map(({ key, group, createdAt }) => ({
       key: { ...key },
       createdAt: group.creationTime ? new Date(group.creationTime) : new Date(createdAt),
       ...(group.containerGroupId && { providerID: group.containerGroupId }),
+      status: groupToStatus(group, key),
     }));
   }
 
@@ -460,7 +498,14 @@ export class EciProvider implements SandboxProvider {
       const id = `${event.reason}|${event.message}|${event.count}`;
       if (seen.has(id)) continue;
       seen.add(id);
-      this.#emitEvent({ key, type: event.type, reason: event.reason, message: event.message });
+      this.#emitEvent({
+        key,
+        type: event.type,
+        reason: event.reason,
+        message: event.message,
+        // After a restart the node compares it with the Events it recorded: an occurrence is recorded once.
+        ...(event.lastTimestamp && { timestamp: event.lastTimestamp }),
+      });
     }
   }
 

@@ -217,6 +217,7 @@ export class FakeProvider implements SandboxProvider {
       key: { ...s.key },
       createdAt: s.createdAt,
       providerID: s.providerID,
+      status: s.status(),
     }));
   }
 

@@ -327,6 +327,7 @@ export class LocalProvider implements SandboxProvider {
       key: { ...s.key },
       createdAt: new Date(s.record.createdAt),
       providerID: `local://${s.key.uid}`,
+      status: s.status(),
     }));
     for (const [uid] of this.#creating) {
       if (!this.#sandboxes.has(uid))

@@ -178,8 +178,10 @@ function selected(params: Params, ctx: ActionContext): FakeGroup[] {
     }
   }
   const tags = tagFilters(params);
+  const listedBefore = Date.now() - ctx.store.timings.listingLagMs;
   return [...ctx.store.groups.values()].filter(
     (g) =>
+      g.creationTime.getTime() <= listedBefore &&
       (!ids || ids.includes(g.id)) &&
       tags.every((f) =>
         g.tags.some((t) => t.Key === f.Key && (f.Value === undefined || t.Value === f.Value)),

@@ -13,10 +13,20 @@ export interface FakeEciTimings {
   pendingMs: number;
   /** Delete → gone; 0 removes the group at once, otherwise it shows Terminating until then. */
   deleteMs: number;
+  /**
+   * How long a new group stays out of the Describe* listings (ECI's listings are eventually consistent): a
+   * create whose answer was lost cannot be found by tag during this time.
+   */
+  listingLagMs: number;
 }
 
 /** Default timings: fast, but asynchronous like the real service. */
-export const DEFAULT_TIMINGS: FakeEciTimings = { schedulingMs: 5, pendingMs: 5, deleteMs: 0 };
+export const DEFAULT_TIMINGS: FakeEciTimings = {
+  schedulingMs: 5,
+  pendingMs: 5,
+  deleteMs: 0,
+  listingLagMs: 0,
+};
 
 /** A container state as ECI's `CurrentState`/`PreviousState` shows it. */
 export interface FakeContainerState {

@@ -3,7 +3,8 @@
  * provider through the official SDK, unchanged. It verifies every request's ACS3-HMAC-SHA256 signature
  * (signature.ts), rejects replayed nonces and stale dates, honours `ClientToken`, simulates the lifecycle
  * (groups.ts), and injects the faults spillway must survive: throttling (`Throttling.User`, by a per-action
- * quota or on demand), 5xx, `OperationDenied.NoStock` for spot, and spot release. It records every call per
+ * quota or on demand), 5xx, answers lost after the action was carried out, `OperationDenied.NoStock` for spot,
+ * spot release, and listings that lag behind creates. It records every call per
  * action for assertions, like Karpenter's fake cloud provider.
  *
  * ```ts
@@ -84,6 +85,7 @@ export class FakeEci {
   readonly #server: Server;
   readonly #requests = new Map<string, URLSearchParams[]>();
   readonly #injected = new Map<string, Injected[]>();
+  readonly #lost = new Map<string, number>();
   readonly #quotas = new Map<string, Quota>();
   readonly #nonces = new Set<string>();
   readonly #clientTokens = new Map<string, { id: string; fingerprint: string }>();
@@ -145,6 +147,14 @@ export class FakeEci {
       remaining: options.count ?? 1,
     });
     this.#injected.set(action, list);
+  }
+
+  /**
+   * Carries out the next `count` calls of `action`, then loses their answers: the connection closes without a
+   * response, as when the network fails after ECI acted (the group exists; the client saw a socket hang-up).
+   */
+  loseNextResponses(action: string, count = 1): void {
+    this.#lost.set(action, (this.#lost.get(action) ?? 0) + count);
   }
 
   /** Enforces a per-action quota like ECI's: beyond it, calls fail with `Throttling.User`. */
@@ -246,7 +256,15 @@ export class FakeEci {
       return fail(400, 'Throttling.User', 'Request was denied due to user flow control.');
     }
     try {
-      answer(200, handler(url.searchParams, this.#context()));
+      const body = handler(url.searchParams, this.#context());
+      const lost = this.#lost.get(action) ?? 0;
+      if (lost > 0) {
+        this.#lost.set(action, lost - 1);
+        this.rejected.push({ action, code: 'ResponseLost' });
+        res.destroy();
+        return;
+      }
+      answer(200, body);
     } catch (err) {
       if (err instanceof EciFault) return fail(err.status, err.code, err.message);
       fail(500, 'InternalError', String(err));
