@@ -27,6 +27,7 @@ import { KubernetesMetricsAuth, metricsServingCertificate } from './shared/metri
 import { GracefulShutdown } from './shared/shutdown.ts';
 import { loadVirtualNodes, type VirtualNodeEntry } from './virtualnode/config.ts';
 import { startVirtualNode } from './virtualnode/run.ts';
+import { NodeCsrApprover } from './nodeidentity/approver.ts';
 import { startWebhooks } from '../webhooks/run.ts';
 
 export const VERSION = '0.1.0';
@@ -49,6 +50,8 @@ const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags
                            allowed get on the non-resource URL /metrics: TokenReview + SubjectAccessReview)
   --watch-namespaces LIST  controller: reconcile ElasticWorkloads only in these namespaces (comma-separated;
                            default: every namespace). The chart's controller.watchNamespaces sets it
+  --approve-node-csrs LIST controller: approve node client certificates for these virtual nodes (comma-separated)
+  --node-bootstrap-user U  controller: the user those requests must come from (the virtual nodes' ServiceAccount)
   --config FILE            virtual-node: several virtual nodes from one YAML file (see operator/virtualnode/config.ts)
   --provider-config FILE   eci: the provider configuration (docs/eci.md); credentials from RRSA or a Secret's env
   --coredns PATH           run --provider local: the CoreDNS binary for cluster DNS (default: bin/coredns)
@@ -73,6 +76,8 @@ async function main(argv: string[]): Promise<number> {
       'metrics-host': { type: 'string', default: '127.0.0.1' },
       'metrics-auth': { type: 'string', default: 'none' },
       'watch-namespaces': { type: 'string', default: '' },
+      'approve-node-csrs': { type: 'string', default: '' },
+      'node-bootstrap-user': { type: 'string' },
       config: { type: 'string' },
       'provider-config': { type: 'string' },
       coredns: { type: 'string' },
@@ -105,6 +110,12 @@ async function main(argv: string[]): Promise<number> {
   const identity = `${hostname()}-${process.pid}`;
   log.info({ kubeconfig: origin, identity }, 'starting');
 
+  const managedNodes = new Set(
+    values['approve-node-csrs']
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
+  );
   const metricsAuth = values['metrics-auth'];
   if (metricsAuth !== 'none' && metricsAuth !== 'kubernetes') {
     process.stderr.write(`spillway: --metrics-auth must be none or kubernetes, not "${metricsAuth}"\n`);
@@ -154,6 +165,13 @@ async function main(argv: string[]): Promise<number> {
     });
     shutdown.onShutdown('webhooks', () => webhooks.stop());
     // Every replica serves webhooks; only the leader reconciles ElasticWorkloads.
+    // The virtual nodes' client certificates (operator/nodeidentity/): approved by the leader for the nodes this
+    // spillway runs, asked by their bootstrap identity (under run: this process's own user, the same process).
+    const bootstrapUsers = values['node-bootstrap-user'] ? [values['node-bootstrap-user']] : [];
+    if (dev) {
+      const me = await clients.authentication.createSelfSubjectReview({ body: {} });
+      if (me.status?.userInfo?.username) bootstrapUsers.push(me.status.userInfo.username);
+    }
     const elector = new LeaderElector({
       leases: clients.coordination,
       namespace: values.namespace,
@@ -169,6 +187,15 @@ async function main(argv: string[]): Promise<number> {
         });
         await controller.start();
         shutdown.onShutdown('elasticworkload-controller', () => controller.stop());
+        if (bootstrapUsers.length > 0) {
+          const approver = new NodeCsrApprover({
+            kc,
+            policy: { isManagedNode: (name) => managedNodes.has(name), bootstrapUsers },
+            logger: log,
+          });
+          await approver.start();
+          shutdown.onShutdown('node-csr-approver', () => approver.stop());
+        }
       },
       onStoppedLeading: () => {
         // Lost the lease while running: exit so that a fresh process campaigns again (as client-go does).
@@ -196,6 +223,8 @@ async function main(argv: string[]): Promise<number> {
             },
           },
         ];
+    // Under run, the approver above approves this process's own virtual nodes.
+    if (command === 'run') for (const entry of entries) managedNodes.add(entry.config.name);
     for (const entry of entries) {
       const local = entry.provider === 'local';
       const config =
