@@ -11,6 +11,7 @@ describe('ObjectEdit: pointer escaping', () => {
     ['a key with ~', 'odd~key', '/metadata/labels/odd~0key'],
     ['a key with ~ and /', 'x~/y', '/metadata/labels/x~0~1y'],
     ['a key with ~1 literally', 'a~1b', '/metadata/labels/a~01b'],
+    ['the key -, which appends only to arrays', '-', '/metadata/labels/-'],
   ])('%s', (_name, key, pointer) => {
     const raw = { metadata: { labels: { app: 'web' } as Record<string, string> } };
     const edit = new ObjectEdit(raw);

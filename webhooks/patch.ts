@@ -38,6 +38,9 @@ type Element<T> = T extends readonly (infer E)[] ? E : never;
 
 const isContainer = (v: unknown): v is Container => typeof v === 'object' && v !== null;
 
+/** The "append to this array" key of {@link ObjectEdit.add}: a symbol, so that no object key (`-` included) means it. */
+const APPEND = Symbol('append');
+
 /**
  * An edit of one raw admission object: a copy-on-write result and the patch that makes the same edits to the
  * raw object. The raw object is never modified.
@@ -73,16 +76,16 @@ export class ObjectEdit<T extends object> {
     return isContainer(parent) ? parent[draft.key] : undefined;
   }
 
-  /** @internal writes `value` under `draft` at `key` (`-` appends) and records the operation when needed. */
-  add(draft: DraftPlace, key: string | number, value: unknown): void {
+  /** @internal writes `value` under `draft` at `key` (or appends it) and records the operation when needed. */
+  add(draft: DraftPlace, key: string | number | typeof APPEND, value: unknown): void {
     const { container, inCreated } = this.#open(draft);
-    if (key === '-') (container as unknown as unknown[]).push(value);
+    if (key === APPEND) (container as unknown as unknown[]).push(value);
     else container[key] = value;
     if (isContainer(value)) {
       this.#owned.add(value);
       this.#created.add(value);
     }
-    const token = key === '-' ? '-' : pointerToken(key);
+    const token = key === APPEND ? '-' : pointerToken(key);
     if (!inCreated) this.patch.push({ op: 'add', path: `${draft.path}/${token}`, value });
   }
 
@@ -169,7 +172,7 @@ export class Draft<T> implements DraftPlace {
 
   /** Appends `value` to this array. */
   push(value: Element<T>): void {
-    this.#edit.add(this, '-', value);
+    this.#edit.add(this, APPEND, value);
   }
 
   /** Sets `key` of this object to `value` (an `add`, which replaces only that member if it exists). */
