@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
   decodeHeaderBlock,
@@ -9,6 +10,7 @@ import {
   encodeRstStream,
   encodeSynReply,
   HeaderZlib,
+  MAX_HEADER_BLOCK_BYTES,
   parseFrame,
   RstStatus,
   SPDY3_DICTIONARY,
@@ -121,6 +123,31 @@ describe('header blocks', () => {
       expect(decodeHeaderBlock(await inflate.process(wire))).toEqual({ streamtype: type });
     }
     deflate.close();
+    inflate.close();
+  });
+
+  it('inflate up to 1 MiB: a block of exactly that size decodes', async () => {
+    const value = 'a'.repeat(MAX_HEADER_BLOCK_BYTES - encodeHeaderBlock({ x: '' }).length);
+    const deflate = new HeaderZlib('deflate');
+    const inflate = new HeaderZlib('inflate');
+    const wire = await deflate.process(encodeHeaderBlock({ x: value }));
+    expect(decodeHeaderBlock(await inflate.process(wire)).x).toHaveLength(value.length);
+    deflate.close();
+    inflate.close();
+  });
+
+  it('refuse a block that inflates past 1 MiB (a zlib bomb) instead of inflating it all', async () => {
+    // 64 MiB of one header value, compressed to ~64 KiB, as a hostile peer would send it.
+    const bomb = zlib.deflateSync(encodeHeaderBlock({ x: 'a'.repeat(64 << 20) }), {
+      dictionary: SPDY3_DICTIONARY,
+      level: 9,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+    });
+    expect(bomb.length).toBeLessThan(128 << 10);
+    const inflate = new HeaderZlib('inflate');
+    await expect(inflate.process(bomb)).rejects.toThrow(/header block exceeds 1048576 bytes/);
+    // The shared context is unusable from then on: every later block fails too (the session closes).
+    await expect(inflate.process(bomb)).rejects.toThrow(SpdyProtocolError);
     inflate.close();
   });
 });

@@ -286,6 +286,15 @@ export const SPDY3_DICTIONARY: Buffer = (() => {
 })();
 
 /**
+ * Most bytes one header block may inflate to. A SPDY header block is a zlib stream the peer controls, and
+ * zlib expands up to ~1000:1: uncapped, one 279 KiB SYN_STREAM grew the process by over 1 GiB. Go's
+ * spdystream (what kube-apiserver and kubelets use) refuses a header name or value over 1 MiB, and Go's
+ * net/http refuses request headers over 1 MiB; the whole block is held to that here. Real blocks are tiny
+ * (`streamtype`, `port`, `requestid`: under 100 bytes).
+ */
+export const MAX_HEADER_BLOCK_BYTES = 1 << 20;
+
+/**
  * One direction's header compression context. SPDY/3 compresses every header block of a connection
  * direction with ONE zlib stream (seeded with {@link SPDY3_DICTIONARY}) and ends each block with a
  * Z_SYNC_FLUSH, so the state carries over between frames: a fresh `deflateSync` per frame would not
@@ -296,20 +305,41 @@ export class HeaderZlib {
   #queue: Promise<unknown> = Promise.resolve();
   #out: Buffer[] = [];
   #failed: Error | undefined;
+  #outBytes = 0;
+  readonly #maxOutputBytes: number;
   /** Rejects the call in progress: on a zlib error the flush callback never comes. */
   #abort: ((err: Error) => void) | undefined;
 
-  /** @param mode `deflate` for the frames we send, `inflate` for the frames we receive */
-  constructor(mode: 'deflate' | 'inflate') {
+  /**
+   * @param mode `deflate` for the frames we send, `inflate` for the frames we receive
+   * @param options.maxOutputBytes most bytes one call may produce (default {@link MAX_HEADER_BLOCK_BYTES});
+   *   past it the call fails with a SpdyProtocolError and the context is closed, without producing the rest
+   */
+  constructor(mode: 'deflate' | 'inflate', options: { maxOutputBytes?: number } = {}) {
+    this.#maxOutputBytes = options.maxOutputBytes ?? MAX_HEADER_BLOCK_BYTES;
     this.#stream =
       mode === 'deflate'
         ? zlib.createDeflate({ dictionary: SPDY3_DICTIONARY, level: zlib.constants.Z_BEST_COMPRESSION })
         : zlib.createInflate({ dictionary: SPDY3_DICTIONARY });
-    this.#stream.on('data', (chunk: Buffer) => this.#out.push(chunk));
-    this.#stream.on('error', (err) => {
-      this.#failed = new SpdyProtocolError(`header block ${mode}: ${err.message}`);
-      this.#abort?.(this.#failed);
+    this.#stream.on('data', (chunk: Buffer) => {
+      this.#outBytes += chunk.length;
+      if (this.#outBytes > this.#maxOutputBytes) {
+        // Stop zlib here: it hands output over chunk by chunk, so memory stays near the cap.
+        this.#fail(new SpdyProtocolError(`SPDY header block exceeds ${this.#maxOutputBytes} bytes`));
+        this.#stream.destroy();
+        return;
+      }
+      this.#out.push(chunk);
     });
+    this.#stream.on('error', (err) =>
+      this.#fail(new SpdyProtocolError(`header block ${mode}: ${err.message}`)),
+    );
+  }
+
+  #fail(err: SpdyProtocolError): void {
+    this.#failed ??= err;
+    this.#out = [];
+    this.#abort?.(this.#failed);
   }
 
   /** Compresses (deflate) or decompresses (inflate) one header block, in call order. */
@@ -319,6 +349,7 @@ export class HeaderZlib {
         if (this.#failed) return reject(this.#failed);
         if (this.#stream.destroyed) return reject(new SpdyProtocolError('header zlib closed'));
         this.#out = [];
+        this.#outBytes = 0;
         this.#abort = reject;
         this.#stream.write(input);
         this.#stream.flush(zlib.constants.Z_SYNC_FLUSH, () => {

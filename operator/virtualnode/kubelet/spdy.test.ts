@@ -1,8 +1,18 @@
 import net from 'node:net';
 import { once } from 'node:events';
+import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SpdySession, type SpdyStream } from './spdy.ts';
-import { decodeHeaderBlock, encodeGoAway, HeaderZlib, parseFrame, type SpdyFrame } from './spdy-frames.ts';
+import {
+  decodeHeaderBlock,
+  encodeGoAway,
+  encodeHeaderBlock,
+  encodeSynStream,
+  HeaderZlib,
+  parseFrame,
+  SPDY3_DICTIONARY,
+  type SpdyFrame,
+} from './spdy-frames.ts';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => cleanups.splice(0).forEach((fn) => fn()));
@@ -157,6 +167,33 @@ describe('SpdySession', () => {
     clientSocket.write(Buffer.from('8002000100000000', 'hex'));
     const [error] = await closed;
     expect(String(error)).toMatch(/unsupported SPDY version 2/);
+  });
+
+  it('refuses a SYN_STREAM whose headers inflate past 1 MiB: GOAWAY(PROTOCOL_ERROR), closed, no stream', async () => {
+    const { serverSocket, clientSocket } = await socketPair();
+    const server = new SpdySession(serverSocket);
+    const streams: SpdyStream[] = [];
+    server.on('stream', (s) => streams.push(s));
+    const closed = once(server, 'close');
+    const received: Buffer[] = [];
+    clientSocket.on('data', (chunk: Buffer) => received.push(chunk));
+    const clientClosed = once(clientSocket, 'close');
+    // 16 MiB of one header value in a 16 KiB frame.
+    const bomb = zlib.deflateSync(encodeHeaderBlock({ streamtype: 'a'.repeat(16 << 20) }), {
+      dictionary: SPDY3_DICTIONARY,
+      level: 9,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+    });
+    clientSocket.write(encodeSynStream(1, 0, bomb));
+    const [error] = await closed;
+    expect(String(error)).toMatch(/header block exceeds 1048576 bytes/);
+    await clientClosed;
+    expect(parseFrame(Buffer.concat(received))?.frame).toEqual({
+      type: 'goaway',
+      lastGoodStreamId: 0,
+      status: 1,
+    });
+    expect(streams).toEqual([]);
   });
 
   it('serves the exact bytes Go spdystream sends: two streams, data with FIN, and a ping it echoes', async () => {
