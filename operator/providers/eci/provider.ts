@@ -77,7 +77,10 @@ interface Known {
 
 /** How long a created instance is kept although listings do not show it (ECI's listing is eventually consistent). */
 const CREATE_GRACE_MS = 60_000;
-/** Lookups by tag for the instance of a replayed create, with doubling pauses (about 8 s at most). */
+/**
+ * Lookups by tag for the instance of a replayed create, with pauses doubling from two poll intervals up to 2 s:
+ * about 10 s in all at the default 1 s interval; after that the node retries the create later.
+ */
 const REPLAY_LOOKUPS = 6;
 /** How long `delete` waits for ECI to stop listing a deleted instance. */
 const DELETE_TIMEOUT_MS = 120_000;
@@ -173,7 +176,7 @@ export class EciProvider implements SandboxProvider {
   async #adoptReplayed(key: SandboxKey, cause: Error): Promise<SandboxStatus> {
     for (let attempt = 0; attempt < REPLAY_LOOKUPS; attempt++) {
       if (attempt > 0)
-        await new Promise((r) => setTimeout(r, Math.min(this.config.pollIntervalMs * 2 ** attempt, 4000)));
+        await new Promise((r) => setTimeout(r, Math.min(this.config.pollIntervalMs * 2 ** attempt, 2000)));
       const group = this.#known.get(key.uid)?.group ?? (await this.#lookup(key));
       if (group) {
         this.#log.info(

@@ -5,7 +5,7 @@
 import OpenApiUtilModule from '@alicloud/openapi-util';
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeEci } from './server.ts';
 import { percentEncode } from './signature.ts';
 
@@ -176,5 +176,18 @@ describe('ECI behaviour', () => {
     expect(b.body.ContainerGroupId).toBe(a.body.ContainerGroupId);
     expect(fake.groups()).toHaveLength(1);
     expect((await create('different', 'tok-1')).body.Code).toBe('IdempotentParameterMismatch');
+  });
+
+  it('carries out a create whose answer it loses, and lists new groups only after the listing lag', async () => {
+    fake.store.timings.listingLagMs = 200;
+    fake.loseNextResponses('CreateContainerGroup');
+    await expect(create('lost', 'tok-2')).rejects.toThrow(/socket hang up/);
+    expect(fake.groups()).toHaveLength(1);
+    const list = () =>
+      send(sign('DescribeContainerGroups', { RegionId: fake.regionId, 'Tag.1.Key': 'team' }));
+    expect((await list()).body.TotalCount).toBe(0);
+    // The replay with the same token and parameters answers the group the lost call made.
+    expect((await create('lost', 'tok-2')).body.ContainerGroupId).toBe(fake.groups()[0]!.id);
+    await vi.waitFor(async () => expect((await list()).body.TotalCount).toBe(1));
   });
 });
