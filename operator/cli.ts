@@ -125,13 +125,22 @@ async function main(argv: string[]): Promise<number> {
     .split(',')
     .map((n) => n.trim())
     .filter(Boolean);
+  // Who checks scrapers' tokens: this process's identity, except in a virtual node process, where the first node's
+  // own identity takes over once it has one (system:node:<name> may create TokenReviews and SubjectAccessReviews,
+  // as a kubelet does; the bootstrap ServiceAccount may not).
+  let reviewers: Pick<typeof clients, 'authentication' | 'authorization'> = clients;
   const metricsPort = Number(values['metrics-port']);
   if (metricsPort > 0) {
     // Bearer tokens must not cross the pod network in clear: with authentication, the server speaks HTTPS.
     const secured =
       metricsAuth === 'kubernetes'
         ? {
-            auth: new KubernetesMetricsAuth(clients),
+            auth: new KubernetesMetricsAuth({
+              authentication: { createTokenReview: (r) => reviewers.authentication.createTokenReview(r) },
+              authorization: {
+                createSubjectAccessReview: (r) => reviewers.authorization.createSubjectAccessReview(r),
+              },
+            }),
             tls: await metricsServingCertificate({
               dnsNames: [`spillway-metrics.${values.namespace}.svc`, 'localhost'],
               ipAddresses: ['127.0.0.1'],
@@ -237,6 +246,7 @@ async function main(argv: string[]): Promise<number> {
           : {}),
       });
       const node = await startVirtualNode({ kc, provider, config, logger: log });
+      if (command === 'virtual-node' && reviewers === clients) reviewers = makeClients(node.identity.kc);
       shutdown.onShutdown(`virtual-node ${config.name}`, async () => {
         await node.stop();
         await provider.close();
