@@ -10,6 +10,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
+  AuthorizationV1Api,
   ApiextensionsV1Api,
   CoreV1Api,
   CoordinationV1Api,
@@ -119,6 +120,29 @@ async function canI(kubeconfig: string, user: string, verb: string, resource: st
       '--all-namespaces',
       `--as=${user}`,
     );
+    return out.trim() === 'yes';
+  } catch (err) {
+    const out = ((err as Error).cause as { stdout?: string } | undefined)?.stdout?.trim();
+    if (out?.startsWith('no')) return false;
+    throw err;
+  }
+}
+
+/**
+ * {@link canI} for one namespace (or every one: undefined) with more arguments, e.g. a resource name
+ * (`serviceaccounts/x`) and `--subresource=token`.
+ */
+async function canIOn(
+  kubeconfig: string,
+  user: string,
+  verb: string,
+  resource: string,
+  namespace: string | undefined,
+  ...more: string[]
+): Promise<boolean> {
+  try {
+    const where = namespace ? ['-n', namespace] : ['--all-namespaces'];
+    const out = await kubectl(kubeconfig, 'auth', 'can-i', verb, resource, ...where, ...more, `--as=${user}`);
     return out.trim() === 'yes';
   } catch (err) {
     const out = ((err as Error).cause as { stdout?: string } | undefined)?.stdout?.trim();
@@ -433,6 +457,8 @@ describe('the chart, rendered', () => {
       expect(identity.map((o) => o.kind).sort()).toEqual([
         'ClusterRole',
         'ClusterRoleBinding',
+        'Role',
+        'RoleBinding',
         'ServiceAccount',
       ]);
       const file = join(scratchDir('chart-kube-proxy'), 'kube-proxy.yaml');
@@ -460,6 +486,177 @@ describe('the chart, rendered', () => {
       ['create', 'serviceaccounts/token', false],
     ])('may %s %s: %s', async (verb, resource, allowed) => {
       expect(await canI(cluster.kubeconfigPath, user, verb, resource)).toBe(allowed);
+    });
+
+    it('lets the virtual nodes’ ServiceAccount mint its tokens and no other ServiceAccount’s', async () => {
+      const vn = `system:serviceaccount:${kp.name}:spillway-virtual-node`;
+      const can = (sa: string, namespace = kp.name) =>
+        canIOn(
+          cluster.kubeconfigPath,
+          vn,
+          'create',
+          `serviceaccounts/${sa}`,
+          namespace,
+          '--subresource=token',
+        );
+      expect(await can('spillway-kube-proxy')).toBe(true);
+      expect(await can('default')).toBe(false);
+      expect(await can('spillway-kube-proxy', 'default')).toBe(false);
+    });
+  });
+
+  describe('the virtual node ServiceAccount, applied to the apiserver', () => {
+    let vnNs: { name: string; remove: () => Promise<void> };
+    let user: string;
+    let controller: string;
+    let applied: KubeObject[];
+
+    beforeAll(async () => {
+      vnNs = await createTestNamespace(cluster.kc, 'chart-vn-rbac');
+      const objects = await renderChart(
+        cluster.kubeconfigPath,
+        vnNs.name,
+        vnNs.name,
+        '-f',
+        join(chartDir, 'ci', 'fake-node-values.yaml'),
+      );
+      // Its identity, and the controller's approver of its certificates.
+      applied = objects.filter(
+        (o) =>
+          (o.metadata.labels?.['app.kubernetes.io/component'] === 'virtual-node' &&
+            ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(
+              o.kind,
+            )) ||
+          o.metadata.name === 'spillway-controller-csr-approver',
+      );
+      const file = join(scratchDir('chart-vn-rbac'), 'virtual-node-rbac.yaml');
+      writeFileSync(file, applied.map((o) => stringify(o)).join('---\n'));
+      await kubectl(cluster.kubeconfigPath, 'apply', '-f', file);
+      user = `system:serviceaccount:${vnNs.name}:spillway-virtual-node`;
+      controller = `system:serviceaccount:${vnNs.name}:spillway-controller`;
+    });
+    afterAll(async () => {
+      const rbac = cluster.kc.makeApiClient(RbacAuthorizationV1Api);
+      for (const name of ['spillway-virtual-node', 'spillway-controller-csr-approver']) {
+        await rbac.deleteClusterRoleBinding({ name }).catch(() => undefined);
+        await rbac.deleteClusterRole({ name }).catch(() => undefined);
+      }
+      await rbac
+        .deleteNamespacedRoleBinding({ name: 'spillway-virtual-node', namespace: 'kube-system' })
+        .catch(() => undefined);
+      await rbac
+        .deleteNamespacedRole({ name: 'spillway-virtual-node', namespace: 'kube-system' })
+        .catch(() => undefined);
+      await vnNs?.remove();
+    });
+
+    it('holds no node rights: the node identity (Node authorizer, NodeRestriction) carries those', () => {
+      expect(findObject<V1ClusterRole>(applied, 'ClusterRole', 'spillway-virtual-node').rules).toEqual([
+        {
+          apiGroups: ['certificates.k8s.io'],
+          resources: ['certificatesigningrequests'],
+          verbs: ['create', 'get'],
+        },
+        { apiGroups: [''], resources: ['events'], verbs: ['list'] },
+      ]);
+      const roles = applied.filter((o) => o.kind === 'Role') as unknown as V1Role[];
+      expect(roles.map((r) => [r.metadata?.namespace, r.rules])).toEqual([
+        [
+          'kube-system',
+          [
+            {
+              apiGroups: [''],
+              resources: ['configmaps'],
+              resourceNames: ['extension-apiserver-authentication'],
+              verbs: ['get'],
+            },
+          ],
+        ],
+      ]);
+      expect(
+        findObject<V1ClusterRole>(applied, 'ClusterRole', 'spillway-controller-csr-approver').rules,
+      ).toEqual([
+        {
+          apiGroups: ['certificates.k8s.io'],
+          resources: ['certificatesigningrequests'],
+          verbs: ['get', 'list', 'watch'],
+        },
+        {
+          apiGroups: ['certificates.k8s.io'],
+          resources: ['certificatesigningrequests/approval'],
+          verbs: ['update'],
+        },
+        {
+          apiGroups: ['certificates.k8s.io'],
+          resources: ['signers'],
+          resourceNames: ['kubernetes.io/kube-apiserver-client-kubelet'],
+          verbs: ['approve'],
+        },
+      ]);
+    });
+
+    it.each([
+      ['create', 'certificatesigningrequests.certificates.k8s.io', true],
+      ['get', 'certificatesigningrequests.certificates.k8s.io', true],
+      ['list', 'events', true],
+      ['get', 'secrets', false],
+      ['list', 'secrets', false],
+      ['get', 'configmaps', false],
+      ['create', 'serviceaccounts', false, 'token'],
+      ['patch', 'pods', false, 'status'],
+      ['update', 'certificatesigningrequests.certificates.k8s.io', false, 'approval'],
+      ['delete', 'pods', false],
+      ['create', 'pods', false, 'eviction'],
+      ['list', 'pods', false],
+      ['create', 'nodes', false],
+      ['patch', 'nodes', false],
+      ['patch', 'nodes', false, 'status'],
+      ['patch', 'leases.coordination.k8s.io', false],
+      ['create', 'events.events.k8s.io', false],
+      ['create', 'tokenreviews.authentication.k8s.io', false],
+    ] as [string, string, boolean, string?][])(
+      'the virtual node ServiceAccount may %s %s cluster-wide: %s (subresource %s)',
+      async (verb, resource, allowed, subresource) => {
+        const more = subresource ? [`--subresource=${subresource}`] : [];
+        expect(await canIOn(cluster.kubeconfigPath, user, verb, resource, undefined, ...more)).toBe(allowed);
+      },
+    );
+
+    it('reads exactly one ConfigMap in kube-system: the client CA', async () => {
+      const can = (resource: string) => canIOn(cluster.kubeconfigPath, user, 'get', resource, 'kube-system');
+      expect(await can('configmap/extension-apiserver-authentication')).toBe(true);
+      expect(await can('configmap/kube-proxy')).toBe(false);
+      expect(await can('secrets')).toBe(false);
+    });
+
+    it('lets the controller approve kubelet client certificates and no other signer’s', async () => {
+      const can = (verb: string, resource: string, ...more: string[]) =>
+        canIOn(cluster.kubeconfigPath, controller, verb, resource, undefined, ...more);
+      expect(
+        await can('update', 'certificatesigningrequests.certificates.k8s.io', '--subresource=approval'),
+      ).toBe(true);
+      // Signers are no API resource kubectl can name: ask the authorizer directly.
+      const authz = cluster.kc.makeApiClient(AuthorizationV1Api);
+      const approve = async (signer: string) =>
+        (
+          await authz.createSubjectAccessReview({
+            body: {
+              spec: {
+                user: controller,
+                groups: ['system:serviceaccounts', 'system:authenticated'],
+                resourceAttributes: {
+                  group: 'certificates.k8s.io',
+                  resource: 'signers',
+                  name: `kubernetes.io/${signer}`,
+                  verb: 'approve',
+                },
+              },
+            },
+          })
+        ).status?.allowed;
+      expect(await approve('kube-apiserver-client-kubelet')).toBe(true);
+      expect(await approve('kube-apiserver-client')).toBe(false);
+      expect(await approve('kubelet-serving')).toBe(false);
     });
   });
 });
@@ -999,10 +1196,9 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
       expect(await gone(() => rbac.readClusterRole({ name }))).toBe(true);
       expect(await gone(() => rbac.readClusterRoleBinding({ name }))).toBe(true);
     }
+    expect(await gone(() => rbac.readClusterRole({ name: 'spillway-controller-csr-approver' }))).toBe(true);
     expect(
-      await gone(() =>
-        rbac.readNamespacedRole({ namespace: 'kube-node-lease', name: 'spillway-virtual-node' }),
-      ),
+      await gone(() => rbac.readNamespacedRole({ namespace: 'kube-system', name: 'spillway-virtual-node' })),
     ).toBe(true);
     expect(await gone(() => core.readNode({ name: nodeName }))).toBe(true);
     // The node's Lease is owned by the Node: the garbage collector removes it.
