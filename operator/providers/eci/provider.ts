@@ -183,7 +183,9 @@ export class EciProvider implements SandboxProvider {
           { pod: describeKey(key), containerGroupId: group.containerGroupId },
           'adopted the ECI container group of a replayed create',
         );
-        this.#remember(key, group);
+        this.#known.set(key.uid, { key, group, createdAt: Date.now() });
+        // Its status and events go to the listeners as for any group, but never from inside create.
+        setImmediate(() => this.#remember(key, group));
         return groupToStatus(group, key);
       }
     }
