@@ -16,7 +16,7 @@ import {
   type SandboxProvider,
 } from '../../providers/types.ts';
 import type { Logger } from '../../shared/log.ts';
-import type { KubeletAuth } from './auth.ts';
+import { subresourceFor, verbFor, type KubeletAuth } from './auth.ts';
 import {
   RemoteCommandRequestError,
   parseRemoteCommandQuery,
@@ -229,13 +229,17 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
     rejectUnauthorized: false,
   });
 
-  const guard = async (req: IncomingMessage, path: string): Promise<void> => {
+  /** Authenticates and authorises a request routed by `parts` (its decoded path segments). */
+  const guard = async (req: IncomingMessage, parts: string[]): Promise<void> => {
     const user = await opts.auth.authenticate(req);
     if (!user) throw new HttpError(401, 'Unauthorized');
+    // The decoded path the request is routed by, as the kubelet authorises Go's decoded URL.Path.
+    const path = '/' + parts.join('/');
     if (!(await opts.auth.authorize(user, req.method, path))) {
+      const { subresource } = subresourceFor(path);
       throw new HttpError(
         403,
-        `Forbidden (user=${user.username}, verb=${req.method?.toLowerCase()}, resource=nodes, subresource for ${path})`,
+        `Forbidden (user=${user.username}, verb=${verbFor(req.method, path)}, resource=nodes, subresource=${subresource})`,
       );
     }
   };
@@ -247,7 +251,7 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
       const parsed = parsePath(req.url);
       url = parsed.url;
       const { parts } = parsed;
-      await guard(req, url.pathname);
+      await guard(req, parts);
       switch (parts[0]) {
         case 'healthz':
           return send(res, 200, 'ok');
@@ -300,7 +304,7 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
     socket.on('error', (err) => opts.logger.debug({ err: err.message }, 'kubelet API upgrade socket error'));
     void (async () => {
       const { url, parts } = parsePath(req.url);
-      await guard(req, url.pathname);
+      await guard(req, parts);
       const [verb, namespace, name, container] = parts;
       if ((verb !== 'exec' && verb !== 'attach') || !namespace || !name || !container) {
         throw new HttpError(404, `${url.pathname} is not an exec or attach path`);

@@ -19,8 +19,7 @@ export interface KubeletUser {
 
 /** The `nodes` subresource a path needs, and a fallback the kubelet also accepts (fine-grained authz). */
 export function subresourceFor(path: string): { subresource: string; fallback?: string } {
-  const first = path.split('/')[1] ?? '';
-  switch (first) {
+  switch (firstSegment(path)) {
     case 'stats':
       return { subresource: 'stats' };
     case 'metrics':
@@ -32,6 +31,7 @@ export function subresourceFor(path: string): { subresource: string; fallback?: 
     case 'healthz':
       return { subresource: 'healthz', fallback: 'proxy' };
     case 'pods':
+    case 'runningpods':
       return { subresource: 'pods', fallback: 'proxy' };
     case 'configz':
       return { subresource: 'configz', fallback: 'proxy' };
@@ -41,8 +41,22 @@ export function subresourceFor(path: string): { subresource: string; fallback?: 
   }
 }
 
-/** The RBAC verb for an HTTP method, as the kubelet maps it. */
-export function verbFor(method: string | undefined): string {
+/**
+ * Paths that run something in a container or reach into it. A WebSocket upgrade to them is a GET, so
+ * mapping the verb from the method would let `nodes/proxy get` (given out for read-only monitoring)
+ * execute commands; they need `create` whatever the method. The kubelet itself still maps the method
+ * (its docs warn that `get` on nodes/proxy is not read-only); kube-apiserver 1.35 made the same change for
+ * `pods/exec`, `pods/attach` and `pods/portforward` (AuthorizePodWebsocketUpgradeCreatePermission).
+ */
+const STREAMING_PATHS = new Set(['exec', 'attach', 'portForward', 'run']);
+
+/**
+ * The RBAC verb a request needs: `create` for the streaming paths ({@link STREAMING_PATHS}) whatever the
+ * method, otherwise the method's verb as the kubelet maps it.
+ * @param path the decoded request path, as the kubelet authorises it (Go's `URL.Path`)
+ */
+export function verbFor(method: string | undefined, path: string): string {
+  if (STREAMING_PATHS.has(firstSegment(path))) return 'create';
   switch (method) {
     case 'POST':
       return 'create';
@@ -55,6 +69,11 @@ export function verbFor(method: string | undefined): string {
     default:
       return 'get';
   }
+}
+
+/** The first non-empty segment of a path (`//exec/x` is routed as `exec`, so it is authorised as one). */
+function firstSegment(path: string): string {
+  return path.split('/').find(Boolean) ?? '';
 }
 
 /** The user of a verified client certificate: CN is the user name, each O a group. */
@@ -117,9 +136,13 @@ export class KubeletAuth {
     return user;
   }
 
-  /** Whether `user` may call `method path` on this node (answer 403 when not). */
+  /**
+   * Whether `user` may call `method path` on this node (answer 403 when not).
+   * @param path the decoded path the request is routed by: authorising another spelling of it (`/%65xec`)
+   *   would let the two disagree
+   */
   async authorize(user: KubeletUser, method: string | undefined, path: string): Promise<boolean> {
-    const verb = verbFor(method);
+    const verb = verbFor(method, path);
     const { subresource, fallback } = subresourceFor(path);
     if (await this.#allowed(user, verb, subresource)) return true;
     return fallback ? this.#allowed(user, verb, fallback) : false;

@@ -26,6 +26,8 @@ export interface RemoteCommandClientOptions {
   port: number;
   /** Path with query, e.g. `/exec/default/web/app?command=echo&command=hi&output=1&error=1`. */
   path: string;
+  /** HTTP method of the upgrade request (default POST, as kube-apiserver sends; WebSocket clients use GET). */
+  method?: string;
   /** Protocol offers (default {@link APISERVER_PROTOCOL_OFFERS}). */
   protocols?: string[];
   /** Extra request headers (e.g. `Authorization`). */
@@ -63,7 +65,7 @@ export async function runRemoteCommand(
     ? tls.connect({ host, port: options.port, ...options.tls })
     : net.connect({ host, port: options.port });
   const request = [
-    `POST ${options.path} HTTP/1.1`,
+    `${options.method ?? 'POST'} ${options.path} HTTP/1.1`,
     `Host: ${host}:${options.port}`,
     'Connection: Upgrade',
     'Upgrade: SPDY/3.1',
