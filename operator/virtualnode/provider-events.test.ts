@@ -65,6 +65,23 @@ describe('provider events after a restart', () => {
     expect(isNewProviderEvent(event('Started', 'Started', old), 'uid-9', index, startedAt)).toBe(false);
   });
 
+  it('knows an event whose recorded note was cut at 1,024 characters', () => {
+    const long = 'x'.repeat(1500);
+    const cut = indexRecordedEvents(
+      [
+        recordedEvent({
+          reason: 'Failed',
+          message: long.slice(0, 1024),
+          eventTime: at('2026-01-01T10:00:05Z'),
+        }),
+      ],
+      'vn-eci',
+    );
+    expect(isNewProviderEvent(event('Failed', long, '2026-01-01T10:00:04Z'), 'uid-1', cut, startedAt)).toBe(
+      false,
+    );
+  });
+
   it('records an event without a timestamp: it happened when delivered', () => {
     expect(isNewProviderEvent(event('EciSpecAdjusted', 'ignored'), 'uid-1', index, startedAt)).toBe(true);
   });

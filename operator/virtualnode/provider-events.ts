@@ -23,9 +23,12 @@ export const EVENT_TTL_MS = 60 * 60_000;
 /** When the node last recorded each pod event, by {@link eventKey}, in ms since the epoch. */
 export type RecordedEvents = Map<string, number>;
 
-/** What identifies "the same event on the same pod": the pod's UID, the reason and the message. */
+/**
+ * What identifies "the same event on the same pod": the pod's UID, the reason and the message (as far as an
+ * Event keeps it: the recorder cuts notes at 1,024 characters).
+ */
 export function eventKey(uid: string, reason: string, message: string): string {
-  return `${uid}\u0000${reason}\u0000${message}`;
+  return `${uid}\u0000${reason}\u0000${message.slice(0, 1024)}`;
 }
 
 const time = (v: Date | string | undefined | null): number | undefined => {
