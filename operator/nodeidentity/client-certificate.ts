@@ -57,6 +57,8 @@ export interface NodeIdentityOptions {
   logger: Logger;
   /** In [0, 1); default Math.random. */
   jitter?: () => number;
+  /** Obtains one certificate; default {@link requestNodeCertificate} (tests replace the apiserver). */
+  request?: typeof requestNodeCertificate;
 }
 
 /** Asks for one certificate and waits until it is issued; rejects with the reason when denied or failed. */
@@ -140,7 +142,8 @@ function nodeUser(name: string, certPem: string, keyPem: string) {
 /** Obtains the node identity (resolves once the first certificate is issued) and keeps renewing it. */
 export async function startNodeIdentity(opts: NodeIdentityOptions): Promise<NodeIdentity> {
   const jitter = opts.jitter ?? Math.random;
-  const first = await requestNodeCertificate(opts);
+  const request = opts.request ?? requestNodeCertificate;
+  const first = await request(opts);
   const kc = nodeKubeConfig(opts.bootstrap, opts.nodeName, first.certificatePem, first.keyPem);
   let certificatePem = first.certificatePem;
   let notAfter = certNotAfter(certificatePem);
@@ -183,7 +186,7 @@ export async function startNodeIdentity(opts: NodeIdentityOptions): Promise<Node
     },
     async rotate() {
       try {
-        const next = await requestNodeCertificate(opts);
+        const next = await request(opts);
         if (stopped) return;
         swapIn(next.certificatePem, next.keyPem);
         opts.logger.info(
