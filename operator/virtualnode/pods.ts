@@ -44,6 +44,11 @@ export interface PodControllerOptions {
   provider: SandboxProvider;
   core: CoreV1Api;
   events: EventRecorder;
+  /**
+   * Lists the Events recorded before a restart (provider-events.ts); default `core`. A node identity may create
+   * Events but not list them: the virtual node passes its bootstrap identity's client.
+   */
+  recordedEvents?: CoreV1Api;
   /** Where env and volume references are read from. */
   resolver: ResolverSource;
   /** Allocatable of the node, for downward API limits that default to it. */
@@ -71,7 +76,8 @@ export interface PodControllerOptions {
   podInformer?: SupervisedInformer<V1Pod>;
 }
 
-type Settings = Required<Omit<PodControllerOptions, 'podInformer' | 'logger'>>;
+type Settings = Required<Omit<PodControllerOptions, 'podInformer' | 'logger' | 'recordedEvents'>> &
+  Pick<PodControllerOptions, 'recordedEvents'>;
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
@@ -126,13 +132,15 @@ export class PodController {
   async start(): Promise<void> {
     const startedAt = Date.now();
     // The Events this node recorded before a restart, so that provider events it lists again are not repeated.
-    const recorded = loadRecordedEvents(this.#o.core, this.#o.nodeName).catch((err: unknown) => {
-      this.#log.warn(
-        { err: apiErrorMessage(err) },
-        'cannot read recorded Events: provider events may repeat',
-      );
-      return new Map<string, number>();
-    });
+    const recorded = loadRecordedEvents(this.#o.recordedEvents ?? this.#o.core, this.#o.nodeName).catch(
+      (err: unknown) => {
+        this.#log.warn(
+          { err: apiErrorMessage(err) },
+          'cannot read recorded Events: provider events may repeat',
+        );
+        return new Map<string, number>();
+      },
+    );
     this.#unsubscribe = this.#o.provider.onStatus((s) => this.#onReport(s));
     this.#unsubscribeEvents = this.#o.provider.onEvent?.(
       (e) => void this.#providerEvent(e, recorded, startedAt).catch(() => {}),

@@ -190,20 +190,15 @@ export async function startVirtualNode(opts: {
       })
     : undefined;
   const capacity = await opts.provider.capacity();
-  // The pod controller lists the Events it recorded before a restart (provider-events.ts): a node may create
-  // Events but not list them, so that one read goes through the bootstrap identity; every other call is the node's.
-  const podCore = new Proxy(clients.core, {
-    get: (target, prop, receiver) =>
-      prop === 'listEventForAllNamespaces'
-        ? bootstrap.core.listEventForAllNamespaces.bind(bootstrap.core)
-        : Reflect.get(target, prop, receiver),
-  });
   const pods = new PodController(
     {
       nodeName: opts.config.name,
       hostIP: opts.config.internalIP,
       provider: opts.provider,
-      core: podCore,
+      core: clients.core,
+      // A node may create Events but not list them: the Events it recorded before a restart are read once by
+      // the bootstrap identity (chart: list events).
+      recordedEvents: bootstrap.core,
       events,
       resolver: apiResolverSource(clients.core, services),
       nodeAllocatable: { cpu: capacity.cpu, memory: capacity.memory },
