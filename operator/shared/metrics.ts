@@ -188,3 +188,22 @@ export function informerRestarts(reg: Registry = registry): Counter<'name'> {
       }),
   );
 }
+
+/**
+ * Duration of kubelet API requests on the virtual nodes, labelled by a fixed route name (never the request path:
+ * a label from the path would let any client grow `/metrics` without bound) and the status code answered.
+ */
+export function kubeletRequestDuration(reg: Registry = registry): Histogram<'route' | 'code'> {
+  return once(
+    reg,
+    'spillway_kubelet_request_duration_seconds',
+    () =>
+      new Histogram({
+        name: 'spillway_kubelet_request_duration_seconds',
+        help: 'Kubelet API requests of the virtual nodes, by route and status code (exec/attach: until the session ends)',
+        labelNames: ['route', 'code'],
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600],
+        registers: [reg],
+      }),
+  );
+}

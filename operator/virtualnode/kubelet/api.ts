@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { V1Pod } from '@kubernetes/client-node';
+import type { Registry } from 'prom-client';
 import {
   isNotFound,
   sandboxKey,
@@ -16,6 +17,7 @@ import {
   type SandboxProvider,
 } from '../../providers/types.ts';
 import type { Logger } from '../../shared/log.ts';
+import { kubeletRequestDuration } from '../../shared/metrics.ts';
 import { subresourceFor, verbFor, type KubeletAuth } from './auth.ts';
 import {
   RemoteCommandRequestError,
@@ -23,6 +25,7 @@ import {
   serveRemoteCommand,
   writeUpgradeError,
 } from './exec-stream.ts';
+import { kubeletRoute, type KubeletRoute } from './routes.ts';
 
 /** What the kubelet API serves from. */
 export interface KubeletApiOptions {
@@ -38,6 +41,8 @@ export interface KubeletApiOptions {
   host: string;
   port: number;
   logger: Logger;
+  /** Where the request-duration histogram is recorded (default spillway's registry). */
+  registry?: Registry;
 }
 
 class HttpError extends Error {
@@ -218,6 +223,10 @@ function parsePath(raw: string | undefined): { url: URL; parts: string[] } {
 /** Starts the kubelet API; resolves once listening. */
 export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> {
   const started = new Date();
+  const duration = kubeletRequestDuration(opts.registry);
+  /** Records one request under its fixed route name (see ./routes.ts) and the status answered. */
+  const observe = (route: KubeletRoute, code: number | 'aborted', since: number) =>
+    duration.observe({ route, code: String(code) }, (performance.now() - since) / 1000);
   const server = createServer({
     cert: opts.tls.cert,
     key: opts.tls.key,
@@ -247,10 +256,14 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     // Parsed inside the handled block: a malformed path (`/%`, `//`) is a 400, never a crash of the node.
     let url = new URL('https://kubelet/');
+    const since = performance.now();
+    let route: KubeletRoute = 'other';
+    res.once('close', () => observe(route, res.headersSent ? res.statusCode : 'aborted', since));
     void (async () => {
       const parsed = parsePath(req.url);
       url = parsed.url;
       const { parts } = parsed;
+      route = kubeletRoute(parts);
       await guard(req, parts);
       switch (parts[0]) {
         case 'healthz':
@@ -302,8 +315,11 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
     // client's reset (read ECONNRESET) at any moment from here on — during authentication, after a 401,
     // mid-SPDY — is an unhandled 'error' event, and the process exits.
     socket.on('error', (err) => opts.logger.debug({ err: err.message }, 'kubelet API upgrade socket error'));
+    const since = performance.now();
+    let route: KubeletRoute = 'other';
     void (async () => {
       const { url, parts } = parsePath(req.url);
+      route = kubeletRoute(parts);
       await guard(req, parts);
       const [verb, namespace, name, container] = parts;
       if ((verb !== 'exec' && verb !== 'attach') || !namespace || !name || !container) {
@@ -313,7 +329,7 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
       const options = parseRemoteCommandQuery(url.searchParams);
       if (verb === 'attach' && !opts.provider.attach)
         throw new HttpError(501, `provider ${opts.provider.name} does not support attach`);
-      await serveRemoteCommand(
+      const outcome = await serveRemoteCommand(
         req,
         socket,
         head,
@@ -324,9 +340,13 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
             : opts.provider.attach!(key, container, streams),
         { onError: (err) => opts.logger.debug({ err: err.message }, 'exec stream error') },
       );
+      // Upgraded: the session has ended now. Refused while negotiating: the status it was refused with.
+      const refused = outcome.error instanceof RemoteCommandRequestError ? outcome.error.status : 500;
+      observe(route, outcome.protocol ? 101 : refused, since);
     })().catch((err: unknown) => {
       const status = err instanceof HttpError || err instanceof RemoteCommandRequestError ? err.status : 500;
       writeUpgradeError(socket, status, err instanceof Error ? err.message : String(err));
+      observe(route, status, since);
     });
   });
 
