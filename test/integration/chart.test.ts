@@ -858,6 +858,8 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
   let webhookPort: number;
   let values: string;
   const processes: OperatorProcess[] = [];
+  /** Where each process serves /metrics (any free loopback port; the pods' is metrics.port). */
+  const metricsPorts: { controller?: number; virtualNode?: number } = {};
   let installed = false;
 
   const installArgs = () => ['--namespace', ns.name, '-f', values, '--wait', '--timeout', '3m'];
@@ -961,7 +963,7 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
           // The pod listens on every interface; this test stays on loopback.
           'webhook-host': '127.0.0.1',
           'metrics-host': '127.0.0.1',
-          'metrics-port': String(await freePort()),
+          'metrics-port': String((metricsPorts.controller = await freePort())),
         },
         env,
       ),
@@ -984,7 +986,7 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
           config: join(dir, 'node.yaml'),
           'kubelet-host': '127.0.0.1',
           'metrics-host': '127.0.0.1',
-          'metrics-port': String(await freePort()),
+          'metrics-port': String((metricsPorts.virtualNode = await freePort())),
         },
         env,
       ),
@@ -1075,6 +1077,77 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
       'from-the-sandbox',
     );
     expect(out.trim()).toBe('from-the-sandbox');
+  });
+
+  it('answers /metrics, on the controller and the virtual node, only to a token bound to spillway-metrics-reader', async () => {
+    // A scraper's ServiceAccount bound to the chart's ClusterRole, and one without it.
+    await core.createNamespacedServiceAccount({
+      namespace: ns.name,
+      body: { metadata: { name: 'scraper' } },
+    });
+    const token = async (sa: string) =>
+      (
+        await core.createNamespacedServiceAccountToken({
+          namespace: ns.name,
+          name: sa,
+          body: { spec: { audiences: [], expirationSeconds: 600 } },
+        })
+      ).status!.token;
+    const rbac = cluster.kc.makeApiClient(RbacAuthorizationV1Api);
+    const binding = `spillway-metrics-reader-${ns.name}`;
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name: binding },
+        roleRef: {
+          apiGroup: 'rbac.authorization.k8s.io',
+          kind: 'ClusterRole',
+          name: 'spillway-metrics-reader',
+        },
+        subjects: [{ kind: 'ServiceAccount', name: 'scraper', namespace: ns.name }],
+      },
+    });
+    try {
+      await waitFor('the reader binding in effect', 30_000, async () =>
+        canI(cluster.kubeconfigPath, `system:serviceaccount:${ns.name}:scraper`, 'get', '/metrics').catch(
+          () => false,
+        ),
+      );
+      const [scraper, other] = [await token('scraper'), await token('default')];
+      /** Status and body of a scrape; each process's certificate is self-signed (the ServiceMonitor skips it). */
+      const scrape = (port: number, bearer?: string) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = request(
+            {
+              host: '127.0.0.1',
+              port,
+              path: '/metrics',
+              rejectUnauthorized: false,
+              headers: bearer ? { Authorization: `Bearer ${bearer}` } : {},
+            },
+            (res) => {
+              let body = '';
+              res.setEncoding('utf8');
+              res.on('data', (c: string) => (body += c));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          );
+          req.on('error', reject);
+          req.end();
+        });
+      // The virtual node reviews tokens as its node identity: its bootstrap ServiceAccount may not.
+      for (const [who, port] of Object.entries(metricsPorts)) {
+        expect((await scrape(port)).status, who).toBe(401);
+        expect((await scrape(port, other)).status, who).toBe(403);
+        const allowed = await scrape(port, scraper);
+        expect(allowed.status, who).toBe(200);
+        expect(allowed.body, who).toContain('process_resident_memory_bytes');
+      }
+    } finally {
+      await rbac.deleteClusterRoleBinding({ name: binding }).catch(() => undefined);
+      await core
+        .deleteNamespacedServiceAccount({ namespace: ns.name, name: 'scraper' })
+        .catch(() => undefined);
+    }
   });
 
   it('denies, through the chart validating webhook, a burst pod a sandbox cannot run', async () => {
