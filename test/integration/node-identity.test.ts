@@ -58,7 +58,8 @@ describe('the virtual node identity', () => {
     admin = cluster.kc.makeApiClient(CoreV1Api);
     rbac = cluster.kc.makeApiClient(RbacAuthorizationV1Api);
     ns = await createTestNamespace(cluster.kc, 'node-identity');
-    // The bootstrap identity, as the chart grants it: ask for certificates, read the cluster's client CA.
+    // The bootstrap identity, as the chart grants it: ask for certificates, read the cluster's client CA and the
+    // Events its node recorded.
     await admin.createNamespacedServiceAccount({ namespace: ns.name, body: { metadata: { name: 'vn' } } });
     bootstrapUser = `system:serviceaccount:${ns.name}:vn`;
     const subject = { kind: 'ServiceAccount', name: 'vn', namespace: ns.name };
@@ -71,6 +72,7 @@ describe('the virtual node identity', () => {
             resources: ['certificatesigningrequests'],
             verbs: ['create', 'get'],
           },
+          { apiGroups: [''], resources: ['events'], verbs: ['list'] },
         ],
       },
     });
