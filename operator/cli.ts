@@ -110,12 +110,6 @@ async function main(argv: string[]): Promise<number> {
   const identity = `${hostname()}-${process.pid}`;
   log.info({ kubeconfig: origin, identity }, 'starting');
 
-  const managedNodes = new Set(
-    values['approve-node-csrs']
-      .split(',')
-      .map((n) => n.trim())
-      .filter(Boolean),
-  );
   const metricsAuth = values['metrics-auth'];
   if (metricsAuth !== 'none' && metricsAuth !== 'kubernetes') {
     process.stderr.write(`spillway: --metrics-auth must be none or kubernetes, not "${metricsAuth}"\n`);
@@ -125,6 +119,12 @@ async function main(argv: string[]): Promise<number> {
     .split(',')
     .map((n) => n.trim())
     .filter(Boolean);
+  const managedNodes = new Set(
+    values['approve-node-csrs']
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
+  );
   // Who checks scrapers' tokens: this process's identity, except in a virtual node process, where the first node's
   // own identity takes over once it has one (system:node:<name> may create TokenReviews and SubjectAccessReviews,
   // as a kubelet does; the bootstrap ServiceAccount may not).
@@ -173,7 +173,10 @@ async function main(argv: string[]): Promise<number> {
       ...(values['webhook-port'] ? { port: Number(values['webhook-port']) } : {}),
     });
     shutdown.onShutdown('webhooks', () => webhooks.stop());
-    // Every replica serves webhooks; only the leader reconciles ElasticWorkloads.
+    // Every replica serves webhooks; only the leader reconciles ElasticWorkloads. Losing the Lease (another
+    // replica took it, or the apiserver was unreachable past the renew deadline) stops the controller and the
+    // elector campaigns again: the webhooks and virtual nodes in this process keep serving meanwhile.
+    let controller: ElasticWorkloadController | undefined;
     // The virtual nodes' client certificates (operator/nodeidentity/): approved by the leader for the nodes this
     // spillway runs, asked by their bootstrap identity (under run: this process's own user, the same process).
     const bootstrapUsers = values['node-bootstrap-user'] ? [values['node-bootstrap-user']] : [];
@@ -181,6 +184,7 @@ async function main(argv: string[]): Promise<number> {
       const me = await clients.authentication.createSelfSubjectReview({ body: {} });
       if (me.status?.userInfo?.username) bootstrapUsers.push(me.status.userInfo.username);
     }
+    let approver: NodeCsrApprover | undefined;
     const elector = new LeaderElector({
       leases: clients.coordination,
       namespace: values.namespace,
@@ -188,27 +192,29 @@ async function main(argv: string[]): Promise<number> {
       identity,
       logger: log,
       onStartedLeading: async () => {
-        const controller = new ElasticWorkloadController({
+        controller = new ElasticWorkloadController({
           kc,
           identity,
           logger: log,
           ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
         });
         await controller.start();
-        shutdown.onShutdown('elasticworkload-controller', () => controller.stop());
         if (bootstrapUsers.length > 0) {
-          const approver = new NodeCsrApprover({
+          approver = new NodeCsrApprover({
             kc,
             policy: { isManagedNode: (name) => managedNodes.has(name), bootstrapUsers },
             logger: log,
           });
           await approver.start();
-          shutdown.onShutdown('node-csr-approver', () => approver.stop());
         }
       },
-      onStoppedLeading: () => {
-        // Lost the lease while running: exit so that a fresh process campaigns again (as client-go does).
-        void shutdown.shutdown('lost leadership');
+      onStoppedLeading: async () => {
+        const stopping = controller;
+        controller = undefined;
+        await stopping?.stop();
+        const approving = approver;
+        approver = undefined;
+        await approving?.stop();
       },
     });
     elector.start();

@@ -2,37 +2,17 @@
  * The `spillway` command as users run it (`make run` is `spillway run`): a real process against the local
  * control plane, stopped with SIGTERM like a terminal's Ctrl-C or a pod's termination.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
-import { repoRoot, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
+import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 import { createDeployment, createElasticWorkload, deployment } from '../support/objects.ts';
 import { freePort } from '../support/ports.ts';
-
-function spillway(
-  kubeconfig: string,
-  ...args: string[]
-): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  let output = '';
-  const child = spawn(process.execPath, [join(repoRoot, 'operator/cli.ts'), ...args], {
-    env: { ...process.env, KUBECONFIG: kubeconfig, LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, output: () => output };
-}
-
-const ready = async (core: CoreV1Api, name: string) =>
-  (await core.readNode({ name })).status?.conditions?.some(
-    (c) => c.type === 'Ready' && c.status === 'True',
-  ) === true;
+import { nodeReady as ready, spillway } from '../support/spillway-process.ts';
 
 describe('the spillway command', () => {
   let cluster: TestCluster;
