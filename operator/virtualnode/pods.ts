@@ -33,7 +33,15 @@ import {
   type SandboxProvider,
   type SandboxStatus,
 } from '../providers/types.ts';
-import { failedStatus, podStatusFrom, statusFingerprint } from './pod-status.ts';
+import {
+  containerEvents,
+  killingEvents,
+  viewsFromPodStatus,
+  viewsFromReport,
+  withContainerWaiting,
+  type ContainerEvent,
+} from './container-events.ts';
+import { failedStatus, pendingStatus, podStatusFrom, statusFingerprint } from './pod-status.ts';
 import { isNewProviderEvent, loadRecordedEvents, type RecordedEvents } from './provider-events.ts';
 import { MissingReferenceError, resolvePodInputs, type ResolverSource } from './resolve.ts';
 
@@ -226,7 +234,13 @@ export class PodController {
     const pod = this.pods.get(report.key.namespace, report.key.name);
     if (pod?.metadata?.uid !== report.key.uid && !this.#created.has(report.key.uid)) return;
     this.#created.add(report.key.uid);
+    const previous = this.#reports.get(report.key.uid);
     this.#reports.set(report.key.uid, report);
+    if (pod?.metadata?.uid === report.key.uid && !pod.metadata.deletionTimestamp) {
+      // What the node knew before this report: its last report, or after a restart the status it wrote then.
+      const before = previous ? viewsFromReport(previous) : viewsFromPodStatus(pod.status);
+      for (const e of containerEvents(pod, before, report)) void this.#containerEvent(pod, e);
+    }
     this.#status.add(`${report.key.namespace}/${report.key.name}`);
   }
 
@@ -297,17 +311,14 @@ export class PodController {
       }
       const attempts = (this.#createFailures.get(k.uid) ?? 0) + 1;
       this.#createFailures.set(k.uid, attempts);
-      const what =
-        err instanceof MissingReferenceError
-          ? 'a reference the pod needs is missing'
-          : `provider ${this.#o.provider.name} refused the create`;
-      const message =
-        err instanceof MissingReferenceError
-          ? `${what} (attempt ${attempts}; retrying until it exists): ${apiErrorMessage(err)}`
-          : `${what} (attempt ${attempts} of ${this.#o.maxCreateAttempts}): ${apiErrorMessage(err)}`;
-      const reason = err instanceof MissingReferenceError ? 'FailedMount' : 'ProviderCreateFailed';
-      void this.#event(pod, EventType.Warning, reason, 'Create', message);
-      if (attempts >= this.#o.maxCreateAttempts && !(err instanceof MissingReferenceError)) {
+      if (err instanceof MissingReferenceError) {
+        await this.#missingReference(pod, err);
+        // Retried until the reference exists, as a kubelet does; never a Failed pod.
+        return { requeueAfter: Math.min(1000 * 2 ** (attempts - 1), 30_000) };
+      }
+      const message = `provider ${this.#o.provider.name} refused the create (attempt ${attempts} of ${this.#o.maxCreateAttempts}): ${apiErrorMessage(err)}`;
+      void this.#event(pod, EventType.Warning, 'ProviderCreateFailed', 'Create', message);
+      if (attempts >= this.#o.maxCreateAttempts) {
         this.#createFailures.delete(k.uid);
         await this.#fail(pod, 'ProviderFailed', message);
         return;
@@ -317,9 +328,38 @@ export class PodController {
     }
   }
 
+  /**
+   * A reference the pod needs does not exist, reported as a kubelet does: a volume source is a `FailedMount`
+   * Warning and the pod stays ContainerCreating; an env reference is a `Failed` Warning (`Error: ...`) and the
+   * container waits with `CreateContainerConfigError`. The same message each retry, so Events form one series.
+   */
+  async #missingReference(pod: V1Pod, err: MissingReferenceError): Promise<void> {
+    const site = err.site ?? { volume: '' };
+    let status = pendingStatus(pod, this.#o.hostIP);
+    if ('volume' in site) {
+      const message = `MountVolume.SetUp failed for volume "${site.volume}" : ${err.message}`;
+      void this.#event(pod, EventType.Warning, 'FailedMount', 'Create', message);
+    } else {
+      const spec = pod.spec?.initContainers?.some((c) => c.name === site.container)
+        ? 'initContainers'
+        : 'containers';
+      void this.#containerEvent(pod, {
+        type: 'Warning',
+        reason: 'Failed',
+        message: `Error: ${err.message}`,
+        fieldPath: `spec.${spec}{${site.container}}`,
+      });
+      status = withContainerWaiting(status, site.container, 'CreateContainerConfigError', err.message);
+    }
+    await this.#writeStatus(pod, status);
+  }
+
   /** Graceful delete: the provider stops the containers within the grace period, then the pod goes. */
   async #terminate(pod: V1Pod, k: SandboxKey): Promise<void> {
     if (this.#created.has(k.uid)) {
+      const report = this.#reports.get(k.uid);
+      const known = report ? viewsFromReport(report) : viewsFromPodStatus(pod.status);
+      for (const e of killingEvents(pod, known)) void this.#containerEvent(pod, e);
       const grace = pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30;
       await this.#deleteInstance(k, grace);
     }
@@ -427,7 +467,19 @@ export class PodController {
     await this.#writeStatus(pod, failedStatus(pod, this.#o.hostIP, reason, message));
   }
 
-  #event(pod: V1Pod, type: EventType, reason: string, action: string, note: string): Promise<void> {
+  /** Records a container's lifecycle Event, regarding the container (fieldPath) as a kubelet does. */
+  #containerEvent(pod: V1Pod, e: ContainerEvent): Promise<void> {
+    return this.#event(pod, e.type, e.reason, e.reason, e.message, e.fieldPath);
+  }
+
+  #event(
+    pod: V1Pod,
+    type: EventType,
+    reason: string,
+    action: string,
+    note: string,
+    fieldPath?: string,
+  ): Promise<void> {
     return this.#o.events.record(
       {
         apiVersion: 'v1',
@@ -435,6 +487,7 @@ export class PodController {
         namespace: pod.metadata?.namespace,
         name: pod.metadata?.name ?? '',
         uid: pod.metadata?.uid,
+        ...(fieldPath && { fieldPath }),
       },
       type,
       reason,

@@ -177,8 +177,41 @@ describe('resolvePodInputs', () => {
         ],
       },
     };
-    await expect(resolvePodInputs(p, fakeSource())).rejects.toThrow(MissingReferenceError);
-    await expect(resolvePodInputs(p, fakeSource())).rejects.toThrow('key "nope" not found in secret "creds"');
+    // The kubelet's message, and the container whose config it is (CreateContainerConfigError).
+    const err = await resolvePodInputs(p, fakeSource()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MissingReferenceError);
+    expect((err as MissingReferenceError).message).toBe("couldn't find key nope in Secret shop/creds");
+    expect((err as MissingReferenceError).site).toEqual({ container: 'app' });
+  });
+
+  it('names the volume of a missing volume source, before any missing env reference', async () => {
+    const p: V1Pod = {
+      ...pod,
+      spec: {
+        ...pod.spec!,
+        containers: [
+          { name: 'app', env: [{ name: 'X', valueFrom: { configMapKeyRef: { name: 'gone', key: 'k' } } }] },
+        ],
+        volumes: [
+          { name: 'ok', configMap: { name: 'cfg' } },
+          { name: 'conf', configMap: { name: 'gone' } },
+        ],
+      },
+    };
+    const err = await resolvePodInputs(p, fakeSource()).catch((e: unknown) => e);
+    expect((err as MissingReferenceError).message).toBe('configmap "gone" not found');
+    expect((err as MissingReferenceError).site).toEqual({ volume: 'conf' });
+    const items: V1Pod = {
+      ...p,
+      spec: {
+        ...p.spec!,
+        containers: [{ name: 'app' }],
+        volumes: [{ name: 'sec', secret: { secretName: 'creds', items: [{ key: 'nope', path: 'x' }] } }],
+      },
+    };
+    const itemErr = await resolvePodInputs(items, fakeSource()).catch((e: unknown) => e);
+    expect((itemErr as MissingReferenceError).message).toBe('references non-existent secret key: nope');
+    expect((itemErr as MissingReferenceError).site).toEqual({ volume: 'sec' });
   });
 
   it('materialises configMap, secret, downwardAPI and projected token volumes; emptyDir is left to the provider', async () => {

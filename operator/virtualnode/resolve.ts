@@ -34,9 +34,22 @@ export interface ConfigMapContent {
   binaryData?: Record<string, Buffer>;
 }
 
+/**
+ * Where a missing reference was met, as a kubelet tells them apart: a volume it cannot mount (`FailedMount`, the
+ * pod stays ContainerCreating) or a container whose config it cannot build (`CreateContainerConfigError`).
+ */
+export type ReferenceSite = { volume: string } | { container: string };
+
 /** A pod references something that does not exist; the pod controller retries and raises an Event. */
 export class MissingReferenceError extends Error {
   override readonly name = 'MissingReferenceError';
+  /** The volume or container that needs it; absent when thrown outside {@link resolvePodInputs}. */
+  readonly site: ReferenceSite | undefined;
+
+  constructor(message: string, site?: ReferenceSite) {
+    super(message);
+    this.site = site;
+  }
 }
 
 /** The value of a downward API `fieldRef` for `pod`, or throws naming the unsupported path. */
@@ -182,6 +195,7 @@ export async function resolvePodInputs(
   const ns = pod.metadata?.namespace ?? 'default';
   const configMap = async (name: string, optional: boolean | undefined) => {
     const data = await source.configMap(ns, name);
+    // The kubelet's configmap/secret managers name the resource in the singular: `configmap "x" not found`.
     if (!data && !optional) throw new MissingReferenceError(`configmap "${name}" not found`);
     return data;
   };
@@ -191,129 +205,147 @@ export async function resolvePodInputs(
     return data;
   };
 
-  const links = pod.spec?.enableServiceLinks === false ? [] : serviceLinkVars(await source.services(ns));
-  const kube = await source.kubernetesService();
-  const env: Record<string, ResolvedEnvVar[]> = {};
-  for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
-    const vars = new Map<string, string>();
-    if (kube) {
-      vars.set('KUBERNETES_SERVICE_HOST', kube.host);
-      vars.set('KUBERNETES_SERVICE_PORT', String(kube.port));
-      vars.set('KUBERNETES_SERVICE_PORT_HTTPS', String(kube.port));
-      vars.set('KUBERNETES_PORT', `tcp://${kube.host}:${kube.port}`);
-    }
-    for (const l of links) vars.set(l.name, l.value);
-    for (const from of c.envFrom ?? []) {
-      const prefix = from.prefix ?? '';
-      if (from.configMapRef) {
-        for (const [k, v] of Object.entries(
-          (await configMap(from.configMapRef.name!, from.configMapRef.optional))?.data ?? {},
-        ))
-          vars.set(prefix + k, v);
-      }
-      if (from.secretRef) {
-        for (const [k, v] of Object.entries(
-          (await secret(from.secretRef.name!, from.secretRef.optional)) ?? {},
-        ))
-          vars.set(prefix + k, v.toString());
-      }
-    }
-    for (const e of c.env ?? []) {
-      const vf = e.valueFrom;
-      let value: string | undefined;
-      if (!vf) value = expandVars(e.value ?? '', vars);
-      else if (vf.fieldRef) value = fieldRefValue(pod, vf.fieldRef);
-      else if (vf.resourceFieldRef) value = resourceFieldValue(pod, c, vf.resourceFieldRef, nodeAllocatable);
-      else if (vf.configMapKeyRef) {
-        const ref = vf.configMapKeyRef;
-        value = (await configMap(ref.name!, ref.optional))?.data[ref.key];
-        if (value === undefined && !ref.optional)
-          throw new MissingReferenceError(`key "${ref.key}" not found in configmap "${ref.name}"`);
-      } else if (vf.secretKeyRef) {
-        const ref = vf.secretKeyRef;
-        value = (await secret(ref.name!, ref.optional))?.[ref.key]?.toString();
-        if (value === undefined && !ref.optional)
-          throw new MissingReferenceError(`key "${ref.key}" not found in secret "${ref.name}"`);
-      }
-      if (value !== undefined) vars.set(e.name, value);
-    }
-    env[c.name] = [...vars].map(([name, value]) => ({ name, value }));
-  }
-
-  const volumes: Record<string, MaterialisedVolume> = {};
-  for (const v of pod.spec?.volumes ?? []) {
-    const files: MaterialisedVolume['files'] = [];
-    const fromMap = (
-      data: Record<string, Buffer>,
-      items: { key: string; path: string; mode?: number }[] | undefined,
-      mode: number | undefined,
-      what: string,
-    ) => {
-      if (!items) {
-        for (const [k, content] of Object.entries(data)) files.push({ path: k, content, mode });
-        return;
-      }
-      for (const it of items) {
-        const content = data[it.key];
-        if (!content) throw new MissingReferenceError(`key "${it.key}" not found in ${what}`);
-        files.push({ path: it.path, content, mode: it.mode ?? mode });
-      }
-    };
-    const cmBuffers = (d: ConfigMapContent) => ({
-      ...Object.fromEntries(Object.entries(d.data).map(([k, s]) => [k, Buffer.from(s)])),
-      ...d.binaryData,
-    });
-    const projections: V1VolumeProjection[] = v.projected?.sources ?? [];
-    const downward = (items: V1DownwardAPIVolumeFile[] | undefined, mode: number | undefined) => {
-      for (const it of items ?? []) {
-        const value = it.fieldRef
-          ? fieldRefValue(pod, it.fieldRef)
-          : resourceFieldValue(pod, undefined, it.resourceFieldRef!, nodeAllocatable);
-        files.push({ path: it.path, content: Buffer.from(value), mode: it.mode ?? mode });
-      }
-    };
-    if (v.configMap) {
-      const d = await configMap(v.configMap.name!, v.configMap.optional);
-      if (d)
-        fromMap(cmBuffers(d), v.configMap.items, v.configMap.defaultMode, `configmap "${v.configMap.name}"`);
-    } else if (v.secret) {
-      const d = await secret(v.secret.secretName!, v.secret.optional);
-      if (d) fromMap(d, v.secret.items, v.secret.defaultMode, `secret "${v.secret.secretName}"`);
-    } else if (v.downwardAPI) {
-      downward(v.downwardAPI.items, v.downwardAPI.defaultMode);
-    } else if (v.projected) {
-      for (const p of projections) {
-        if (p.serviceAccountToken) {
-          const token = await source.token(
-            pod,
-            p.serviceAccountToken.audience,
-            p.serviceAccountToken.expirationSeconds ?? 3607,
+  // Volumes first: a kubelet mounts them before it builds any container's config, so a missing volume source
+  // is reported (FailedMount) even when an env reference is missing too.
+  let site: ReferenceSite | undefined;
+  try {
+    const volumes: Record<string, MaterialisedVolume> = {};
+    for (const v of pod.spec?.volumes ?? []) {
+      site = { volume: v.name };
+      const files: MaterialisedVolume['files'] = [];
+      const fromMap = (
+        data: Record<string, Buffer>,
+        items: { key: string; path: string; mode?: number }[] | undefined,
+        mode: number | undefined,
+        /** The kubelet's message for an item whose key is missing, before `: <key>`. */
+        what: string,
+      ) => {
+        if (!items) {
+          for (const [k, content] of Object.entries(data)) files.push({ path: k, content, mode });
+          return;
+        }
+        for (const it of items) {
+          const content = data[it.key];
+          if (!content) throw new MissingReferenceError(`${what}: ${it.key}`);
+          files.push({ path: it.path, content, mode: it.mode ?? mode });
+        }
+      };
+      const cmBuffers = (d: ConfigMapContent) => ({
+        ...Object.fromEntries(Object.entries(d.data).map(([k, s]) => [k, Buffer.from(s)])),
+        ...d.binaryData,
+      });
+      const projections: V1VolumeProjection[] = v.projected?.sources ?? [];
+      const downward = (items: V1DownwardAPIVolumeFile[] | undefined, mode: number | undefined) => {
+        for (const it of items ?? []) {
+          const value = it.fieldRef
+            ? fieldRefValue(pod, it.fieldRef)
+            : resourceFieldValue(pod, undefined, it.resourceFieldRef!, nodeAllocatable);
+          files.push({ path: it.path, content: Buffer.from(value), mode: it.mode ?? mode });
+        }
+      };
+      if (v.configMap) {
+        const d = await configMap(v.configMap.name!, v.configMap.optional);
+        if (d)
+          fromMap(
+            cmBuffers(d),
+            v.configMap.items,
+            v.configMap.defaultMode,
+            'configmap references non-existent config key',
           );
-          files.push({
-            path: p.serviceAccountToken.path,
-            content: Buffer.from(token),
-            mode: v.projected.defaultMode,
-          });
-        } else if (p.configMap) {
-          const d = await configMap(p.configMap.name!, p.configMap.optional);
-          if (d)
-            fromMap(
-              cmBuffers(d),
-              p.configMap.items,
-              v.projected.defaultMode,
-              `configmap "${p.configMap.name}"`,
+      } else if (v.secret) {
+        const d = await secret(v.secret.secretName!, v.secret.optional);
+        if (d) fromMap(d, v.secret.items, v.secret.defaultMode, 'references non-existent secret key');
+      } else if (v.downwardAPI) {
+        downward(v.downwardAPI.items, v.downwardAPI.defaultMode);
+      } else if (v.projected) {
+        for (const p of projections) {
+          if (p.serviceAccountToken) {
+            const token = await source.token(
+              pod,
+              p.serviceAccountToken.audience,
+              p.serviceAccountToken.expirationSeconds ?? 3607,
             );
-        } else if (p.secret) {
-          const d = await secret(p.secret.name!, p.secret.optional);
-          if (d) fromMap(d, p.secret.items, v.projected.defaultMode, `secret "${p.secret.name}"`);
-        } else if (p.downwardAPI) {
-          downward(p.downwardAPI.items, v.projected.defaultMode);
+            files.push({
+              path: p.serviceAccountToken.path,
+              content: Buffer.from(token),
+              mode: v.projected.defaultMode,
+            });
+          } else if (p.configMap) {
+            const d = await configMap(p.configMap.name!, p.configMap.optional);
+            if (d)
+              fromMap(
+                cmBuffers(d),
+                p.configMap.items,
+                v.projected.defaultMode,
+                'configmap references non-existent config key',
+              );
+          } else if (p.secret) {
+            const d = await secret(p.secret.name!, p.secret.optional);
+            if (d) fromMap(d, p.secret.items, v.projected.defaultMode, 'references non-existent secret key');
+          } else if (p.downwardAPI) {
+            downward(p.downwardAPI.items, v.projected.defaultMode);
+          }
+        }
+      } else {
+        continue; // emptyDir and anything the provider creates itself
+      }
+      volumes[v.name] = { files };
+    }
+    const links = pod.spec?.enableServiceLinks === false ? [] : serviceLinkVars(await source.services(ns));
+    const kube = await source.kubernetesService();
+    const env: Record<string, ResolvedEnvVar[]> = {};
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      site = { container: c.name };
+      const vars = new Map<string, string>();
+      if (kube) {
+        vars.set('KUBERNETES_SERVICE_HOST', kube.host);
+        vars.set('KUBERNETES_SERVICE_PORT', String(kube.port));
+        vars.set('KUBERNETES_SERVICE_PORT_HTTPS', String(kube.port));
+        vars.set('KUBERNETES_PORT', `tcp://${kube.host}:${kube.port}`);
+      }
+      for (const l of links) vars.set(l.name, l.value);
+      for (const from of c.envFrom ?? []) {
+        const prefix = from.prefix ?? '';
+        if (from.configMapRef) {
+          for (const [k, v] of Object.entries(
+            (await configMap(from.configMapRef.name!, from.configMapRef.optional))?.data ?? {},
+          ))
+            vars.set(prefix + k, v);
+        }
+        if (from.secretRef) {
+          for (const [k, v] of Object.entries(
+            (await secret(from.secretRef.name!, from.secretRef.optional)) ?? {},
+          ))
+            vars.set(prefix + k, v.toString());
         }
       }
-    } else {
-      continue; // emptyDir and anything the provider creates itself
+      for (const e of c.env ?? []) {
+        const vf = e.valueFrom;
+        let value: string | undefined;
+        if (!vf) value = expandVars(e.value ?? '', vars);
+        else if (vf.fieldRef) value = fieldRefValue(pod, vf.fieldRef);
+        else if (vf.resourceFieldRef)
+          value = resourceFieldValue(pod, c, vf.resourceFieldRef, nodeAllocatable);
+        else if (vf.configMapKeyRef) {
+          const ref = vf.configMapKeyRef;
+          value = (await configMap(ref.name!, ref.optional))?.data[ref.key];
+          if (value === undefined && !ref.optional)
+            throw new MissingReferenceError(`couldn't find key ${ref.key} in ConfigMap ${ns}/${ref.name}`);
+        } else if (vf.secretKeyRef) {
+          const ref = vf.secretKeyRef;
+          value = (await secret(ref.name!, ref.optional))?.[ref.key]?.toString();
+          if (value === undefined && !ref.optional)
+            throw new MissingReferenceError(`couldn't find key ${ref.key} in Secret ${ns}/${ref.name}`);
+        }
+        if (value !== undefined) vars.set(e.name, value);
+      }
+      env[c.name] = [...vars].map(([name, value]) => ({ name, value }));
     }
-    volumes[v.name] = { files };
+
+    return { env, volumes };
+  } catch (err) {
+    if (err instanceof MissingReferenceError && !err.site && site)
+      throw new MissingReferenceError(err.message, site);
+    throw err;
   }
-  return { env, volumes };
 }

@@ -13,6 +13,7 @@ import {
   isNotFound,
   sandboxKey,
   type PodStats,
+  type SandboxInstance,
   type SandboxKey,
   type SandboxProvider,
 } from '../../providers/types.ts';
@@ -75,7 +76,14 @@ async function containerLogs(
   const [namespace, name, container] = parts;
   if (!namespace || !name || !container)
     throw new HttpError(400, 'path must be /containerLogs/<namespace>/<pod>/<container>');
+  const pod = opts.pod(namespace, name);
   const key = podKey(opts, namespace, name);
+  const previous = q.get('previous') === 'true';
+  const known = [...(pod?.spec?.initContainers ?? []), ...(pod?.spec?.containers ?? [])].some(
+    (c) => c.name === container,
+  );
+  // The kubelet's answers (400, which the apiserver passes on with the message; a 404 loses it).
+  if (!known) throw new HttpError(400, `container ${container} is not valid for pod ${name}`);
   const sinceTime = q.get('sinceTime');
   let stream;
   try {
@@ -85,16 +93,44 @@ async function containerLogs(
       timestamps: q.get('timestamps') === 'true',
       sinceSeconds: num(q.get('sinceSeconds')),
       sinceTime: sinceTime ? new Date(sinceTime) : undefined,
-      previous: q.get('previous') === 'true',
+      previous,
       limitBytes: num(q.get('limitBytes')),
     });
   } catch (err) {
+    if (isNotFound(err) && previous)
+      throw new HttpError(400, `previous terminated container "${container}" in pod "${name}" not found`);
     if (isNotFound(err)) throw new HttpError(404, (err as Error).message);
     throw err;
   }
   res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Transfer-Encoding': 'chunked' });
   res.on('close', () => stream.destroy());
   await pipeline(stream, res).catch(() => undefined);
+}
+
+/**
+ * `/runningpods/` as the kubelet answers it: a PodList of the pods with running containers, each with only its
+ * name, namespace, UID and the running containers' names and images (what the runtime knows, not the API's pod).
+ */
+export function runningPods(instances: SandboxInstance[]): object {
+  const items = [];
+  for (const inst of instances) {
+    const reports = [...(inst.status?.initContainers ?? []), ...(inst.status?.containers ?? [])];
+    const containers = reports
+      .filter((c) => c.state.kind === 'running')
+      .map((c) => ({ name: c.name, image: c.image ?? '', resources: {} }));
+    if (containers.length === 0) continue;
+    items.push({
+      metadata: {
+        name: inst.key.name,
+        namespace: inst.key.namespace,
+        uid: inst.key.uid,
+        creationTimestamp: null,
+      },
+      spec: { containers },
+      status: {},
+    });
+  }
+  return { kind: 'PodList', apiVersion: 'v1', metadata: {}, items };
 }
 
 /** `/stats/summary` in the kubelet's Summary API shape. */
@@ -275,6 +311,9 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
             JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: {}, items: opts.pods() }),
             'application/json',
           );
+        case 'runningpods':
+          if (parts.length > 1) break;
+          return send(res, 200, JSON.stringify(runningPods(await opts.provider.list())), 'application/json');
         case 'containerLogs':
           return containerLogs(opts, parts.slice(1), url.searchParams, res);
         case 'stats':
