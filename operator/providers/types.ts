@@ -11,7 +11,7 @@
  * conditions and events from it. Providers never talk to the Kubernetes API themselves.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
 export * from './errors.ts';
 
@@ -363,6 +363,16 @@ export interface SandboxProvider {
    * `streams.signal` aborts. Optional: without it the kubelet API answers 501 Not Implemented.
    */
   attach?(key: SandboxKey, container: string, streams: ExecStreams): Promise<ExecResult>;
+
+  /**
+   * Opens a TCP connection to `port` inside the instance's network namespace (`kubectl port-forward`), as if from
+   * the pod itself: the kubelet API joins it to the client's data stream. Ending the returned stream's writable
+   * side half-closes the connection. Optional: without it the kubelet API answers 501 Not Implemented.
+   * @throws NotFoundError no instance for this UID
+   * @throws Error the connection cannot be made (nothing listens, the sandbox is not running); its message
+   * reaches the user
+   */
+  portForward?(key: SandboxKey, port: number): Promise<Duplex>;
 
   /**
    * Replaces the files of the instance's materialised volumes (configMap, secret, downwardAPI, projected), as a

@@ -3,7 +3,9 @@
  * full status, kubectl logs/exec through the apiserver, graceful delete, restart without duplicates,
  * NotReady on provider outage, UnsupportedPodSpec, and the kubelet API's authentication.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { request } from 'node:https';
 import { dirname, join } from 'node:path';
 import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
@@ -11,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeProvider } from '../../operator/providers/fake/fake-provider.ts';
 import type { SandboxKey } from '../../operator/providers/types.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
-import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
+import { defaultBinDir, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { kubectl } from '../support/kube.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 import { freePort } from '../support/ports.ts';
@@ -54,6 +56,25 @@ function kubeletGet(
     );
     req.on('error', reject);
     req.end();
+  });
+}
+
+/** Everything a child process has written to stdout and stderr so far. */
+function collectOutput(child: ChildProcess): () => string {
+  let text = '';
+  child.stdout?.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (text += d.toString()));
+  return () => text;
+}
+
+/** Sends `message` to 127.0.0.1:`port`, half-closes, and resolves with what came back. */
+function echoThrough(port: number, message: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.end(message));
+    let reply = '';
+    socket.on('data', (d: Buffer) => (reply += d.toString()));
+    socket.on('end', () => resolve(reply));
+    socket.on('error', reject);
   });
 }
 
@@ -312,6 +333,75 @@ describe('virtual node with the fake provider', () => {
         60_000,
         async () => (await core.readNamespacedPod({ namespace: ns.name, name })).status?.phase === 'Running',
       );
+  });
+
+  it('serves kubectl port-forward and kubectl attach through the apiserver', async () => {
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'served' },
+        spec: {
+          ...onVirtualNode,
+          containers: [{ name: 'app', image: 'nginx:1.27', ports: [{ containerPort: 8080 }] }],
+        },
+      },
+    });
+    await waitFor(
+      'served Running',
+      30_000,
+      async () =>
+        (await core.readNamespacedPod({ namespace: ns.name, name: 'served' })).status?.phase === 'Running',
+    );
+    const env = { ...process.env, KUBECONFIG: cluster.kubeconfigPath };
+    const children: ChildProcess[] = [];
+    try {
+      // port-forward: the fake's containers echo on their declared ports.
+      const forward = spawn(
+        join(defaultBinDir, 'kubectl'),
+        ['port-forward', '-n', ns.name, 'pod/served', ':8080', '--address', '127.0.0.1'],
+        { env },
+      );
+      children.push(forward);
+      const output = collectOutput(forward);
+      await waitFor('port-forward listening', 30_000, async () =>
+        /Forwarding from 127\.0\.0\.1:\d+/.test(output()),
+      );
+      const localPort = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(output())![1]);
+      expect(await echoThrough(localPort, 'through the tunnel')).toBe('through the tunnel');
+      // A port nothing listens on: kubectl reports the kubelet's error.
+      const refused = spawn(
+        join(defaultBinDir, 'kubectl'),
+        ['port-forward', '-n', ns.name, 'pod/served', ':81', '--address', '127.0.0.1'],
+        { env },
+      );
+      children.push(refused);
+      const refusedOutput = collectOutput(refused);
+      await waitFor('second port-forward listening', 30_000, async () =>
+        /Forwarding from 127\.0\.0\.1:\d+/.test(refusedOutput()),
+      );
+      const closedPort = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(refusedOutput())![1]);
+      await echoThrough(closedPort, 'x').catch(() => '');
+      await waitFor('the kubelet error printed', 30_000, async () =>
+        refusedOutput().includes('error forwarding port 81 to pod served'),
+      );
+
+      // attach: the container's output from now on.
+      const attachesBefore = provider.attachCalls;
+      const attach = spawn(join(defaultBinDir, 'kubectl'), ['attach', '-n', ns.name, 'served', '-c', 'app'], {
+        env,
+      });
+      children.push(attach);
+      const attached = collectOutput(attach);
+      await waitFor('attached', 30_000, async () => provider.attachCalls > attachesBefore);
+      const p = await core.readNamespacedPod({ namespace: ns.name, name: 'served' });
+      const key = { uid: p.metadata!.uid!, namespace: ns.name, name: 'served' };
+      await waitFor('attached output', 30_000, async () => {
+        provider.appendLog(key, 'app', 'said after attaching');
+        return attached().includes('said after attaching');
+      });
+    } finally {
+      for (const child of children) child.kill();
+    }
   });
 
   it('passes the grace period of kubectl delete to the provider, then the pod is gone', async () => {

@@ -373,3 +373,19 @@ describe('stats and capacity', () => {
     });
   });
 });
+
+describe('port-forward', () => {
+  it('echoes on the ports its containers declare and refuses the others', async () => {
+    const p = pod('web', { containers: [{ name: 'app', image: 'nginx', ports: [{ containerPort: 8080 }] }] });
+    await provider.create(p);
+    const conn = await provider.portForward(sandboxKey(p), 8080);
+    conn.end('ping');
+    expect(await text(conn)).toBe('ping');
+    await expect(provider.portForward(sandboxKey(p), 81)).rejects.toThrow(/connection refused/);
+    expect(provider.portForwardCalls).toBe(2);
+  });
+
+  it('answers NotFound for a pod it does not run', async () => {
+    await expect(provider.portForward(sandboxKey(pod('gone')), 80)).rejects.toSatisfy(isNotFound);
+  });
+});

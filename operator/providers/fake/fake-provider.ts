@@ -8,7 +8,7 @@
  * Status changes are delivered to `onStatus` listeners in one batch per microtask.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import {
   describeKey,
   InsufficientCapacityError,
@@ -43,6 +43,7 @@ export type FakeMethod =
   | 'logs'
   | 'exec'
   | 'attach'
+  | 'portForward'
   | 'stats'
   | 'statsSummary'
   | 'capacity'
@@ -98,6 +99,8 @@ export class FakeProvider implements SandboxProvider {
   logsCalls = 0;
   execCalls = 0;
   attachCalls = 0;
+  /** Calls of {@link portForward}. */
+  portForwardCalls = 0;
   statsCalls = 0;
   pingCalls = 0;
 
@@ -158,6 +161,7 @@ export class FakeProvider implements SandboxProvider {
     this.volumeUpdates = 0;
     this.createCalls = this.deleteCalls = this.statusCalls = this.listCalls = 0;
     this.logsCalls = this.execCalls = this.attachCalls = this.statsCalls = this.pingCalls = 0;
+    this.portForwardCalls = 0;
   }
 
   async create(pod: V1Pod, inputs: ResolvedPodInputs = {}): Promise<SandboxStatus> {
@@ -266,6 +270,26 @@ export class FakeProvider implements SandboxProvider {
     output.on('data', (chunk: Buffer) => streams.stdout.write(chunk));
     await new Promise((resolve) => output.once('close', resolve));
     return { exitCode: c.state.kind === 'terminated' ? c.state.exitCode : 0 };
+  }
+
+  /**
+   * A connection to `port` of the sandbox: the fake's containers serve an echo (what is written comes back) on
+   * every `containerPort` they declare; any other port is refused as a closed port is.
+   */
+  async portForward(key: SandboxKey, port: number): Promise<Duplex> {
+    this.portForwardCalls++;
+    this.#fail('portForward', key);
+    const sandbox = this.#sandbox(key);
+    const serving = sandbox.containers.find(
+      (c) => c.running && this.#declaredPorts(sandbox, c.name).includes(port),
+    );
+    if (!serving) throw new Error(`dial tcp ${sandbox.podIP}:${port}: connect: connection refused`);
+    return new PassThrough();
+  }
+
+  #declaredPorts(sandbox: FakeSandbox, container: string): number[] {
+    const spec = sandbox.pod.spec?.containers.find((c) => c.name === container);
+    return (spec?.ports ?? []).map((p) => p.containerPort);
   }
 
   async stats(key: SandboxKey): Promise<PodStats> {

@@ -26,6 +26,7 @@ import {
   serveRemoteCommand,
   writeUpgradeError,
 } from './exec-stream.ts';
+import { servePortForward } from './port-forward.ts';
 import { kubeletRoute, type KubeletRoute } from './routes.ts';
 
 /** What the kubelet API serves from. */
@@ -334,7 +335,8 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
           );
         case 'exec':
         case 'attach':
-          throw new HttpError(400, 'exec and attach need an upgrade to SPDY/3.1');
+        case 'portForward':
+          throw new HttpError(400, `${parts[0]} needs an upgrade to SPDY/3.1`);
       }
       throw new HttpError(404, `${url.pathname} is not served by spillway's virtual kubelet`);
     })().catch((err: unknown) => {
@@ -361,6 +363,21 @@ export async function startKubeletApi(opts: KubeletApiOptions): Promise<Server> 
       route = kubeletRoute(parts);
       await guard(req, parts);
       const [verb, namespace, name, container] = parts;
+      if (verb === 'portForward' && namespace && name) {
+        // `/portForward/<namespace>/<pod>[/<uid>]`, as the kubelet routes it.
+        const key = podKey(opts, namespace, name);
+        const forward = opts.provider.portForward?.bind(opts.provider);
+        if (!forward)
+          throw new HttpError(501, `provider ${opts.provider.name} does not support port-forward`);
+        const outcome = await servePortForward(req, socket, head, (port) => forward(key, port), {
+          podName: name,
+          uid: key.uid,
+          onError: (err) => opts.logger.debug({ err: err.message }, 'port-forward stream error'),
+        });
+        const refused = outcome.error instanceof RemoteCommandRequestError ? outcome.error.status : 500;
+        observe(route, outcome.protocol ? 101 : refused, since);
+        return;
+      }
       if ((verb !== 'exec' && verb !== 'attach') || !namespace || !name || !container) {
         throw new HttpError(404, `${url.pathname} is not an exec or attach path`);
       }

@@ -139,7 +139,9 @@ export function writeUpgradeError(
   if (socket.listenerCount('error') === 0) socket.on('error', () => {});
   const body = Buffer.from(message + '\n');
   const reason =
-    { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found' }[status] ?? 'Error';
+    { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 501: 'Not Implemented' }[
+      status
+    ] ?? 'Error';
   const lines = [
     `HTTP/1.1 ${status} ${reason}`,
     'Content-Type: text/plain; charset=utf-8',
@@ -163,6 +165,14 @@ const UPGRADE_ERROR_LINGER_MS = 500;
  * 403 (with `X-Accepted-Stream-Protocol-Versions`) when no offer is {@link REMOTE_COMMAND_PROTOCOL}
  */
 export function negotiateRemoteCommand(req: IncomingMessage): string {
+  return negotiateSpdy(req, REMOTE_COMMAND_PROTOCOL);
+}
+
+/**
+ * `httpstream.Handshake` for one server protocol (`protocol`): the SPDY/3.1 upgrade headers and an offer of it.
+ * @throws RemoteCommandRequestError 400 without upgrade headers or offers, 403 when no offer is `protocol`
+ */
+export function negotiateSpdy(req: IncomingMessage, protocol: string): string {
   const connection = (req.headers.connection ?? '').toLowerCase();
   const upgrade = (req.headers.upgrade ?? '').toLowerCase();
   if (!connection.includes('upgrade') || !upgrade.includes('spdy/3.1')) {
@@ -181,14 +191,14 @@ export function negotiateRemoteCommand(req: IncomingMessage): string {
       'unable to upgrade: header X-Stream-Protocol-Version is missing',
     );
   }
-  if (!offers.includes(REMOTE_COMMAND_PROTOCOL)) {
+  if (!offers.includes(protocol)) {
     throw new RemoteCommandRequestError(
       403,
-      `unable to upgrade: unable to negotiate protocol: client supports [${offers.join(' ')}], server accepts [${REMOTE_COMMAND_PROTOCOL}]`,
-      { 'X-Accepted-Stream-Protocol-Versions': REMOTE_COMMAND_PROTOCOL },
+      `unable to upgrade: unable to negotiate protocol: client supports [${offers.join(' ')}], server accepts [${protocol}]`,
+      { 'X-Accepted-Stream-Protocol-Versions': protocol },
     );
   }
-  return REMOTE_COMMAND_PROTOCOL;
+  return protocol;
 }
 
 type StreamType = 'error' | 'stdin' | 'stdout' | 'stderr' | 'resize';
