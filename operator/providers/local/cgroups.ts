@@ -4,7 +4,7 @@
  * container gets `spillway/<node>/<uid>/<container>` under each controller; its shim joins them before the
  * container's process starts. Where neither works the sandbox runs without limits and says so.
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** What the host offers. */
@@ -156,6 +156,11 @@ export class ContainerCgroup {
     return false;
   }
 
+  /** True when every directory of this cgroup exists (always with no cgroups on this host). */
+  exists(): boolean {
+    return this.#dirs().every((d) => existsSync(d));
+  }
+
   /** Removes the container's directories and the pod's when empty; the processes must be gone. */
   remove(): void {
     for (const dir of this.#dirs()) {
@@ -165,6 +170,47 @@ export class ContainerCgroup {
         } catch {
           /* gone already, or the pod directory still has other containers */
         }
+      }
+    }
+  }
+}
+
+/** The pod UIDs that have a cgroup directory of `node`. */
+export function podCgroupUids(mode: CgroupMode, node: string): Set<string> {
+  const roots = mode.version === 2 ? [mode.root] : mode.version === 1 ? Object.values(mode.roots) : [];
+  const uids = new Set<string>();
+  for (const root of roots) {
+    try {
+      for (const e of readdirSync(join(root, 'spillway', node), { withFileTypes: true }))
+        if (e.isDirectory()) uids.add(e.name);
+    } catch {
+      /* none */
+    }
+  }
+  return uids;
+}
+
+/**
+ * Removes every container cgroup of a pod and the pod's own directory, whatever containers it had (a create
+ * that died half-way left no record of them); the processes must be gone.
+ */
+export function removePodCgroups(mode: CgroupMode, node: string, uid: string): void {
+  const roots = mode.version === 2 ? [mode.root] : mode.version === 1 ? Object.values(mode.roots) : [];
+  for (const root of roots) {
+    const pod = join(root, 'spillway', node, uid);
+    let children: string[];
+    try {
+      children = readdirSync(pod, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    } catch {
+      continue; // none
+    }
+    for (const dir of [...children.map((c) => join(pod, c)), pod]) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        /* still busy: the next start collects it (podCgroupUids) */
       }
     }
   }

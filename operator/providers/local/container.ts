@@ -11,6 +11,8 @@ import type { ContainerCgroup } from './cgroups.ts';
 import type { PlannedContainer } from './plan.ts';
 import type { ProbeWorker } from './probes.ts';
 import {
+  awaitRun,
+  findRun,
   isAlive,
   SANDBOX_STATE_MOUNT,
   signalProcess,
@@ -27,6 +29,9 @@ interface Persisted {
   /** Consecutive restarts for the back-off; reset after a long enough run. */
   crashes: number;
 }
+
+/** The steps of {@link LocalContainer.startRun}, each reported once done. */
+export type RunStep = 'run-prepared' | 'shim-started';
 
 /** How a run ended. */
 export interface RunExit {
@@ -106,8 +111,13 @@ export class LocalContainer {
     writeFileSync(join(this.dir, 'state.json'), JSON.stringify(p));
   }
 
-  /** Restores the container after an operator restart, from `state.json` and its current run's files. */
-  load(): void {
+  /**
+   * Restores the container after an operator restart, from `state.json` and its current run's files. A run
+   * without an exit is looked for by its identity (see {@link findRun}), so a shim whose `shim.ref` was never
+   * written is adopted, not started a second time; a run whose shim never started is rolled back, so that
+   * starting it now is not counted as a restart.
+   */
+  async load(sandboxInit: ProcessRef): Promise<void> {
     let p: Persisted;
     try {
       p = JSON.parse(readFileSync(join(this.dir, 'state.json'), 'utf8')) as Persisted;
@@ -118,26 +128,69 @@ export class LocalContainer {
     this.restartCount = p.restartCount;
     this.crashes = p.crashes;
     this.lastState = p.lastState ? revive(p.lastState) : undefined;
-    if (this.run === 0) return;
-    const started = this.#startedAt();
-    const exit = this.#readExit();
-    if (exit) this.state = terminatedState(exit.code, started, exit.finishedAt, this.cgroup.oomKilled());
-    else {
-      try {
-        this.shim = JSON.parse(readFileSync(join(this.runDir(), 'shim.ref'), 'utf8')) as ProcessRef;
-      } catch {
-        this.shim = undefined;
-      }
-      if (isAlive(this.shim)) this.state = { kind: 'running', startedAt: started ?? new Date() };
-      else
-        this.state = terminatedState(
-          137,
-          started,
-          new Date(),
-          false,
-          'the container stopped while the operator was away',
-        );
+    if (this.run === 0 || this.#loadExit()) return;
+    const shim = await this.#findShim(sandboxInit);
+    if (shim) {
+      this.shim = shim;
+      writeFileSync(join(this.runDir(), 'shim.ref'), JSON.stringify(shim));
+      this.state = { kind: 'running', startedAt: this.#startedAt() ?? new Date() };
+      return;
     }
+    if (this.#loadExit()) return; // it ended while we looked
+    if (!this.#startedAt() && !existsSync(join(this.runDir(), 'shim.pid'))) {
+      this.#rollBack();
+      return;
+    }
+    this.state = terminatedState(
+      137,
+      this.#startedAt(),
+      new Date(),
+      false,
+      'the container stopped while the operator was away',
+    );
+  }
+
+  /** The state of the current run from its `exit` file; false when it has none. */
+  #loadExit(): boolean {
+    const exit = this.#readExit();
+    if (!exit) return false;
+    this.state = terminatedState(exit.code, this.#startedAt(), exit.finishedAt, this.cgroup.oomKilled());
+    return true;
+  }
+
+  /** The current run's live shim: by its `shim.ref`, else searched by identity (waiting out a starting one). */
+  async #findShim(sandboxInit: ProcessRef): Promise<ProcessRef | undefined> {
+    let ref: ProcessRef | undefined;
+    try {
+      ref = JSON.parse(readFileSync(join(this.runDir(), 'shim.ref'), 'utf8')) as ProcessRef;
+    } catch {
+      ref = undefined;
+    }
+    if (isAlive(ref)) return ref;
+    const found = findRun(sandboxInit, this.#runDirInSandbox());
+    if (!found) return undefined;
+    return 'shim' in found ? found.shim : awaitRun(sandboxInit, this.#runDirInSandbox());
+  }
+
+  /**
+   * Forgets a run that the operator prepared but died before starting (no process, nothing written by a
+   * shim): the counters go back to what they were before it, and the previous run's end is the state.
+   */
+  #rollBack(): void {
+    rmSync(this.runDir(), { recursive: true, force: true });
+    this.run--;
+    if (this.run > 0) {
+      this.restartCount = Math.max(0, this.restartCount - 1);
+      this.crashes = Math.max(0, this.crashes - 1);
+      if (!this.#loadExit()) {
+        this.state = terminatedState(137, this.#startedAt(), new Date(), false, 'the container stopped');
+      }
+    }
+    this.save();
+  }
+
+  #runDirInSandbox(): string {
+    return `${SANDBOX_STATE_MOUNT}/${this.plan.name}/${this.run}`;
   }
 
   #startedAt(n = this.run): Date | undefined {
@@ -157,8 +210,16 @@ export class LocalContainer {
     }
   }
 
-  /** Starts the next run inside the sandbox whose PID 1 is `init`. */
-  async startRun(sandboxInit: ProcessRef, logMaxBytes: number): Promise<void> {
+  /**
+   * Starts the next run inside the sandbox whose PID 1 is `init`. The run's number is saved before its shim
+   * starts, so a restarted operator knows which run to look for (see {@link LocalContainer.load}).
+   * `step` is told after each step (tests crash the operator there).
+   */
+  async startRun(
+    sandboxInit: ProcessRef,
+    logMaxBytes: number,
+    step: (name: RunStep) => void = () => undefined,
+  ): Promise<void> {
     this.run++;
     const dir = this.runDir();
     rmSync(dir, { recursive: true, force: true });
@@ -172,14 +233,16 @@ export class LocalContainer {
       if (/^\d+$/.test(name) && Number(name) < this.run - 1)
         rmSync(join(this.dir, name), { recursive: true, force: true });
     }
+    step('run-prepared');
     const started = await startContainerRun(
       sandboxInit,
       dir,
-      `${SANDBOX_STATE_MOUNT}/${this.plan.name}/${this.run}`,
+      this.#runDirInSandbox(),
       this.plan.workingDir,
       this.plan.argv,
       logMaxBytes,
     );
+    step('shim-started');
     this.shim = started.shim;
     this.#child = started.child;
     writeFileSync(join(dir, 'shim.ref'), JSON.stringify(started.shim));

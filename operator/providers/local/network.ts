@@ -172,18 +172,68 @@ export class LocalNetwork {
     throw new Error(`no free address left in ${this.#o.nodeCIDR}`);
   }
 
-  /** Gives the sandbox whose PID 1 is `init` an `eth0` with `ip` on the bridge and a default route. */
-  async attach(uid: string, init: ProcessRef, ip: string): Promise<void> {
+  /**
+   * Gives the sandbox whose PID 1 is `init` an `eth0` with `ip` on the bridge and a default route. `step` is
+   * told after each step (tests crash the operator there).
+   */
+  async attach(
+    uid: string,
+    init: ProcessRef,
+    ip: string,
+    step: (name: AttachStep) => void = () => undefined,
+  ): Promise<void> {
     if (!this.#started) throw new Error('local network not started: the guard must be installed first');
     const veth = vethName(uid);
     await run('ip', ['link', 'del', veth]).catch(() => undefined);
     await run('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(init.pid)]);
     await run('ip', ['link', 'set', veth, 'master', this.bridge, 'up']);
+    step('veth');
     const inside = (...args: string[]) => run('nsenter', ['-t', String(init.pid), '-n', 'ip', ...args]);
     await inside('link', 'set', 'lo', 'up');
     await inside('addr', 'add', `${ip}/${this.prefixLength}`, 'dev', 'eth0');
+    step('address');
     await inside('link', 'set', 'eth0', 'up');
+    step('link-up');
     await inside('route', 'add', 'default', 'via', this.gateway);
+  }
+
+  /**
+   * What is wrong with an attached sandbox's network, as {@link attach} left it (empty when nothing): the
+   * veth on the bridge and up, `eth0` up with `ip`, the default route and the route to the service CIDR
+   * through the gateway.
+   */
+  async verify(uid: string, init: ProcessRef, ip: string): Promise<string[]> {
+    const json = async (argv: string[]): Promise<unknown[]> => {
+      try {
+        return JSON.parse((await run(argv[0]!, argv.slice(1))).stdout || '[]') as unknown[];
+      } catch {
+        return []; // no such device, no route
+      }
+    };
+    const inside = ['nsenter', '-t', String(init.pid), '-n', 'ip', '-j'];
+    const serviceIP = intToIp(parseCIDR(this.#o.serviceCIDR).base + 1);
+    const [veth, eth0, defaults, service] = await Promise.all([
+      json(['ip', '-j', 'link', 'show', 'dev', vethName(uid)]),
+      json([...inside, 'addr', 'show', 'dev', 'eth0']),
+      json([...inside, 'route', 'show', 'default']),
+      json([...inside, 'route', 'get', serviceIP]),
+    ]);
+    return networkProblems(
+      {
+        veth: veth as IpLink[],
+        eth0: eth0 as IpLink[],
+        defaults: defaults as IpRoute[],
+        service: service as IpRoute[],
+      },
+      {
+        veth: vethName(uid),
+        bridge: this.bridge,
+        ip,
+        prefixLength: this.prefixLength,
+        gateway: this.gateway,
+        serviceIP,
+      },
+    );
   }
 
   /** Removes the sandbox's veth (if its namespace did not take it along) and its lease. */
@@ -212,6 +262,55 @@ export class LocalNetwork {
     }
     return removed;
   }
+}
+
+/** The steps of {@link LocalNetwork.attach} (the last one completes it). */
+export type AttachStep = 'veth' | 'address' | 'link-up';
+
+/** A link as `ip -j addr|link show` prints it (the fields read here). */
+export interface IpLink {
+  ifname: string;
+  flags?: string[];
+  master?: string;
+  addr_info?: { family?: string; local?: string; prefixlen?: number }[];
+}
+
+/** A route as `ip -j route show|get` prints it (the fields read here). */
+export interface IpRoute {
+  dst?: string;
+  gateway?: string;
+  dev?: string;
+}
+
+/** What is wrong with a sandbox's network given what `ip` shows of it (empty when all is as attached). */
+export function networkProblems(
+  seen: { veth: IpLink[]; eth0: IpLink[]; defaults: IpRoute[]; service: IpRoute[] },
+  want: {
+    veth: string;
+    bridge: string;
+    ip: string;
+    prefixLength: number;
+    gateway: string;
+    serviceIP: string;
+  },
+): string[] {
+  const problems: string[] = [];
+  const [veth] = seen.veth;
+  if (!veth) problems.push(`veth ${want.veth} is missing`);
+  else if (veth.master !== want.bridge) problems.push(`veth ${want.veth} is not on ${want.bridge}`);
+  else if (!veth.flags?.includes('UP')) problems.push(`veth ${want.veth} is down`);
+  const [eth0] = seen.eth0;
+  if (!eth0) problems.push('eth0 is missing');
+  else {
+    if (!eth0.flags?.includes('UP')) problems.push('eth0 is down');
+    const has = eth0.addr_info?.some((a) => a.local === want.ip && a.prefixlen === want.prefixLength);
+    if (!has) problems.push(`eth0 lacks ${want.ip}/${want.prefixLength}`);
+  }
+  const via = (r: IpRoute) => r.gateway === want.gateway && r.dev === 'eth0';
+  if (!seen.defaults.some(via)) problems.push(`no default route via ${want.gateway}`);
+  if (!seen.service.some(via))
+    problems.push(`no route to the service CIDR (${want.serviceIP}) via ${want.gateway}`);
+  return problems;
 }
 
 /** Applies an nftables ruleset atomically. */

@@ -8,7 +8,7 @@
  * adopts the live ones and removes every trace of the dead ones (processes, veths, leases, cgroups, files).
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release, arch } from 'node:os';
 import { join, normalize } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -31,18 +31,18 @@ import {
   type SandboxStatus,
   type Unsubscribe,
 } from '../types.ts';
-import { ContainerCgroup, detectCgroups, type CgroupMode } from './cgroups.ts';
+import { inBatches, setupProblems, type SetupStep } from './adoption.ts';
+import {
+  ContainerCgroup,
+  detectCgroups,
+  podCgroupUids,
+  removePodCgroups,
+  type CgroupMode,
+} from './cgroups.ts';
 import { readRunLog } from './logs.ts';
 import { LocalNetwork } from './network.ts';
 import { hostsFile, planSandbox, resolvConf, type ClusterDNS } from './plan.ts';
-import {
-  findSandboxProcesses,
-  isAlive,
-  killSandbox,
-  signalProcess,
-  spawnInSandbox,
-  startSandbox,
-} from './runtime.ts';
+import { findSandboxProcesses, killProcesses, killSandbox, spawnInSandbox, startSandbox } from './runtime.ts';
 import { LocalSandbox, type SandboxRecord, type SupervisionOptions } from './sandbox.ts';
 import { StatusNotifier } from '../status-notifier.ts';
 import { execIn } from './exec.ts';
@@ -67,6 +67,8 @@ export interface LocalProviderOptions {
   /** Capacity overrides (default: this host's CPUs and memory, 110 pods). */
   capacity?: Partial<NodeCapacity>;
   logger?: Logger;
+  /** Told after each step of a sandbox's set-up and of a container's start; for tests, which crash there. */
+  step?: (name: SetupStep, uid: string) => void;
 }
 
 const supervisionDefaults: SupervisionOptions = {
@@ -107,7 +109,11 @@ export class LocalProvider implements SandboxProvider {
       domain: options.dns?.domain ?? 'cluster.local',
       hostResolvConf: readFileSync('/etc/resolv.conf', 'utf8'),
     };
-    this.#supervision = { ...supervisionDefaults, ...options.supervision };
+    this.#supervision = {
+      ...supervisionDefaults,
+      ...options.supervision,
+      ...(options.step ? { step: options.step } : {}),
+    };
     this.#log = options.logger ?? componentLogger('local-provider', { node: options.nodeName });
   }
 
@@ -133,44 +139,55 @@ export class LocalProvider implements SandboxProvider {
     return (container: string) => new ContainerCgroup(this.#cgroups, this.#o.nodeName, uid, container);
   }
 
+  /**
+   * Adopts every sandbox whose set-up is complete and still in place (see {@link setupProblems}); removes
+   * every trace of the others (dead, half-built by a create that died, or broken since), which the virtual
+   * node then creates again, as it does for any pod without a sandbox.
+   */
   async #adoptAll(): Promise<void> {
     const root = join(this.stateDir, 'sandboxes');
     const live = new Set<string>();
-    for (const uid of readdirSync(root)) {
-      const dir = this.#sandboxDir(uid);
-      let record: SandboxRecord | undefined;
-      try {
-        record = JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')) as SandboxRecord;
-      } catch {
-        record = undefined;
-      }
-      if (record && isAlive(record.processes.init)) {
-        const sandbox = this.#sandbox(record, dir);
-        sandbox.start(true);
+    const found = readdirSync(root).map((uid) => ({ uid, record: this.#readRecord(uid) }));
+    const problems = await inBatches(found, 8, ({ uid, record }) =>
+      record ? setupProblems(record, this.#sandboxDir(uid), this.network, this.#cgroupFor(uid)) : undefined,
+    );
+    for (const [i, { uid, record }] of found.entries()) {
+      const wrong = problems[i];
+      if (record && wrong?.length === 0) {
+        await this.#sandbox(record, this.#sandboxDir(uid)).adopt();
         live.add(uid);
         this.#log.info({ pod: describeKey(record.key) }, 'adopted running sandbox');
         continue;
       }
       await this.#removeTraces(uid, record);
-      this.#log.info({ uid }, 'removed the remains of a dead sandbox');
+      const why = wrong ?? ['its set-up never finished'];
+      this.#log.info({ uid, problems: why }, 'removed the remains of a sandbox that cannot be adopted');
     }
-    // Processes of sandboxes whose record was never written (the operator died mid-create).
-    for (const proc of findSandboxProcesses(root)) {
-      if (!live.has(proc.uid)) signalProcess(proc.ref, 'SIGKILL');
-    }
+    // Processes of sandboxes whose directory is gone (the operator died while removing one).
+    const strays = findSandboxProcesses(root).filter((proc) => !live.has(proc.uid));
+    await killProcesses(strays.map((proc) => proc.ref));
     for (const what of await this.network.collect(live)) this.#log.info({ what }, 'removed leftover');
+    for (const uid of podCgroupUids(this.#cgroups, this.#o.nodeName)) {
+      if (!live.has(uid)) removePodCgroups(this.#cgroups, this.#o.nodeName, uid);
+    }
+  }
+
+  /** A sandbox's record, or undefined when its set-up never finished (or the file is unreadable). */
+  #readRecord(uid: string): SandboxRecord | undefined {
+    try {
+      return JSON.parse(readFileSync(join(this.#sandboxDir(uid), 'sandbox.json'), 'utf8')) as SandboxRecord;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Kills whatever is left of a sandbox and removes its veth, lease, cgroups and files. */
   async #removeTraces(uid: string, record: SandboxRecord | undefined): Promise<void> {
     if (record) await killSandbox(record.processes);
-    for (const proc of findSandboxProcesses(join(this.stateDir, 'sandboxes'))) {
-      if (proc.uid === uid) signalProcess(proc.ref, 'SIGKILL');
-    }
+    const procs = findSandboxProcesses(join(this.stateDir, 'sandboxes')).filter((p) => p.uid === uid);
+    await killProcesses(procs.map((p) => p.ref));
     await this.network.detach(uid);
-    const cgroup = this.#cgroupFor(uid);
-    const names = record ? [...record.plan.initContainers, ...record.plan.containers].map((c) => c.name) : [];
-    for (const name of names) cgroup(name).remove();
+    removePodCgroups(this.#cgroups, this.#o.nodeName, uid);
     rmSync(this.#sandboxDir(uid), { recursive: true, force: true });
   }
 
@@ -196,12 +213,16 @@ export class LocalProvider implements SandboxProvider {
   async #create(key: SandboxKey, pod: V1Pod, inputs: ResolvedPodInputs): Promise<SandboxStatus> {
     const plan = planSandbox(key, pod, inputs);
     const dir = this.#sandboxDir(key.uid);
+    const step = (name: SetupStep) => this.#o.step?.(name, key.uid);
     await this.#removeTraces(key.uid, undefined); // a create that died half-way leaves nothing to build on
     mkdirSync(join(dir, 'containers'), { recursive: true });
+    step('state-dir');
     try {
       const ip = this.network.lease(key.uid);
+      step('lease');
       const mounts = this.#writeFiles(dir, pod, inputs, plan.hostname, ip, plan);
       writeFileSync(join(dir, 'mounts'), mounts.map((m) => `${m.source}\0${m.target}\0${m.mode}\0`).join(''));
+      step('files');
       const conditions: SandboxRecord['conditions'] = [];
       const cgroup = this.#cgroupFor(key.uid);
       const problems: string[] = [];
@@ -225,7 +246,11 @@ export class LocalProvider implements SandboxProvider {
             l({ key, type: 'Warning', reason: 'ResourceLimitsNotEnforced', message });
         });
       }
+      step('cgroups');
       const processes = await startSandbox(dir);
+      step('namespaces');
+      await this.network.attach(key.uid, processes.init, ip, step);
+      step('network');
       const now = new Date().toISOString();
       const record: SandboxRecord = {
         key,
@@ -237,10 +262,12 @@ export class LocalProvider implements SandboxProvider {
         processes,
         conditions,
       };
-      writeFileSync(join(dir, 'sandbox.json'), JSON.stringify(record));
-      await this.network.attach(key.uid, processes.init, ip);
+      // Written last and atomically: a sandbox with a record is a complete one (see #adoptAll).
+      writeFileSync(join(dir, 'sandbox.json.tmp'), JSON.stringify(record));
+      renameSync(join(dir, 'sandbox.json.tmp'), join(dir, 'sandbox.json'));
+      step('record');
       const sandbox = this.#sandbox(record, dir);
-      sandbox.start(false);
+      sandbox.start();
       return sandbox.status();
     } catch (err) {
       await this.#removeTraces(key.uid, undefined);

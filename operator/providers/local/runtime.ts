@@ -6,7 +6,7 @@
  * a reboot or a crash is never mistaken for the sandbox.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -152,6 +152,14 @@ export async function killSandbox(p: SandboxProcesses): Promise<void> {
   await poll('unshare to exit', 5000, () => (isAlive(p.unshare) ? undefined : true)).catch(() => undefined);
 }
 
+/** SIGKILLs each of `refs` and waits (up to 10 s) until all are gone. */
+export async function killProcesses(refs: ProcessRef[]): Promise<void> {
+  for (const ref of refs) signalProcess(ref, 'SIGKILL');
+  await poll('killed processes to exit', 10_000, () => (refs.some(isAlive) ? undefined : true)).catch(
+    () => undefined,
+  );
+}
+
 /** The namespace flags of `nsenter` for entering a sandbox (root and all but the user namespace). */
 function enter(init: ProcessRef, workingDir?: string): string[] {
   return [
@@ -215,6 +223,77 @@ export async function startContainerRun(
     return undefined;
   });
   return { shim, child };
+}
+
+/** What {@link findRun} found of a container run: the shim, or only the `nsenter` still starting it. */
+export type FoundRun = { shim: ProcessRef } | { starting: ProcessRef } | undefined;
+
+function cmdline(pid: string | number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
+
+function parentOf(pid: string | number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+function pidNamespace(pid: number | string): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `argv` is a container-shim (or the nsenter starting one) of the run directory `runDirInSandbox`. */
+function isShimOf(argv: string[], runDirInSandbox: string): boolean {
+  const i = argv.indexOf('container-shim');
+  return i > 0 && argv[i + 1] === runDirInSandbox;
+}
+
+/**
+ * Finds a container run by its identity (the sandbox's PID namespace and the run's directory), through /proc:
+ * the shim itself, else the `nsenter` on the host that is about to start it. This is how a restarted operator
+ * finds a run whose `shim.ref` it never wrote (it died between the start and the write).
+ */
+export function findRun(init: ProcessRef, runDirInSandbox: string): FoundRun {
+  const ns = pidNamespace(init.pid);
+  if (!ns || !isAlive(init)) return undefined;
+  let starting: ProcessRef | undefined;
+  for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    const argv = cmdline(p);
+    if (!isShimOf(argv, runDirInSandbox)) continue;
+    if (argv[0] === 'nsenter') {
+      if (argv[argv.indexOf('-t') + 1] === String(init.pid)) starting = refOf(Number(p)) ?? starting;
+      continue;
+    }
+    // The shim's own subshells (the log stamper, the container before its exec) share its command line.
+    const parent = cmdline(parentOf(p));
+    if (pidNamespace(p) !== ns || (parent[0] !== 'nsenter' && isShimOf(parent, runDirInSandbox))) continue;
+    const shim = refOf(Number(p));
+    if (shim) return { shim };
+  }
+  return starting ? { starting } : undefined;
+}
+
+/**
+ * Waits (up to 10 s) for a run found only as its starting `nsenter` to become a shim, or to end; the shim
+ * when it started, undefined when the start failed.
+ */
+export async function awaitRun(init: ProcessRef, runDirInSandbox: string): Promise<ProcessRef | undefined> {
+  const found = await poll('a starting container shim', 10_000, () => {
+    const f = findRun(init, runDirInSandbox);
+    return f && 'starting' in f ? undefined : (f ?? null);
+  }).catch(() => null);
+  return found?.shim;
 }
 
 /** How a process runs inside a sandbox for exec and exec probes. */

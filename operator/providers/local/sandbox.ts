@@ -9,7 +9,7 @@ import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReportedCondition, SandboxKey, SandboxPhase, SandboxStatus } from '../types.ts';
-import { LocalContainer, type RunExit } from './container.ts';
+import { LocalContainer, type RunExit, type RunStep } from './container.ts';
 import type { SandboxPlan } from './plan.ts';
 import { httpCheck, probePort, ProbeWorker, tcpCheck, type ProbeCheck } from './probes.ts';
 import { spawnInSandbox, type SandboxProcesses } from './runtime.ts';
@@ -25,6 +25,8 @@ export interface SupervisionOptions {
   backoffResetMs: number;
   /** A log file is rotated past this size. */
   logMaxBytes: number;
+  /** Told after each step of a container's start (tests crash the operator there). */
+  step?: (name: RunStep, uid: string) => void;
 }
 
 /** What a sandbox persists in `sandbox.json`. */
@@ -83,9 +85,19 @@ export class LocalSandbox {
     );
   }
 
-  /** Starts supervising; `adopted` restores container states from disk first (after an operator restart). */
-  start(adopted: boolean): void {
-    if (adopted) for (const c of [...this.initContainers, ...this.containers]) c.load();
+  /**
+   * Restores the containers' states from disk and finds their running shims (after an operator restart), then
+   * starts supervising.
+   */
+  async adopt(): Promise<void> {
+    await Promise.all(
+      [...this.initContainers, ...this.containers].map((c) => c.load(this.record.processes.init)),
+    );
+    this.start();
+  }
+
+  /** Starts supervising. */
+  start(): void {
     this.#loop = this.#run().catch((err: unknown) => {
       if (this.terminating) return;
       this.phase = 'Failed';
@@ -143,7 +155,9 @@ export class LocalSandbox {
     if (!c.running) {
       if (c.run > 0) c.lastState = c.state;
       if (c.run > 0) c.restartCount++;
-      await c.startRun(this.record.processes.init, this.#o.logMaxBytes);
+      await c.startRun(this.record.processes.init, this.#o.logMaxBytes, (step) =>
+        this.#o.step?.(step, this.key.uid),
+      );
       c.save();
     }
     c.started = !c.plan.startupProbe;

@@ -1,0 +1,27 @@
+/**
+ * An operator that dies at one step: `node local-crash-child.ts <options.json>` starts a local provider, creates
+ * the pod and SIGKILLs itself right after `step` completes (the first time it does), as `kill -9` of the operator
+ * would at that moment. Exits 3 when the step never came. Used by test/e2e/local-provider-crash.test.ts.
+ */
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1Pod } from '@kubernetes/client-node';
+import { LocalProvider, type LocalProviderOptions } from '../../operator/providers/local/provider.ts';
+
+/** What the parent passes in the JSON file. */
+export interface CrashChildInput {
+  options: LocalProviderOptions;
+  step: string;
+  pod: V1Pod;
+}
+
+const input = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as CrashChildInput;
+const provider = await LocalProvider.start({
+  ...input.options,
+  step: (name) => {
+    if (name === input.step) process.kill(process.pid, 'SIGKILL');
+  },
+});
+await provider.create(input.pod);
+await sleep(30_000);
+process.exit(3);
