@@ -11,7 +11,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release, arch } from 'node:os';
 import { join, normalize } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { componentLogger, type Logger } from '../../shared/log.ts';
 import {
   describeKey,
@@ -46,6 +46,8 @@ import { findSandboxProcesses, killProcesses, killSandbox, spawnInSandbox, start
 import { LocalSandbox, type SandboxRecord, type SupervisionOptions } from './sandbox.ts';
 import { StatusNotifier } from '../status-notifier.ts';
 import { execIn } from './exec.ts';
+import { attachToRun } from './attach.ts';
+import { dialSandbox } from './port-forward.ts';
 import { isMaterialised, writeVolume } from './volumes.ts';
 
 /** Options of a {@link LocalProvider}. */
@@ -471,6 +473,19 @@ export class LocalProvider implements SandboxProvider {
   async close(): Promise<void> {
     for (const s of this.#sandboxes.values()) s.detach();
     this.#sandboxes.clear();
+  }
+
+  /** `kubectl attach`: the container's output from now on (./attach.ts: output only). */
+  async attach(key: SandboxKey, container: string, streams: ExecStreams): Promise<ExecResult> {
+    const c = this.#get(key).container(container);
+    if (!c) throw new NotFoundError(`container "${container}" not found in pod ${describeKey(key)}`, { key });
+    if (!c.running) throw new Error(`container "${container}" of pod ${describeKey(key)} is not running`);
+    return attachToRun(c.runDir(), streams);
+  }
+
+  /** `kubectl port-forward`: a connection to the sandbox's address over the bridge (./port-forward.ts). */
+  async portForward(key: SandboxKey, port: number): Promise<Duplex> {
+    return dialSandbox(this.#get(key).record.ip, port);
   }
 
   #get(key: SandboxKey): LocalSandbox {
