@@ -30,7 +30,10 @@ const marker = 'spillway-crash-test-server';
 /** Binds 8080: a second run beside the first fails with "Address already in use". */
 const server = `# ${marker}\nimport socket, time\ns = socket.socket()\ns.bind(("0.0.0.0", 8080))\ns.listen()\nprint("serving", flush=True)\nwhile True: s.accept()[0].close()`;
 
-function testPod(name: string): V1Pod {
+/** Like {@link server}, but its first run in a sandbox exits 1 (the container is restarted once). */
+const flakyServer = `import os, sys\nif not os.path.exists("/tmp/ran-once"):\n    open("/tmp/ran-once", "w").close()\n    sys.exit(1)\n${server}`;
+
+function testPod(name: string, script = server): V1Pod {
   return {
     metadata: { name, namespace: 'crash', uid: randomUUID() },
     spec: {
@@ -39,7 +42,7 @@ function testPod(name: string): V1Pod {
         {
           name: 'web',
           image: 'python',
-          command: ['/usr/bin/python3', '-c', server],
+          command: ['/usr/bin/python3', '-c', script],
           readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
         },
       ],
@@ -48,9 +51,9 @@ function testPod(name: string): V1Pod {
 }
 
 /** Runs an operator that creates `pod` and is SIGKILLed right after `step`. */
-async function crashAt(step: string, pod: V1Pod): Promise<void> {
+async function crashAt(step: string, pod: V1Pod, nth = 1): Promise<void> {
   const file = `/tmp/spillway-crash-${pod.metadata!.uid}.json`;
-  writeFileSync(file, JSON.stringify({ options, step, pod } satisfies CrashChildInput));
+  writeFileSync(file, JSON.stringify({ options, step, nth, pod } satisfies CrashChildInput));
   const child = spawn(
     process.execPath,
     [join(import.meta.dirname, '../support/local-crash-child.ts'), file],
@@ -141,7 +144,7 @@ async function restart(pod: V1Pod): Promise<{ provider: LocalProvider; adopted: 
   return { provider, adopted };
 }
 
-async function expectHealthyThenDelete(provider: LocalProvider, pod: V1Pod): Promise<void> {
+async function expectHealthyThenDelete(provider: LocalProvider, pod: V1Pod, restarts = 0): Promise<void> {
   const status = await waitReady(provider, pod);
   expect(await sandboxView(pod)).toEqual({
     eth0: `up ${status.podIP}`,
@@ -149,11 +152,11 @@ async function expectHealthyThenDelete(provider: LocalProvider, pod: V1Pod): Pro
     resolv: 'nameserver 10.96.0.10',
   });
   const [web] = status.containers;
-  expect({ restarts: web!.restartCount, state: web!.state.kind, last: web!.lastState }).toEqual({
-    restarts: 0,
-    state: 'running',
-    last: undefined,
-  });
+  expect({
+    restarts: web!.restartCount,
+    state: web!.state.kind,
+    lastExit: web!.lastState?.kind === 'terminated' ? web!.lastState.exitCode : undefined,
+  }).toEqual({ restarts, state: 'running', lastExit: restarts > 0 ? 1 : undefined });
   expect(serverProcesses(pod)).toHaveLength(1);
   await provider.delete(sandboxKey(pod), { gracePeriodSeconds: 1 });
   await provider.close();
@@ -175,6 +178,16 @@ describe('local provider after a kill -9 of the operator', () => {
       await crashAt(step, pod);
       const { provider } = await restart(pod);
       await expectHealthyThenDelete(provider, pod);
+    });
+  }
+
+  for (const step of ['run-prepared', 'shim-started']) {
+    it(`counts one restart, not two, and runs one server when killed after "${step}" of a restart`, async () => {
+      const pod = testPod(`crash-restart-${step}`, flakyServer);
+      await crashAt(step, pod, 2);
+      const { provider, adopted } = await restart(pod);
+      expect(adopted).toBe(true);
+      await expectHealthyThenDelete(provider, pod, 1);
     });
   }
 

@@ -1,6 +1,6 @@
 /**
  * An operator that dies at one step: `node local-crash-child.ts <options.json>` starts a local provider, creates
- * the pod and SIGKILLs itself right after `step` completes (the first time it does), as `kill -9` of the operator
+ * the pod and SIGKILLs itself right after `step` completes (the `nth` time it does), as `kill -9` of the operator
  * would at that moment. Exits 3 when the step never came. Used by test/e2e/local-provider-crash.test.ts.
  */
 import { readFileSync } from 'node:fs';
@@ -12,14 +12,17 @@ import { LocalProvider, type LocalProviderOptions } from '../../operator/provide
 export interface CrashChildInput {
   options: LocalProviderOptions;
   step: string;
+  /** Which time the step completes that the operator dies at (default: the first). */
+  nth?: number;
   pod: V1Pod;
 }
 
 const input = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as CrashChildInput;
+let seen = 0;
 const provider = await LocalProvider.start({
   ...input.options,
   step: (name) => {
-    if (name === input.step) process.kill(process.pid, 'SIGKILL');
+    if (name === input.step && ++seen === (input.nth ?? 1)) process.kill(process.pid, 'SIGKILL');
   },
 });
 await provider.create(input.pod);
