@@ -9,37 +9,60 @@
  *   spillway virtual-node   one virtual node (the chart's virtual node workload)
  *   spillway crds           prints the CRDs as YAML
  *   spillway version
+ *
+ * Before anything touches the cluster, every command checks its flags, every provider's configuration and that
+ * the cluster answers; `run` also refuses to start beside another spillway (webhooks/ownership.ts). A run that
+ * fails at start therefore leaves no CRD change, namespace or webhook configuration behind.
  */
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { VersionApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { elasticWorkloadCrd } from './elasticworkload/crd.ts';
 import { ElasticWorkloadController } from './elasticworkload/controller.ts';
 import { installCrd } from './elasticworkload/install.ts';
-import { createProvider } from './providers/index.ts';
+import { createProvider, providerHelp, validateProvider, type ProviderOptions } from './providers/index.ts';
 import type { LocalProvider } from './providers/local/provider.ts';
-import { loadKubeConfig, makeClients } from './shared/client.ts';
+import { apiErrorMessage, loadKubeConfig, makeClients } from './shared/client.ts';
 import { LeaderElector } from './shared/leader.ts';
 import { componentLogger } from './shared/log.ts';
 import { serveMetrics } from './shared/metrics.ts';
 import { KubernetesMetricsAuth, metricsServingCertificate } from './shared/metrics-auth.ts';
-import { GracefulShutdown } from './shared/shutdown.ts';
-import { loadVirtualNodes, type VirtualNodeEntry } from './virtualnode/config.ts';
+import { GracefulShutdown, type SignalSource } from './shared/shutdown.ts';
+import {
+  hostResources,
+  loadVirtualNodes,
+  localCapacityDefaults,
+  parseCapacityFlag,
+  type VirtualNodeEntry,
+} from './virtualnode/config.ts';
 import { startVirtualNode } from './virtualnode/run.ts';
 import { NodeCsrApprover } from './nodeidentity/approver.ts';
 import { startWebhooks } from '../webhooks/run.ts';
+import {
+  acceptsConnections,
+  otherSpillway,
+  refusal,
+  spillwayWebhookConfigurations,
+} from '../webhooks/ownership.ts';
 
 export const VERSION = '0.1.0';
 
 const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags]
 
+providers (--provider):
+${providerHelp('  ')}
+
+flags:
   --kubeconfig PATH        kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
   --namespace NS           spillway's namespace (default: spillway-system)
-  --provider NAME          virtual node provider: fake (default: fake)
+  --provider NAME          virtual node provider, one of the above (default: fake)
   --node-name NAME         virtual node name (default: spillway-virtual-<provider>)
   --node-ip IP             address the apiserver reaches the kubelet API on (default: 127.0.0.1)
   --kubelet-port PORT      kubelet API port (default: 10250)
+  --capacity LIST          what the node advertises, e.g. cpu=64,memory=256Gi,pods=500,ephemeral-storage=1Ti
+                           (default: the provider's; local: the host's nproc, MemTotal, 110 pods, state disk)
   --kubelet-host HOST      kubelet API listen address (default: the node IP; the chart sets 0.0.0.0)
   --webhook-port PORT      webhook server port (default: any free port in run, 9443 in controller)
   --webhook-host HOST      webhook server listen address (default: 127.0.0.1 in run, 0.0.0.0 in controller)
@@ -57,37 +80,127 @@ const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags
   --coredns PATH           run --provider local: the CoreDNS binary for cluster DNS (default: bin/coredns)
 `;
 
-async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      kubeconfig: { type: 'string' },
-      namespace: { type: 'string', default: process.env.SPILLWAY_NAMESPACE ?? 'spillway-system' },
-      provider: { type: 'string', default: 'fake' },
-      'node-name': { type: 'string' },
-      'node-ip': { type: 'string', default: '127.0.0.1' },
-      'kubelet-port': { type: 'string', default: '10250' },
-      'kubelet-host': { type: 'string' },
-      'webhook-port': { type: 'string' },
-      'webhook-host': { type: 'string' },
-      'tls-mode': { type: 'string', default: 'self-managed' },
-      'metrics-port': { type: 'string', default: '8080' },
-      'metrics-host': { type: 'string', default: '127.0.0.1' },
-      'metrics-auth': { type: 'string', default: 'none' },
-      'watch-namespaces': { type: 'string', default: '' },
-      'approve-node-csrs': { type: 'string', default: '' },
-      'node-bootstrap-user': { type: 'string' },
-      config: { type: 'string' },
-      'provider-config': { type: 'string' },
-      coredns: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+const OPTIONS = {
+  kubeconfig: { type: 'string' },
+  namespace: { type: 'string', default: process.env.SPILLWAY_NAMESPACE ?? 'spillway-system' },
+  provider: { type: 'string', default: 'fake' },
+  'node-name': { type: 'string' },
+  'node-ip': { type: 'string', default: '127.0.0.1' },
+  'kubelet-port': { type: 'string', default: '10250' },
+  'kubelet-host': { type: 'string' },
+  'webhook-port': { type: 'string' },
+  'webhook-host': { type: 'string' },
+  'tls-mode': { type: 'string', default: 'self-managed' },
+  'metrics-port': { type: 'string', default: '8080' },
+  'metrics-host': { type: 'string', default: '127.0.0.1' },
+  'metrics-auth': { type: 'string', default: 'none' },
+  'watch-namespaces': { type: 'string', default: '' },
+  'approve-node-csrs': { type: 'string', default: '' },
+  'node-bootstrap-user': { type: 'string' },
+  config: { type: 'string' },
+  'provider-config': { type: 'string' },
+  coredns: { type: 'string' },
+  capacity: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const parseFlags = (argv: string[]) => parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+type Flags = ReturnType<typeof parseFlags>['values'];
+
+/** The first port flag that is not a port number (0 allowed where it means "any" or "off"), as a message. */
+function portProblems(values: Flags): string | undefined {
+  const checks: [string, string | undefined, number][] = [
+    ['kubelet-port', values['kubelet-port'], 1],
+    ['metrics-port', values['metrics-port'], 0],
+    ['webhook-port', values['webhook-port'], 0],
+  ];
+  for (const [flag, text, min] of checks) {
+    if (text === undefined) continue;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min || n > 65535) return `--${flag} must be a port number, not "${text}"`;
+  }
+  return undefined;
+}
+
+/** The local provider's state directory of node `name` (its default; CoreDNS's files go there too). */
+const localStateDir = (name: string) => `/run/spillway/${name}`;
+
+/**
+ * The virtual nodes to run: the `--config` file's, or one from the flags. `--capacity` sets what a node's entry
+ * leaves unset; a local node's remaining resources are the host's.
+ */
+function virtualNodeEntries(values: Flags): VirtualNodeEntry[] {
+  const entries: VirtualNodeEntry[] = values.config
+    ? loadVirtualNodes(values.config, { internalIP: values['node-ip'], kubeletHost: values['kubelet-host'] })
+    : [
+        {
+          provider: values.provider,
+          config: {
+            name: values['node-name'] ?? `spillway-virtual-${values.provider}`,
+            internalIP: values['node-ip'],
+            kubeletPort: Number(values['kubelet-port']),
+            ...(values['kubelet-host'] ? { kubeletHost: values['kubelet-host'] } : {}),
+          },
+        },
+      ];
+  const flag = values.capacity ? parseCapacityFlag(values.capacity) : {};
+  return entries.map((e) => {
+    const host =
+      e.provider === 'local' ? localCapacityDefaults(hostResources(localStateDir(e.config.name))) : {};
+    const capacity = { ...host, ...flag, ...e.config.capacity };
+    return Object.keys(capacity).length > 0 ? { ...e, config: { ...e.config, capacity } } : e;
   });
+}
+
+/** What {@link createProvider} needs for one node. */
+function providerOptions(entry: VirtualNodeEntry, values: Flags): ProviderOptions {
+  const configFile = entry.providerConfig ?? values['provider-config'];
+  return {
+    nodeName: entry.config.name,
+    ...(entry.config.podCIDR ? { nodeCIDR: entry.config.podCIDR } : {}),
+    ...(configFile ? { configFile } : {}),
+  };
+}
+
+/**
+ * `process` as a signal source that delivers only the first SIGTERM. A process group's SIGTERM reaches `make
+ * run`'s make and node together, and make forwards its own to node: that duplicate must not count as the
+ * impatient second signal that skips the closers (leaving the webhook configurations behind). Ctrl-C twice still
+ * does, as does SIGINT after SIGTERM.
+ */
+function firstTermOnly(source: SignalSource): SignalSource {
+  const wrapped = new Map<() => void, () => void>();
+  return {
+    on(signal, listener) {
+      if (signal !== 'SIGTERM') return source.on(signal, listener);
+      let seen = false;
+      const once = () => {
+        if (seen) return;
+        seen = true;
+        listener();
+      };
+      wrapped.set(listener, once);
+      return source.on(signal, once);
+    },
+    off(signal, listener) {
+      if (signal !== 'SIGTERM') return source.off(signal, listener);
+      const once = wrapped.get(listener);
+      wrapped.delete(listener);
+      return once ? source.off(signal, once) : undefined;
+    },
+  };
+}
+
+/** `host:port`, with brackets around an IPv6 host. */
+const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseFlags(argv);
   const command = positionals[0];
   if (values.help || !command) {
+    // Asked for (--help) it is an answer; shown because the command is missing, a usage error.
     process.stdout.write(usage);
-    return command ? 0 : 2;
+    return values.help ? 0 : 2;
   }
   if (command === 'version') {
     process.stdout.write(`spillway ${VERSION}\n`);
@@ -102,19 +215,56 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const log = componentLogger('spillway', { command });
-  const { kc, origin } = loadKubeConfig(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
-  const clients = makeClients(kc);
-  const shutdown = new GracefulShutdown({ logger: log });
-  shutdown.listen();
-  const identity = `${hostname()}-${process.pid}`;
-  log.info({ kubeconfig: origin, identity }, 'starting');
-
+  // Everything is checked before anything touches the cluster: a run that fails must leave it as it was.
   const metricsAuth = values['metrics-auth'];
   if (metricsAuth !== 'none' && metricsAuth !== 'kubernetes') {
     process.stderr.write(`spillway: --metrics-auth must be none or kubernetes, not "${metricsAuth}"\n`);
     return 2;
   }
+  const tlsMode = values['tls-mode'];
+  if (tlsMode !== 'self-managed' && tlsMode !== 'external') {
+    process.stderr.write(`spillway: --tls-mode must be self-managed or external, not "${tlsMode}"\n`);
+    return 2;
+  }
+  const badPort = portProblems(values);
+  if (badPort) {
+    process.stderr.write(`spillway: ${badPort}\n`);
+    return 2;
+  }
+  const entries = command === 'controller' ? [] : virtualNodeEntries(values);
+  for (const entry of entries) validateProvider(entry.provider, providerOptions(entry, values));
+  const kubeconfigPath = values.kubeconfig ?? process.env.KUBECONFIG?.split(':')[0];
+  if (command === 'run' && entries.some((e) => e.provider === 'local') && !kubeconfigPath)
+    throw new Error('run --provider local needs --kubeconfig or $KUBECONFIG (CoreDNS reads it)');
+
+  const log = componentLogger('spillway', { command });
+  const { kc, origin } = loadKubeConfig(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+  const clients = makeClients(kc);
+  await kc
+    .makeApiClient(VersionApi)
+    .getCode()
+    .catch((err: unknown) => {
+      throw new Error(
+        `cannot reach the cluster at ${kc.getCurrentCluster()?.server ?? '(no server)'} (kubeconfig: ${origin}): ${apiErrorMessage(err)}`,
+      );
+    });
+  const identity = `${hostname()}-${process.pid}`;
+  if (command === 'run') {
+    // Two operators would judge the same pods and take turns on the Lease: refuse before registering anything.
+    const other = await otherSpillway(
+      await spillwayWebhookConfigurations(clients.admissionregistration),
+      identity,
+      (url) => acceptsConnections(url),
+    );
+    if (other) {
+      process.stderr.write(`spillway: ${refusal(other)}\n`);
+      return 1;
+    }
+  }
+  const shutdown = new GracefulShutdown({ logger: log });
+  shutdown.listen(firstTermOnly(process));
+  log.info({ kubeconfig: origin, identity }, 'starting');
+
   const watchNamespaces = values['watch-namespaces']
     .split(',')
     .map((n) => n.trim())
@@ -125,6 +275,7 @@ async function main(argv: string[]): Promise<number> {
       .map((n) => n.trim())
       .filter(Boolean),
   );
+
   // Who checks scrapers' tokens: this process's identity, except in a virtual node process, where the first node's
   // own identity takes over once it has one (system:node:<name> may create TokenReviews and SubjectAccessReviews,
   // as a kubelet does; the bootstrap ServiceAccount may not).
@@ -149,12 +300,7 @@ async function main(argv: string[]): Promise<number> {
         : {};
     const metrics = await serveMetrics({ host: values['metrics-host'], port: metricsPort, ...secured });
     shutdown.onShutdown('metrics', () => metrics.close());
-  }
-
-  const tlsMode = values['tls-mode'];
-  if (tlsMode !== 'self-managed' && tlsMode !== 'external') {
-    process.stderr.write(`spillway: --tls-mode must be self-managed or external, not "${tlsMode}"\n`);
-    return 2;
+    log.info({ url: metrics.url }, `serving metrics at ${metrics.url}`);
   }
 
   if (command === 'run' || command === 'controller') {
@@ -168,11 +314,13 @@ async function main(argv: string[]): Promise<number> {
       namespace: values.namespace,
       devMode: dev,
       register: dev,
+      owner: identity,
       tlsMode,
       host: values['webhook-host'] ?? (dev ? '127.0.0.1' : '0.0.0.0'),
       ...(values['webhook-port'] ? { port: Number(values['webhook-port']) } : {}),
     });
     shutdown.onShutdown('webhooks', () => webhooks.stop());
+    log.info({ url: webhooks.server.url() }, `serving webhooks at ${webhooks.server.url()}`);
     // Every replica serves webhooks; only the leader reconciles ElasticWorkloads. Losing the Lease (another
     // replica took it, or the apiserver was unreachable past the renew deadline) stops the controller and the
     // elector campaigns again: the webhooks and virtual nodes in this process keep serving meanwhile.
@@ -222,35 +370,13 @@ async function main(argv: string[]): Promise<number> {
   }
 
   if (command === 'run' || command === 'virtual-node') {
-    const entries: VirtualNodeEntry[] = values.config
-      ? loadVirtualNodes(values.config, {
-          internalIP: values['node-ip'],
-          kubeletHost: values['kubelet-host'],
-        })
-      : [
-          {
-            provider: values.provider,
-            config: {
-              name: values['node-name'] ?? `spillway-virtual-${values.provider}`,
-              internalIP: values['node-ip'],
-              kubeletPort: Number(values['kubelet-port']),
-              ...(values['kubelet-host'] ? { kubeletHost: values['kubelet-host'] } : {}),
-            },
-          },
-        ];
     // Under run, the approver above approves this process's own virtual nodes.
     if (command === 'run') for (const entry of entries) managedNodes.add(entry.config.name);
     for (const entry of entries) {
       const local = entry.provider === 'local';
       const config =
         local && !entry.config.podCIDR ? { ...entry.config, podCIDR: '10.250.0.0/24' } : entry.config;
-      const provider = await createProvider(entry.provider, {
-        nodeName: config.name,
-        ...(config.podCIDR ? { nodeCIDR: config.podCIDR } : {}),
-        ...((entry.providerConfig ?? values['provider-config'])
-          ? { configFile: entry.providerConfig ?? values['provider-config'] }
-          : {}),
-      });
+      const provider = await createProvider(entry.provider, providerOptions({ ...entry, config }, values));
       const node = await startVirtualNode({ kc, provider, config, logger: log });
       if (command === 'virtual-node' && reviewers === clients) reviewers = makeClients(node.identity.kc);
       shutdown.onShutdown(`virtual-node ${config.name}`, async () => {
@@ -259,9 +385,7 @@ async function main(argv: string[]): Promise<number> {
       });
       if (local && command === 'run') {
         // A local control plane has no cluster DNS and no kube-proxy: the local provider brings its own.
-        const kubeconfigPath = values.kubeconfig ?? process.env.KUBECONFIG?.split(':')[0];
-        if (!kubeconfigPath)
-          throw new Error('run --provider local needs --kubeconfig or $KUBECONFIG (CoreDNS reads it)');
+        if (!kubeconfigPath) throw new Error('unreachable: checked above');
         const { startClusterNetwork } = await import('./providers/local/cluster-network.ts');
         const net = await startClusterNetwork(kc, kubeconfigPath, provider as LocalProvider, {
           corednsBinary:
@@ -273,7 +397,11 @@ async function main(argv: string[]): Promise<number> {
         });
         shutdown.onShutdown('local cluster network', () => net.stop());
       }
-      log.info({ node: config.name, provider: provider.name }, 'virtual node registered');
+      const kubeletUrl = `https://${hostPort(config.kubeletHost ?? config.internalIP, config.kubeletPort)}`;
+      log.info(
+        { node: config.name, provider: provider.name, url: kubeletUrl },
+        `serving the kubelet API of virtual node ${config.name} at ${kubeletUrl}`,
+      );
     }
   }
   return new Promise<number>(() => {}); // runs until a signal; GracefulShutdown exits the process

@@ -22,6 +22,7 @@ import {
   VIRTUAL_NODE_LABEL,
 } from './contract.ts';
 import { WEBHOOK_PATHS } from './handlers.ts';
+import { DEV_OWNER_ANNOTATION } from './ownership.ts';
 import { mergeBundles } from './tls.ts';
 
 /** How the apiserver reaches the webhook server. */
@@ -44,6 +45,17 @@ export interface WebhookConfigurationOptions {
   name?: string;
   /** Per-call timeout; default 3 s. */
   timeoutSeconds?: number;
+  /** Dev mode: the identity of the process the configurations point at (webhooks/ownership.ts). */
+  owner?: string;
+}
+
+/** Name, label and (dev mode) owner of both configurations. */
+function configurationMetadata(o: WebhookConfigurationOptions) {
+  return {
+    name: o.name ?? 'spillway',
+    labels: { 'app.kubernetes.io/name': 'spillway' },
+    ...(o.owner ? { annotations: { [DEV_OWNER_ANNOTATION]: o.owner } } : {}),
+  };
 }
 
 /** The names of the configurations (for the TLS keeper's bundle targets). */
@@ -173,7 +185,7 @@ export function mutatingWebhookConfiguration(o: WebhookConfigurationOptions): V1
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'MutatingWebhookConfiguration',
-    metadata: { name: o.name ?? 'spillway', labels: { 'app.kubernetes.io/name': 'spillway' } },
+    metadata: configurationMetadata(o),
     webhooks: [
       {
         ...common(o),
@@ -279,7 +291,7 @@ export function validatingWebhookConfiguration(
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'ValidatingWebhookConfiguration',
-    metadata: { name: o.name ?? 'spillway', labels: { 'app.kubernetes.io/name': 'spillway' } },
+    metadata: configurationMetadata(o),
     webhooks: [
       {
         ...base,

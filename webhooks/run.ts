@@ -14,6 +14,7 @@ import { NamespaceLabelCache, VIRTUAL_NODE_SELECTOR, VirtualNodeSet } from './ca
 import { registerWebhookConfigurations, webhookConfigurationNames } from './configurations.ts';
 import { webhookHandlers } from './handlers.ts';
 import type { PlacementPolicy } from './placement.ts';
+import { keepRegistered, type KeptRegistration } from './registration.ts';
 import { WebhookServer } from './server.ts';
 import { kubeTlsStore, TlsKeeper, webhookBundleTargets } from './tls-keeper.ts';
 
@@ -36,6 +37,8 @@ export interface StartWebhooksOptions {
   devMode?: boolean;
   /** Create or replace the webhook configurations once the caches are synced (dev mode, `make run`). */
   register?: boolean;
+  /** Dev mode: this process's identity, recorded on the configurations it registers (webhooks/ownership.ts). */
+  owner?: string;
   /** `external` when cert-manager writes the TLS Secret. */
   tlsMode?: 'self-managed' | 'external';
   placement?: PlacementPolicy;
@@ -134,8 +137,10 @@ export async function startWebhooks(o: StartWebhooksOptions): Promise<RunningWeb
   ref.server = server;
   keeper.start();
 
+  let kept: KeptRegistration | undefined;
   const stop = async () => {
     keeper.stop();
+    await kept?.stop();
     // Dev mode: the configurations point at this process; left behind, their Fail policy would reject every
     // spillway-labelled pod until the next `make run`.
     if (o.register && o.devMode) await deregister(admissionregistration, names, log);
@@ -146,14 +151,18 @@ export async function startWebhooks(o: StartWebhooksOptions): Promise<RunningWeb
   if (o.register) {
     try {
       await Promise.all([nsInformer.synced, nodeInformer.synced]);
-      await registerWebhookConfigurations(admissionregistration, {
+      const registration = {
         client: o.devMode
           ? { url: server.url() }
           : { service: { name: serviceName, namespace: o.namespace } },
         caBundlePem: keeper.caBundlePem,
         ownNamespace: o.namespace,
         name: o.configurationName,
-      });
+        ...(o.devMode && o.owner ? { owner: o.owner } : {}),
+      };
+      // Dev mode: nothing else (no chart) puts the configurations back if they are deleted or changed.
+      if (o.devMode) kept = await keepRegistered(kc, admissionregistration, registration, log);
+      else await registerWebhookConfigurations(admissionregistration, registration);
     } catch (err) {
       await stop();
       throw err;

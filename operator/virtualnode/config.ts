@@ -11,12 +11,109 @@
  * - name: spillway-virtual-on-demand
  *   provider: eci
  *   kubeletPort: 10251
+ *   capacity: {cpu: "2000", memory: 8Ti, pods: "2000", ephemeral-storage: 100Ti}
  * ```
+ *
+ * Capacity: what the node advertises to the scheduler (allocatable equals capacity). Each resource not
+ * configured comes from the provider: for the local provider the host's (see {@link localCapacityDefaults}),
+ * for ECI the provider configuration's `capacity` (docs/eci.md), for the fake one room for a 1000-pod burst.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
+import { dirname } from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
-import type { VirtualNodeConfig } from './node.ts';
+import type { CapacityOverrides, VirtualNodeConfig } from './node.ts';
+
+/** The resources a virtual node's capacity can set, by their Kubernetes names. */
+export const CAPACITY_RESOURCES = ['cpu', 'memory', 'pods', 'ephemeral-storage'] as const;
+
+// A Kubernetes quantity (k8s.io/apimachinery resource.Quantity): a decimal number and an optional suffix.
+const QUANTITY = /^\d+(\.\d+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+const quantity = z.string().regex(QUANTITY, 'must be a Kubernetes quantity such as 4, 500m, 8Gi or 100Ti');
+
+/** The schema of a capacity: any of the resources, each a quantity (pods a whole number). */
+export const Capacity = z.strictObject({
+  cpu: quantity.optional(),
+  memory: quantity.optional(),
+  pods: z
+    .string()
+    .regex(/^[1-9]\d*$/, 'must be a whole number of pods such as 110')
+    .optional(),
+  'ephemeral-storage': quantity.optional(),
+});
+
+/**
+ * Parses `--capacity cpu=4,memory=8Gi,pods=110,ephemeral-storage=100Gi`; throws one message naming every bad
+ * entry.
+ */
+export function parseCapacityFlag(text: string): CapacityOverrides {
+  const entries: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) {
+      problems.push(`"${part}" is not resource=quantity`);
+      continue;
+    }
+    entries[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  const result = Capacity.safeParse(entries);
+  if (!result.success) {
+    for (const i of result.error.issues) {
+      problems.push(
+        i.code === 'unrecognized_keys'
+          ? `unknown resource ${i.keys.join(', ')} (one of ${CAPACITY_RESOURCES.join(', ')})`
+          : `${i.path.join('.')}: ${i.message}`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new Error(`--capacity: ${problems.join('; ')}`);
+  return result.data!;
+}
+
+/** The nearest existing directory at or above `path` (a state directory may not exist before the first run). */
+function existingAncestor(path: string): string {
+  let dir = path;
+  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+/** What the host offers, for {@link localCapacityDefaults}; tests pass their own. */
+export interface HostResources {
+  /** CPUs this process may use (`nproc`). */
+  cpus: number;
+  /** MemTotal, bytes. */
+  memoryBytes: number;
+  /** Size of the file system holding the state directory, bytes. */
+  diskBytes: number;
+}
+
+/** The host's resources as {@link localCapacityDefaults} reads them. */
+export function hostResources(stateDir: string): HostResources {
+  const fs = statfsSync(existingAncestor(stateDir));
+  return { cpus: availableParallelism(), memoryBytes: totalmem(), diskBytes: fs.blocks * fs.bsize };
+}
+
+/** The kubelet's default `maxPods`, which the local provider advertises too. */
+export const LOCAL_DEFAULT_PODS = '110';
+
+/**
+ * The local provider's default capacity: its sandboxes share this host, so the node advertises the host's CPUs
+ * (`nproc`), memory (MemTotal), the kubelet's default of 110 pods and the size of the disk that holds the
+ * sandboxes' state (`<stateDir>`).
+ */
+export function localCapacityDefaults(host: HostResources): Required<CapacityOverrides> {
+  return {
+    cpu: String(host.cpus),
+    memory: `${Math.floor(host.memoryBytes / 1024)}Ki`,
+    pods: LOCAL_DEFAULT_PODS,
+    'ephemeral-storage': `${Math.floor(host.diskBytes / 1024)}Ki`,
+  };
+}
 
 const Taint = z.strictObject({
   key: z.string().min(1),
@@ -37,6 +134,8 @@ const NodeEntry = z.strictObject({
   podCIDR: z.string().optional(),
   labels: z.record(z.string(), z.string()).optional(),
   taints: z.array(Taint).optional(),
+  /** What the node advertises; unset resources come from the provider. */
+  capacity: Capacity.optional(),
 });
 
 /** The file's schema; unknown keys are errors so that a typo does not silently do nothing. */
@@ -91,6 +190,7 @@ export function parseVirtualNodes(
       ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}),
       ...(n.labels ? { labels: n.labels } : {}),
       ...(n.taints ? { taints: n.taints } : {}),
+      ...(n.capacity ? { capacity: n.capacity } : {}),
     },
   }));
 }

@@ -38,6 +38,8 @@ export interface VirtualNodeConfig {
   /** Extra labels and taints on top of spillway's (§2.2). */
   labels?: Record<string, string>;
   taints?: { key: string; value?: string; effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute' }[];
+  /** What the node advertises, over the provider's own capacity (operator/virtualnode/config.ts). */
+  capacity?: CapacityOverrides;
   /** Timings; defaults follow the kubelet's. */
   leaseDurationSeconds?: number;
   leaseRenewIntervalMs?: number;
@@ -46,6 +48,9 @@ export interface VirtualNodeConfig {
   /** Consecutive failed pings before the node turns NotReady. */
   pingFailureThreshold?: number;
 }
+
+/** Configured capacity by Kubernetes resource name; each set resource replaces the provider's value. */
+export type CapacityOverrides = Partial<Record<'cpu' | 'memory' | 'pods' | 'ephemeral-storage', string>>;
 
 const defaults = {
   leaseDurationSeconds: 40,
@@ -94,6 +99,7 @@ export function nodeStatus(
     pods: capacity.pods,
     ...(capacity.ephemeralStorage ? { 'ephemeral-storage': capacity.ephemeralStorage } : {}),
     ...capacity.extended,
+    ...config.capacity,
   };
   const cond = (type: string, status: 'True' | 'False', reason: string, message: string): V1NodeCondition => {
     const prev = previous?.find((c) => c.type === type);

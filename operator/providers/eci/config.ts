@@ -59,6 +59,14 @@ const credentials = z.discriminatedUnion('type', [
 /** How the provider authenticates; see docs/eci.md for RRSA. */
 export type EciCredentials = z.infer<typeof credentials>;
 
+/** What an ECI virtual node advertises unless configured (docs/eci.md). */
+export const ECI_DEFAULT_CAPACITY = {
+  cpu: '10000',
+  memory: '40Ti',
+  pods: '5000',
+  ephemeralStorage: '150000Gi',
+};
+
 const spec = z.object({ cpu: z.number().positive(), memory: z.number().positive() });
 
 /** The schema of {@link EciConfig}. */
@@ -167,14 +175,19 @@ export const EciConfigSchema = z
     logPollIntervalMs: z.number().int().min(10).default(1000),
     readTimeoutMs: z.number().int().positive().default(10_000),
     connectTimeoutMs: z.number().int().positive().default(5_000),
-    /** What the virtual node advertises (ECI's real limit is the account's quota). */
+    /**
+     * What the virtual node advertises. ECI's real limit is the account's quota in the region, which its API
+     * does not report (the Quota Center is another service and another permission): set these to your quota.
+     * The defaults fit ECI's default quotas; ephemeral storage is 5000 pods with the 30 GiB each instance gets free.
+     */
     capacity: z
       .object({
-        cpu: z.string().default('10000'),
-        memory: z.string().default('40Ti'),
-        pods: z.string().default('5000'),
+        cpu: z.string().default(ECI_DEFAULT_CAPACITY.cpu),
+        memory: z.string().default(ECI_DEFAULT_CAPACITY.memory),
+        pods: z.string().default(ECI_DEFAULT_CAPACITY.pods),
+        ephemeralStorage: z.string().default(ECI_DEFAULT_CAPACITY.ephemeralStorage),
       })
-      .default({ cpu: '10000', memory: '40Ti', pods: '5000' }),
+      .default(() => ({ ...ECI_DEFAULT_CAPACITY })),
   })
   .refine((c) => c.protocol === 'https' || c.endpoint !== undefined, {
     message: 'plain http is only allowed with an explicit endpoint (a local fake)',
@@ -195,9 +208,24 @@ export function parseEciConfig(input: unknown): EciConfig {
   const result = EciConfigSchema.safeParse(input);
   if (result.success) return result.data;
   const lines = result.error.issues.map(
-    (i) => `eci.${i.path.map(String).join('.') || '(root)'}: ${i.message}`,
+    (i) => `eci.${i.path.map(String).join('.') || '(root)'}: ${issueMessage(i.code, i.path, i.message)}`,
   );
   throw new Error(`invalid ECI provider configuration:\n  ${lines.join('\n  ')}`);
+}
+
+/** Where credentials may come from, for the message about missing ones. */
+const CREDENTIAL_SOURCES =
+  'set credentials in the file, or RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE) or ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET in the environment';
+
+/**
+ * One issue's message: zod says "expected string, received undefined" for a field that is simply absent, which
+ * reads like a type error; a user writing the file from scratch wants "missing" and, for credentials, where from.
+ */
+export function issueMessage(code: string, path: readonly PropertyKey[], message: string): string {
+  if (code !== 'invalid_type' || !message.endsWith('received undefined')) return message;
+  return path.length === 1 && path[0] === 'credentials'
+    ? `missing: ${CREDENTIAL_SOURCES}`
+    : 'missing (required)';
 }
 
 /** The API endpoint: the configured one, else the region's public or VPC endpoint (the SDK has no default). */
