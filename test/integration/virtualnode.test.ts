@@ -404,6 +404,30 @@ describe('virtual node with the fake provider', () => {
     }
   });
 
+  it('passes the terminal size of kubectl exec -it to the container', async () => {
+    const [p] = await pods('app=burst');
+    // `script` gives kubectl a terminal of 33 rows and 101 columns; the fake's `stty size` prints what arrived.
+    const kubectlCommand = [
+      join(defaultBinDir, 'kubectl'),
+      'exec',
+      '-it',
+      '-n',
+      ns.name,
+      p!.metadata!.name!,
+      '--',
+      'stty',
+      'size',
+    ].join(' ');
+    provider.terminalSizes = [];
+    const shell = spawn('script', ['-qec', `stty rows 33 cols 101; ${kubectlCommand}`, '/dev/null'], {
+      env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath },
+    });
+    const output = collectOutput(shell);
+    await new Promise((resolve) => shell.once('close', resolve));
+    expect(output()).toContain('33 101');
+    expect(provider.terminalSizes[0]).toEqual({ width: 101, height: 33 });
+  });
+
   it('passes the grace period of kubectl delete to the provider, then the pod is gone', async () => {
     const [p] = await pods('app=burst');
     const name = p!.metadata!.name!;

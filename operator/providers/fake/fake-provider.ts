@@ -25,6 +25,7 @@ import {
   type SandboxKey,
   type SandboxProvider,
   type SandboxStatus,
+  type TerminalSize,
   type Unsubscribe,
 } from '../types.ts';
 import { StatusNotifier } from '../status-notifier.ts';
@@ -101,6 +102,8 @@ export class FakeProvider implements SandboxProvider {
   attachCalls = 0;
   /** Calls of {@link portForward}. */
   portForwardCalls = 0;
+  /** Every terminal size a `tty` exec received (`kubectl exec -it`: the first size, then each resize). */
+  terminalSizes: TerminalSize[] = [];
   statsCalls = 0;
   pingCalls = 0;
 
@@ -162,6 +165,7 @@ export class FakeProvider implements SandboxProvider {
     this.createCalls = this.deleteCalls = this.statusCalls = this.listCalls = 0;
     this.logsCalls = this.execCalls = this.attachCalls = this.statsCalls = this.pingCalls = 0;
     this.portForwardCalls = 0;
+    this.terminalSizes = [];
   }
 
   async create(pod: V1Pod, inputs: ResolvedPodInputs = {}): Promise<SandboxStatus> {
@@ -255,6 +259,7 @@ export class FakeProvider implements SandboxProvider {
     this.#fail('exec', key);
     const { sandbox, c } = this.#container(key, container);
     if (!c.running) throw new Error(`container "${container}" of pod ${describeKey(key)} is not running`);
+    if (streams.resize) streams = { ...streams, resize: this.#recordSizes(streams.resize) };
     if (c.script.exec) return c.script.exec(command, streams);
     return runBuiltin(command, streams, { hostname: key.name, env: sandbox.inputs.env?.[container] ?? [] });
   }
@@ -285,6 +290,20 @@ export class FakeProvider implements SandboxProvider {
     );
     if (!serving) throw new Error(`dial tcp ${sandbox.podIP}:${port}: connect: connection refused`);
     return new PassThrough();
+  }
+
+  /** Records each size as it arrives, whether or not the command reads them, and passes them on. */
+  #recordSizes(sizes: AsyncIterable<TerminalSize>): AsyncIterable<TerminalSize> {
+    const out = new PassThrough({ objectMode: true });
+    void (async () => {
+      for await (const size of sizes) {
+        this.terminalSizes.push(size);
+        out.write(size);
+      }
+    })()
+      .catch(() => undefined)
+      .finally(() => out.end());
+    return out;
   }
 
   #declaredPorts(sandbox: FakeSandbox, container: string): number[] {
