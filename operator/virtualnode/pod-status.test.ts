@@ -186,6 +186,58 @@ describe('podStatusFrom', () => {
       message: 'spec.hostNetwork: not supported',
     });
   });
+
+  it('a Failed pod’s containers are terminated with its reason, not waiting in ContainerCreating', () => {
+    const f = failedStatus(pod, '127.0.0.1', 'UnsupportedPodSpec', 'spec.hostNetwork: not supported', t1);
+    for (const s of [...(f.initContainerStatuses ?? []), ...(f.containerStatuses ?? [])]) {
+      expect(s.state).toEqual({
+        terminated: {
+          exitCode: 128,
+          reason: 'UnsupportedPodSpec',
+          message: 'spec.hostNetwork: not supported',
+          finishedAt: t1,
+        },
+      });
+      expect(s.ready).toBe(false);
+    }
+    expect(f.containerStatuses).toHaveLength(2);
+    // Derived again later (same pod, now with that status), the termination keeps its time.
+    const again = failedStatus(
+      { ...pod, status: f },
+      '127.0.0.1',
+      'UnsupportedPodSpec',
+      'spec.hostNetwork: not supported',
+      new Date(t1.getTime() + 60_000),
+    );
+    expect(statusFingerprint(again)).toBe(statusFingerprint(f));
+  });
+
+  it('a pod the provider reports Failed shows unreported or waiting containers as ContainerStatusUnknown', () => {
+    const s = podStatusFrom(
+      pod,
+      {
+        ...running,
+        phase: 'Failed',
+        initContainers: [],
+        containers: [
+          {
+            name: 'app',
+            state: { kind: 'waiting', reason: 'ContainerCreating' },
+            restartCount: 0,
+            ready: false,
+            started: false,
+          },
+        ],
+      },
+      '127.0.0.1',
+      t1,
+    );
+    expect(s.containerStatuses?.map((c) => c.state?.terminated?.reason)).toEqual([
+      'ContainerStatusUnknown',
+      'ContainerStatusUnknown',
+    ]);
+    expect(s.containerStatuses?.[0]?.state?.terminated?.exitCode).toBe(137);
+  });
 });
 
 describe('qosClass', () => {

@@ -38,14 +38,42 @@ function toState(state: ContainerState | undefined): V1ContainerState | undefine
   }
 }
 
+/**
+ * The state of a container that never ran, or is still shown waiting, in a pod that has ended (Failed or
+ * Succeeded): terminated, as a kubelet writes it, so that the container states agree with the phase (`kubectl get
+ * pods` shows the pod's reason, not ContainerCreating). A pod the node refused (UnsupportedPodSpec,
+ * ProviderFailed...) carries that reason with exit code 128, a container runtime's "could not start"; otherwise
+ * the kubelet's ContainerStatusUnknown with 137.
+ */
+export function neverRanState(
+  report: Pick<SandboxStatus, 'reason' | 'message'>,
+  now: Date,
+): V1ContainerState {
+  return {
+    terminated: report.reason
+      ? { exitCode: 128, reason: report.reason, message: report.message, finishedAt: now }
+      : {
+          exitCode: 137,
+          reason: 'ContainerStatusUnknown',
+          message: 'The container could not be located when the pod was terminated',
+          finishedAt: now,
+        },
+  };
+}
+
 function containerStatuses(
   specs: V1Container[] | undefined,
   reports: ContainerReport[],
   waitingReason: string,
+  ended: V1ContainerState | undefined,
+  previous: V1ContainerStatus[] | undefined,
 ): V1ContainerStatus[] {
   // One status per container in the spec, in spec order, even before the provider reports it.
   return (specs ?? []).map((c) => {
     const r = reports.find((x) => x.name === c.name);
+    // Once written, a never-ran termination keeps its time: re-deriving it must not patch the pod again.
+    const before = previous?.find((x) => x.name === c.name)?.state;
+    const over = ended && before?.terminated ? before : ended;
     if (!r) {
       return {
         name: c.name,
@@ -54,7 +82,7 @@ function containerStatuses(
         ready: false,
         started: false,
         restartCount: 0,
-        state: { waiting: { reason: waitingReason } },
+        state: over ?? { waiting: { reason: waitingReason } },
       };
     }
     return {
@@ -65,7 +93,7 @@ function containerStatuses(
       ready: r.ready,
       started: r.started,
       restartCount: r.restartCount,
-      state: toState(r.state),
+      state: (r.state.kind === 'waiting' ? over : undefined) ?? toState(r.state),
       lastState: toState(r.lastState) ?? {},
     };
   });
@@ -119,18 +147,27 @@ export function podStatusFrom(
   now = new Date(),
 ): V1PodStatus {
   const prev = pod.status?.conditions;
-  const inits = containerStatuses(pod.spec?.initContainers, report.initContainers, 'PodInitializing');
+  const terminal = report.phase === 'Succeeded' || report.phase === 'Failed';
+  const ended = terminal ? neverRanState(report, now) : undefined;
+  const inits = containerStatuses(
+    pod.spec?.initContainers,
+    report.initContainers,
+    'PodInitializing',
+    ended,
+    pod.status?.initContainerStatuses,
+  );
   const mains = containerStatuses(
     pod.spec?.containers,
     report.containers,
     inits.every((s) => s.state?.terminated?.exitCode === 0 || s.started)
       ? 'ContainerCreating'
       : 'PodInitializing',
+    ended,
+    pod.status?.containerStatuses,
   );
   const initialized = inits.every(
     (s) => s.state?.terminated?.exitCode === 0 || (s.started === true && s.state?.running !== undefined),
   );
-  const terminal = report.phase === 'Succeeded' || report.phase === 'Failed';
   const containersReady = !terminal && mains.length > 0 && mains.every((s) => s.ready);
   const gatesReady = (pod.spec?.readinessGates ?? []).every(
     (g) => prev?.find((c) => c.type === g.conditionType)?.status === 'True',
@@ -211,16 +248,19 @@ export function failedStatus(
   message: string,
   now = new Date(),
 ): V1PodStatus {
-  return {
-    ...podStatusFrom(
-      pod,
-      { key: { uid: '', namespace: '', name: '' }, phase: 'Failed', initContainers: [], containers: [] },
-      hostIP,
-      now,
-    ),
-    reason,
-    message,
-  };
+  return podStatusFrom(
+    pod,
+    {
+      key: { uid: '', namespace: '', name: '' },
+      phase: 'Failed',
+      reason,
+      message,
+      initContainers: [],
+      containers: [],
+    },
+    hostIP,
+    now,
+  );
 }
 
 /**
