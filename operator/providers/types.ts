@@ -10,7 +10,8 @@
  * The provider reports *what happened* ({@link SandboxStatus}); the virtual node derives the Pod status,
  * conditions and events from it. Providers never talk to the Kubernetes API themselves.
  */
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import type { PodSpecCause } from './errors.ts';
 import type { Duplex, Readable, Writable } from 'node:stream';
 
 export * from './errors.ts';
@@ -304,6 +305,15 @@ export interface SandboxProvider {
    * @throws ThrottledError rate-limited; retry after `retryAfterMs`
    */
   create(pod: V1Pod, inputs?: ResolvedPodInputs): Promise<SandboxStatus>;
+
+  /**
+   * Optional: every field of `spec` this provider can never run, decided from the spec alone (pure: no I/O, no
+   * resolved inputs), each with what to change; empty when it may run. The same rules are registered by provider
+   * name in `./rules.ts`, where the ElasticWorkload controller (which has no provider) evaluates a unit's pod
+   * template before it scales the unit. `create` still refuses such a pod (InvalidPodSpecError): the backstop.
+   * @param base the path of `spec` in the object the user wrote (default `spec`)
+   */
+  unsupported?(spec: V1PodSpec, base?: string): PodSpecCause[];
 
   /**
    * Deletes the instance of `key`, giving its containers `gracePeriodSeconds` between SIGTERM and SIGKILL

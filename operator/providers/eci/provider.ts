@@ -13,7 +13,7 @@
  *   really changed (volume-updates.ts).
  * - everything goes through EciApi: token bucket per action, back-off on throttling and 5xx.
  */
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { componentLogger, type Logger } from '../../shared/log.ts';
@@ -26,6 +26,7 @@ import {
   type ExecStreams,
   type LogOptions,
   type NodeCapacity,
+  type PodSpecCause,
   type PodStats,
   type SandboxEvent,
   type SandboxInstance,
@@ -38,6 +39,7 @@ import {
   type Unsubscribe,
 } from '../types.ts';
 import { ClientTokenReusedError } from './api-errors.ts';
+import { eciUnsupported } from './rules.ts';
 import { EciApi, type ContainerGroup, type EciClient, type Tag } from './client.ts';
 import { parseEciConfig, type EciConfig } from './config.ts';
 import { execOverWebSocket } from './exec.ts';
@@ -125,6 +127,11 @@ export class EciProvider implements SandboxProvider {
       { key: TAGS.cluster, value: this.config.clusterId },
       { key: TAGS.node, value: this.config.nodeName },
     ];
+  }
+
+  /** ECI's static refusals (./rules.ts); podToContainerGroup refuses the same fields at create. */
+  unsupported(spec: V1PodSpec, base = 'spec'): PodSpecCause[] {
+    return eciUnsupported(spec, base);
   }
 
   async create(pod: V1Pod, inputs: EciPodInputs = {}): Promise<SandboxStatus> {

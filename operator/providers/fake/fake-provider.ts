@@ -7,11 +7,12 @@
  * with no timer at all; with a latency, every start and scripted exit shares one timer (`Timeline`).
  * Status changes are delivered to `onStatus` listeners in one batch per microtask.
  */
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import {
   describeKey,
   InsufficientCapacityError,
+  InvalidPodSpecError,
   NotFoundError,
   sandboxKey,
   type ExecResult,
@@ -19,6 +20,7 @@ import {
   type LogOptions,
   type MaterialisedVolume,
   type NodeCapacity,
+  type PodSpecCause,
   type PodStats,
   type ResolvedPodInputs,
   type SandboxInstance,
@@ -60,6 +62,11 @@ export interface FakeProviderOptions {
   capacity?: Partial<NodeCapacity>;
   /** First two octets of pod IPs (default `10.244`); IPs are handed out in order. */
   podIPPrefix?: string;
+  /**
+   * Static refusal rules (default: none, the fake runs any spec): `unsupported` answers with them and `create`
+   * refuses a pod they name with InvalidPodSpecError, as a real provider does.
+   */
+  refuse?: (spec: V1PodSpec, base: string) => PodSpecCause[];
 }
 
 /** Default capacity: room for the 1000-pod burst benchmark and more. */
@@ -168,12 +175,21 @@ export class FakeProvider implements SandboxProvider {
     this.terminalSizes = [];
   }
 
+  /** The {@link FakeProviderOptions.refuse} rules; none by default. */
+  unsupported(spec: V1PodSpec, base = 'spec'): PodSpecCause[] {
+    return this.#options.refuse?.(spec, base) ?? [];
+  }
+
   async create(pod: V1Pod, inputs: ResolvedPodInputs = {}): Promise<SandboxStatus> {
     const key = sandboxKey(pod);
     this.createCalls++;
     const injected = this.nextCreateError;
     this.nextCreateError = undefined;
     this.#fail('create', key, injected);
+    const causes = this.unsupported(pod.spec ?? { containers: [] });
+    if (causes.length > 0) {
+      throw new InvalidPodSpecError(causes.map((c) => `${c.path}: ${c.message}`).join('; '), { key, causes });
+    }
     const existing = this.#sandboxes.get(key.uid);
     if (existing) return existing.status();
     const capacity = Number(this.#options.capacity?.pods ?? FAKE_CAPACITY.pods);
