@@ -8,7 +8,7 @@ SHELL := /bin/bash
 WITH_NODE = export PATH="$$(bash hack/ensure-node.sh):$(CURDIR)/bin:$(CURDIR)/node_modules/.bin:$$PATH";
 PROVIDER ?= fake
 
-.PHONY: test lint typecheck unit integration e2e system tools deps cluster-up cluster-down run demo bench crds image clean
+.PHONY: test lint typecheck unit integration e2e system tools deps cluster-up cluster-down run demo bench soak crds image clean
 
 deps: node_modules/.installed
 node_modules/.installed: package.json package-lock.json .node-version
@@ -51,6 +51,14 @@ demo: system tools
 bench: tools
 	@bash hack/build-tools.sh vegeta vkref
 	@$(WITH_NODE) node bench/run.ts $(BENCH_ARGS)
+
+## the kill-soak: kill -9 of `spillway run` at random moments during burst, scale-in and rollout, then orphans,
+## duplicates, stuck pods, extra creates, broken sandboxes, repeated Events and leftovers after delete are counted,
+## for eci (fake endpoint) and local (needs root); bench/results/soak.json and a table.
+## SOAK_PROVIDERS=eci,local SOAK_KILLS=10 SOAK_PODS=20 SOAK_SEED=<n> (printed, replays the kill moments)
+SOAK_PROVIDERS ?= eci,local
+soak: system tools
+	@$(WITH_NODE) node bench/soak.ts --providers $(SOAK_PROVIDERS)
 
 cluster-up: tools
 	@$(WITH_NODE) node hack/cluster.ts up
