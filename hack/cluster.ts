@@ -2,7 +2,8 @@
  * make cluster-up / make cluster-down: the local control plane in the background.
  *
  *   node hack/cluster.ts up      start (or reuse) it; the last line printed is `export KUBECONFIG=<path>`
- *   node hack/cluster.ts down    stop every process it started, by pid
+ *   node hack/cluster.ts down    stop every process it started, by pid, and the sandboxes its local virtual nodes
+ *                                left running (test/support/local-leftovers.ts)
  *   node hack/cluster.ts status  exit 0 when it is running
  */
 import { LocalCluster } from '../test/support/cluster.ts';
@@ -22,7 +23,7 @@ try {
     console.log(running ? `running: export KUBECONFIG=${cluster.kubeconfigPath}` : 'not running');
     process.exit(running ? 0 : 1);
   } else if (command === 'down') {
-    await cluster.down();
+    await cluster.down((line) => console.log(line));
     console.log('cluster stopped');
   } else {
     console.error('usage: node hack/cluster.ts up|down|status');

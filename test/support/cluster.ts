@@ -178,7 +178,22 @@ export class LocalCluster {
   }
 
   /** Stops every process this folder's cluster started (by pid) and waits until they are gone. */
-  async down(): Promise<void> {
+  async down(log: (line: string) => void = () => {}): Promise<void> {
+    // While the apiserver still answers: which local virtual nodes it had, to end their leftover sandboxes.
+    if (existsSync(this.kubeconfigPath)) {
+      const { localVirtualNodes, stopLocalSandboxes } = await import('./local-leftovers.ts');
+      const nodes = await Promise.resolve()
+        .then(() => localVirtualNodes(this.kubeConfig()))
+        .catch(() => []);
+      const stopped = await stopLocalSandboxes(nodes);
+      for (const s of stopped) {
+        log(`stopped ${s.sandboxes.length} sandbox(es) left behind by virtual node ${s.node}`);
+        if (s.survivors.length > 0)
+          log(
+            `  still running (another user's? run as root): pids ${s.survivors.map((p) => p.ref.pid).join(' ')}`,
+          );
+      }
+    }
     for (const c of [...components].reverse()) await this.stop(c);
   }
 
