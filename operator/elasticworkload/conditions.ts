@@ -6,13 +6,24 @@ import type { Condition } from './api.ts';
 
 /** The condition types an ElasticWorkload reports. */
 export const ConditionType = {
-  /** Every placed replica is ready on the source and the units. */
+  /**
+   * Every placed replica is ready on the source and the units. False, with the blocking reason, when replicas run
+   * nowhere because the units cannot run them; a replica left out by a max does not make it False.
+   */
   Ready: 'Ready',
   /** Some replicas run on elastic units. */
   Bursting: 'Bursting',
-  /** The source's pod template breaks the sandbox rules: no unit is created; the message names each field. */
+  /**
+   * Replicas cannot burst, and the message names each field and unit: the source's pod template breaks the
+   * sandbox rules (UnsupportedPodSpec: no unit is created), a unit's provider refuses its template
+   * (ProviderRefusesPodSpec: that unit gets no replica), or a unit's pods keep failing on the virtual node
+   * (UnitPodsFailing: it keeps its ready replicas for a cooldown).
+   */
   BurstBlocked: 'BurstBlocked',
-  /** Replicas are not placed because the source and every unit are at their max; the message says how many. */
+  /**
+   * Replicas do not run anywhere: the units cannot run them (UnitsCannotRun), the source and every unit are at
+   * their max (AllTargetsAtMax), or unit pods wait for room on a virtual node (NoVirtualNodeCapacity).
+   */
   Capped: 'Capped',
 } as const;
 /** One of {@link ConditionType}. */

@@ -4,26 +4,31 @@
  * the source, its units and (for capacity-aware overflow) the source's Unschedulable pods from the informer
  * caches, asks the pure `distribute`/`foldBack` for a plan, applies it, and writes status once.
  */
-import type { KubeConfig, KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, V1Deployment, V1Node, V1Pod } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { apiErrorMessage, isApiError, makeClients, type Clients } from '../shared/client.ts';
 import { EventRecorder, EventType } from '../shared/events.ts';
-import { objectKey, splitKey } from '../shared/informer.ts';
+import { objectKey, splitKey, type SupervisedInformer } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
-import { scopedInformer, type CachedInformer } from '../shared/namespaced-informers.ts';
+import type { CachedInformer } from '../shared/namespaced-informers.ts';
 import { describeViolations, sandboxViolations } from '../shared/sandbox-rules.ts';
 import { WorkQueue, runWorkers } from '../shared/workqueue.ts';
-import {
-  FINALIZER,
-  GROUP,
-  LABEL_ELASTIC_WORKLOAD,
-  LABEL_UNIT,
-  PLURAL,
-  VERSION,
-  type ElasticWorkload,
-} from './api.ts';
+import { FINALIZER, LABEL_ELASTIC_WORKLOAD, LABEL_UNIT, type ElasticWorkload } from './api.ts';
 import { distribute, foldBack, type Observation } from './distribute.ts';
 import { ConditionType, setCondition } from './conditions.ts';
-import { elasticWorkloadStatus } from './status.ts';
+import {
+  failedUnitPod,
+  isUnitFailure,
+  templateRefusal,
+  unitTroubles,
+  unschedulableUnitPods,
+  type FailedUnitPod,
+  type TemplateRefusal,
+  type UnitTrouble,
+} from './refusals.ts';
+import { burstBlocked, elasticWorkloadStatus } from './status.ts';
+import { stableJson, unitPodTemplate } from './units.ts';
+import { controllerInformers } from './informers.ts';
 import { ElasticWorkloadWriter } from './writer.ts';
 
 /**
@@ -39,8 +44,16 @@ export class ElasticWorkloadController {
   readonly ews: CachedInformer<KubernetesObject>;
   readonly deployments: CachedInformer<V1Deployment>;
   readonly pendingPods: CachedInformer<V1Pod>;
-  /** Failed pods: unit pods that failed for lack of provider capacity drive spot fallback. */
+  /**
+   * Failed unit pods: those that failed for lack of provider capacity drive spot fallback; those the provider
+   * refused or failed hold their unit back the same way.
+   */
   readonly failedPods: CachedInformer<V1Pod>;
+  /**
+   * spillway's virtual nodes (label-selected: a handful, not the cluster's nodes): their provider label says
+   * whose static rules a unit's pod template must pass before the unit is scaled.
+   */
+  readonly virtualNodes: SupervisedInformer<V1Node>;
   /** The namespaces watched; undefined: all. */
   readonly namespaces: readonly string[] | undefined;
   #workers: Promise<void> | undefined;
@@ -72,51 +85,12 @@ export class ElasticWorkloadController {
       onError: (err) => this.#log.debug({ err: String(err) }, 'event not recorded'),
     });
     this.#w = new ElasticWorkloadWriter(this.#c, events);
-    const c = this.#c;
-    const scope = this.namespaces;
-    /** A collection's path, cluster-wide or in one namespace (`base` is the group-version prefix). */
-    const at = (base: string, plural: string, ns?: string) =>
-      ns ? `${base}/namespaces/${ns}/${plural}` : `${base}/${plural}`;
-    this.ews = scopedInformer<KubernetesObject>(opts.kc, 'elasticworkloads', scope, (ns) => ({
-      path: at(`/apis/${GROUP}/${VERSION}`, PLURAL, ns),
-      list: async () =>
-        (ns
-          ? await c.customObjects.listNamespacedCustomObject({
-              group: GROUP,
-              version: VERSION,
-              namespace: ns,
-              plural: PLURAL,
-            })
-          : await c.customObjects.listClusterCustomObject({
-              group: GROUP,
-              version: VERSION,
-              plural: PLURAL,
-            })) as never,
-    }));
-    this.deployments = scopedInformer<V1Deployment>(opts.kc, 'deployments', scope, (ns) => ({
-      path: at('/apis/apps/v1', 'deployments', ns),
-      list: () =>
-        ns ? c.apps.listNamespacedDeployment({ namespace: ns }) : c.apps.listDeploymentForAllNamespaces(),
-    }));
-    /** Pods of one phase (and label selector), cluster-wide or in one namespace. */
-    const pods = (fieldSelector: string, labelSelector?: string) => (ns?: string) => ({
-      path: at('/api/v1', 'pods', ns),
-      fieldSelector,
-      ...(labelSelector ? { labelSelector } : {}),
-      list: () =>
-        ns
-          ? c.core.listNamespacedPod({ namespace: ns, fieldSelector, labelSelector })
-          : c.core.listPodForAllNamespaces({ fieldSelector, labelSelector }),
-    });
-    // Only Pending pods: Unschedulable source pods drive capacity-aware overflow.
-    this.pendingPods = scopedInformer<V1Pod>(opts.kc, 'pending-pods', scope, pods('status.phase=Pending'));
-    // Only unit pods: a cluster's failed Jobs are none of this controller's business (or memory).
-    this.failedPods = scopedInformer<V1Pod>(
-      opts.kc,
-      'failed-pods',
-      scope,
-      pods('status.phase=Failed', LABEL_ELASTIC_WORKLOAD),
-    );
+    const informers = controllerInformers(opts.kc, this.#c, this.namespaces);
+    this.ews = informers.ews;
+    this.deployments = informers.deployments;
+    this.pendingPods = informers.pendingPods;
+    this.failedPods = informers.failedPods;
+    this.virtualNodes = informers.virtualNodes;
   }
 
   /** Starts the informers and the workers; resolves once the caches have synced. */
@@ -128,6 +102,9 @@ export class ElasticWorkloadController {
     this.deployments.onUpdate(fromDeployment);
     this.deployments.onDelete(fromDeployment);
     const fromPod = (p: V1Pod) => {
+      // A unit pod that the scheduler cannot place shows in the Capped condition.
+      const owner = p.metadata?.labels?.[LABEL_ELASTIC_WORKLOAD];
+      if (owner && p.metadata?.labels?.[LABEL_UNIT]) this.#queue.add(`${p.metadata.namespace}/${owner}`);
       for (const ew of this.#list(p.metadata?.namespace)) {
         if (ew.spec.overflow?.policy === 'WhenUnschedulable')
           this.#queue.add(`${ew.metadata.namespace}/${ew.metadata.name}`);
@@ -138,8 +115,16 @@ export class ElasticWorkloadController {
     this.pendingPods.onDelete(fromPod);
     this.failedPods.onAdd((p) => {
       const ew = p.metadata?.labels?.[LABEL_ELASTIC_WORKLOAD];
-      if (ew && p.status?.reason === 'InsufficientCapacity')
-        this.#queue.add(`${p.metadata?.namespace}/${ew}`);
+      if (ew && isUnitFailure(p.status?.reason)) this.#queue.add(`${p.metadata?.namespace}/${ew}`);
+    });
+    // A virtual node that comes, goes or changes provider changes which unit templates can run.
+    const everyEw = () => {
+      for (const ew of this.#list(undefined)) this.#queue.add(`${ew.metadata.namespace}/${ew.metadata.name}`);
+    };
+    this.virtualNodes.onAdd(everyEw);
+    this.virtualNodes.onDelete(everyEw);
+    this.virtualNodes.onUpdate((n, old) => {
+      if (stableJson(n.metadata?.labels) !== stableJson(old?.metadata?.labels)) everyEw();
     });
     const informers = [this.ews, this.deployments, this.pendingPods, this.failedPods];
     this.#log.info(
@@ -149,7 +134,20 @@ export class ElasticWorkloadController {
         : 'reconciling ElasticWorkloads in every namespace',
     );
     for (const i of informers) i.start();
+    this.virtualNodes.start();
     await Promise.all(informers.map((i) => i.synced));
+    // Without the virtual nodes the controller only cannot check templates before scaling (the node still
+    // refuses such pods, and failing units are held back): a missing `list nodes` grant must not stop it.
+    const waited = new AbortController();
+    await Promise.race([
+      this.virtualNodes.synced.catch(() => undefined),
+      sleep(10_000, undefined, { signal: waited.signal }).catch(() => undefined),
+    ]);
+    waited.abort();
+    if (!this.virtualNodes.hasSynced())
+      this.#log.warn(
+        'virtual nodes not listed yet: unit pod templates are not checked against their providers',
+      );
     this.#workers = runWorkers(this.#queue, workers, (key) => this.reconcile(key), { logger: this.#log });
   }
 
@@ -162,6 +160,7 @@ export class ElasticWorkloadController {
       this.deployments.stop(),
       this.pendingPods.stop(),
       this.failedPods.stop(),
+      this.virtualNodes.stop(),
     ]);
   }
 
@@ -190,27 +189,16 @@ export class ElasticWorkloadController {
   }
 
   /**
-   * Units whose pods recently failed for lack of provider capacity (reason InsufficientCapacity), with the
-   * time the cooldown ends. Failed pods older than the cooldown are deleted: they have said what they had to.
+   * Units held at their ready replicas because their pods recently failed on the node: for lack of provider
+   * capacity (spot fallback), or refused or failed by the provider (refusals.ts), with the time each cooldown
+   * ends. Failed pods older than the cooldown are deleted: they have said what they had to.
    */
-  async #capacityLimited(ew: ElasticWorkload, now: Date): Promise<Map<string, number>> {
-    const limited = new Map<string, number>();
+  async #troubles(ew: ElasticWorkload, now: Date): Promise<Map<string, UnitTrouble>> {
+    const failed: FailedUnitPod[] = [];
     for (const p of this.failedPods.list(ew.metadata.namespace)) {
-      const labels = p.metadata?.labels ?? {};
-      const unit = labels[LABEL_UNIT];
-      if (
-        labels[LABEL_ELASTIC_WORKLOAD] !== ew.metadata.name ||
-        !unit ||
-        p.status?.reason !== 'InsufficientCapacity'
-      )
-        continue;
-      const at = new Date(
-        p.status.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime ??
-          p.metadata?.creationTimestamp ??
-          now,
-      ).getTime();
-      const until = at + this.#capacityCooldownMs;
-      if (until <= now.getTime()) {
+      const f = failedUnitPod(p, ew.metadata.name, now);
+      if (!f) continue;
+      if (f.at + this.#capacityCooldownMs <= now.getTime()) {
         await this.#c.core
           .deleteNamespacedPod({ name: p.metadata!.name!, namespace: p.metadata!.namespace! })
           .catch((err: unknown) => {
@@ -222,9 +210,21 @@ export class ElasticWorkloadController {
           });
         continue;
       }
-      limited.set(unit, Math.max(limited.get(unit) ?? 0, until));
+      failed.push(f);
     }
-    return limited;
+    return unitTroubles(failed, this.#capacityCooldownMs, now.getTime());
+  }
+
+  /** The spec units whose pod template no virtual node they may land on can run, by unit name. */
+  #refusals(ew: ElasticWorkload, source: V1Deployment): Map<string, TemplateRefusal> {
+    const out = new Map<string, TemplateRefusal>();
+    const nodes = this.virtualNodes.list();
+    if (nodes.length === 0) return out;
+    for (const unit of ew.spec.elasticUnit ?? []) {
+      const refusal = templateRefusal(unitPodTemplate(ew, source, unit), nodes);
+      if (refusal) out.set(unit.name, refusal);
+    }
+    return out;
   }
 
   /** Seconds each Unschedulable pod of `source` has been waiting (unit pods excluded). */
@@ -271,7 +271,10 @@ export class ElasticWorkloadController {
         o.spec.sourceTarget.name === ew.spec.sourceTarget.name &&
         olderThan(o, ew),
     );
-    if (rival && !deleting) {
+    // A claim that lost never touched the source: deleting it folds nothing back (it would scale the
+    // winner's source to the loser's replicas).
+    if (rival && deleting) return this.#w.removeFinalizer(ew, units);
+    if (rival) {
       const message = `Deployment ${ew.spec.sourceTarget.name} is already split by ElasticWorkload ${rival.metadata.name}: delete one of the two`;
       if (ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceClaimed') {
         void this.#w.event(ew, EventType.Warning, 'SourceClaimed', 'Claim', message);
@@ -289,16 +292,16 @@ export class ElasticWorkloadController {
     if (!source) {
       if (deleting) return this.#w.removeFinalizer(ew, units);
       const onUnits = [...units.values()].reduce((n, d) => n + (d.spec?.replicas ?? 0), 0);
-      if (
-        onUnits > 0 &&
-        ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceNotFound'
-      ) {
+      // Once per transition (the stored Ready reason says whether it was already told).
+      if (ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceNotFound') {
         void this.#w.event(
           ew,
           EventType.Warning,
           'SourceNotFound',
           'Scale',
-          `Deployment ${ew.spec.sourceTarget.name} is gone while ${onUnits} replicas still run on elastic units: re-create it, or delete this ElasticWorkload to remove the units`,
+          onUnits > 0
+            ? `Deployment ${ew.spec.sourceTarget.name} is gone while ${onUnits} replicas still run on elastic units: re-create it, or delete this ElasticWorkload to remove the units`
+            : `Deployment ${ew.spec.sourceTarget.name} not found in namespace ${namespace}: no replica is placed until it exists; create it or fix sourceTarget.name`,
         );
       }
       await this.#w.writeStatus(
@@ -308,7 +311,9 @@ export class ElasticWorkloadController {
       return;
     }
     const violations = sandboxViolations(source.spec?.template?.spec, [], 'spec.template.spec');
-    const limited = await this.#capacityLimited(ew, now);
+    const troubles = await this.#troubles(ew, now);
+    // Checked before any scaling: a unit whose template no provider can run never gets a replica to fail.
+    const refusals = deleting ? new Map<string, TemplateRefusal>() : this.#refusals(ew, source);
     const lastOverflow = ew.status?.lastOverflowTime
       ? new Date(ew.status.lastOverflowTime).getTime()
       : undefined;
@@ -318,12 +323,18 @@ export class ElasticWorkloadController {
         ready: source.status?.readyReplicas ?? 0,
         unschedulableForSeconds: this.#unschedulable(source, now),
       },
-      units: [...units].map(([unit, d]) => ({
-        name: unit,
-        desired: d.spec?.replicas ?? 0,
-        ready: d.status?.readyReplicas ?? 0,
-        capacityLimited: limited.has(unit),
-      })),
+      units: [
+        ...[...units].map(([unit, d]) => ({
+          name: unit,
+          desired: d.spec?.replicas ?? 0,
+          ready: d.status?.readyReplicas ?? 0,
+          capacityLimited: troubles.has(unit),
+          refused: refusals.has(unit),
+        })),
+        ...[...refusals.keys()]
+          .filter((unit) => !units.has(unit))
+          .map((unit) => ({ name: unit, desired: 0, ready: 0, refused: true })),
+      ],
       blocked: violations.length > 0,
       ...(lastOverflow === undefined
         ? {}
@@ -345,22 +356,24 @@ export class ElasticWorkloadController {
       );
       return this.#w.removeFinalizer(ew, units);
     }
-    if (
-      violations.length > 0 &&
-      ew.status?.conditions?.find((c) => c.type === 'BurstBlocked')?.status !== 'True'
-    ) {
+    // An Event each time what blocks bursting changes (not on every reconcile while it holds).
+    const blocked = burstBlocked(ew.spec.sourceTarget.name, violations, refusals, troubles);
+    const stored = ew.status?.conditions?.find((c) => c.type === ConditionType.BurstBlocked);
+    if (blocked.blocked && (stored?.status !== 'True' || stored.message !== blocked.message)) {
       void this.#w.event(
         ew,
         EventType.Warning,
-        'BurstBlocked',
+        blocked.reason === 'UnsupportedPodSpec' ? 'BurstBlocked' : blocked.reason,
         'Block',
-        `no replica can burst: ${describeViolations(violations)}`,
+        blocked.reason === 'UnsupportedPodSpec'
+          ? `no replica can burst: ${describeViolations(violations)}`
+          : blocked.message,
       );
     }
-    for (const [unit, until] of limited) {
+    for (const [unit, { until, kind }] of troubles) {
       const fell = plan.units.find((u) => u.name === unit);
       const max = ew.spec.elasticUnit?.find((x) => x.name === unit)?.max ?? Infinity;
-      if (fell && fell.goal < max) {
+      if (kind === 'NoCapacity' && fell && fell.goal < max) {
         void this.#w.event(
           ew,
           EventType.Warning,
@@ -370,11 +383,24 @@ export class ElasticWorkloadController {
         );
       }
     }
-    await this.#w.writeStatus(ew, elasticWorkloadStatus({ ew, source, units, plan, violations, now }));
+    await this.#w.writeStatus(
+      ew,
+      elasticWorkloadStatus({
+        ew,
+        source,
+        units,
+        plan,
+        violations,
+        refusals,
+        troubles,
+        unschedulable: unschedulableUnitPods(this.pendingPods.list(namespace), ew.metadata.name),
+        now,
+      }),
+    );
     const waits = [
       ...(plan.recheckAfterSeconds ? [plan.recheckAfterSeconds * 1000] : []),
       ...(foldBackLeftMs !== undefined ? [foldBackLeftMs + 100] : []),
-      ...[...limited.values()].map((until) => until - now.getTime() + 1000),
+      ...[...troubles.values()].map(({ until }) => until - now.getTime() + 1000),
     ];
     return waits.length > 0 ? { requeueAfter: Math.min(...waits) } : undefined;
   }

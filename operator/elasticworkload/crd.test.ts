@@ -9,7 +9,15 @@ const root = version.schema.openAPIV3Schema;
 /** The schema node at a JSONPath like `.status.sourceTarget.desiredReplicas`, if the schema defines it. */
 function at(path: string): StructuralSchema | undefined {
   let node: StructuralSchema | undefined = root;
-  for (const part of path.split('.').slice(1)) node = node?.properties?.[part];
+  // A list filter (`conditions[?(@.type=="Ready")]`) steps into the list's items.
+  for (const part of path
+    .replace(/\[\?\(@\.[a-z]+=="[A-Za-z]+"\)\]/g, '[]')
+    .split('.')
+    .slice(1)) {
+    const list = part.endsWith('[]');
+    node = node?.properties?.[list ? part.slice(0, -2) : part];
+    if (list) node = node?.items;
+  }
   return node;
 }
 
@@ -50,6 +58,7 @@ describe('ElasticWorkload CRD', () => {
       'Source',
       'Units',
       'Ready',
+      'Status',
       'Age',
     ]);
     for (const c of columns) {

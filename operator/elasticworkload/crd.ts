@@ -8,8 +8,9 @@ import { ElasticWorkloadSchema, GROUP, KIND, PLURAL, VERSION } from './api.ts';
 
 /**
  * The CRD. Printer columns answer "where are my replicas": DESIRED (spec.replicas), SOURCE and UNITS (what
- * the controller placed on each side), READY (ready pods over both) and AGE; `-o wide` adds the overflow policy
- * and the replicas left unplaced because every target is at its max.
+ * the controller placed on each side), READY (ready pods over both), STATUS (the Ready condition's reason:
+ * why not, when not ready, e.g. SourceNotFound) and AGE; `-o wide` adds the overflow policy, the replicas left
+ * unplaced and the Ready condition's message.
  */
 export function elasticWorkloadCrd(): CustomResourceDefinition {
   return customResourceDefinition({
@@ -60,6 +61,13 @@ export function elasticWorkloadCrd(): CustomResourceDefinition {
             jsonPath: '.status.readyReplicas',
             description: 'Ready pods on the source and every unit.',
           },
+          {
+            name: 'Status',
+            type: 'string',
+            jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+            description:
+              'Why the workload is or is not ready (the Ready condition’s reason), e.g. SourceNotFound, ProviderRefusesPodSpec.',
+          },
           { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           {
             name: 'Policy',
@@ -72,7 +80,15 @@ export function elasticWorkloadCrd(): CustomResourceDefinition {
             name: 'Capped',
             type: 'integer',
             jsonPath: '.status.cappedReplicas',
-            description: 'Replicas not placed: the source and every unit are at their max.',
+            description:
+              'Replicas not placed: the source and every unit are at their max, or the units cannot run them.',
+            priority: 1,
+          },
+          {
+            name: 'Message',
+            type: 'string',
+            jsonPath: '.status.conditions[?(@.type=="Ready")].message',
+            description: 'The Ready condition’s message.',
             priority: 1,
           },
         ],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ElasticWorkloadSpec } from './api.ts';
-import { distribute, foldBack, type Observation } from './distribute.ts';
+import { distribute, foldBack, type DistributionPlan, type Observation } from './distribute.ts';
 import { nothing, seen, spec, summary, twoUnits, type Expected } from './distribute.fixtures.ts';
 
 describe('distribute, Static', () => {
@@ -251,5 +251,65 @@ describe('spot fallback', () => {
     expect(plan.source.goal).toBe(source);
     expect(plan.units.map((u) => u.goal)).toEqual([spotReplicas, onDemand]);
     expect(plan.capped).toBe(0);
+  });
+});
+
+describe('units that cannot run their replicas', () => {
+  const webUnits = (refused: { spot?: boolean; onDemand?: boolean }) => [
+    { name: 'spot', desired: 0, ready: 0, refused: refused.spot },
+    { name: 'on-demand', desired: 0, ready: 0, refused: refused.onDemand },
+  ];
+  it.each<[string, ElasticWorkloadSpec, Observation, Partial<DistributionPlan> & { unitGoals?: number[] }]>([
+    [
+      'examples/web with a provider refusing both units: 2 replicas run nowhere, not for the max',
+      spec({ replicas: 6, min: 2, max: 4, units: twoUnits }),
+      { source: { desired: 4, ready: 4 }, units: webUnits({ spot: true, onDemand: true }) },
+      { unitGoals: [0, 0], capped: 2, unplaceable: 2 },
+    ],
+    [
+      'only the spot unit refused: on-demand takes its share',
+      spec({ replicas: 6, min: 2, max: 4, units: twoUnits }),
+      { source: { desired: 4, ready: 4 }, units: webUnits({ spot: true }) },
+      { unitGoals: [0, 2], capped: 0, unplaceable: 0 },
+    ],
+    [
+      'source template blocked: every replica beyond the max is the block’s doing',
+      spec({ replicas: 6, max: 4 }),
+      seen([4, 4], [], { blocked: true }),
+      { unitGoals: [0], capped: 2, unplaceable: 2 },
+    ],
+    [
+      'every target at its max: the max’s doing only',
+      spec({ replicas: 10, max: 2, units: [['burst', 3]] }),
+      nothing,
+      { unitGoals: [3], capped: 5, unplaceable: 0 },
+    ],
+    [
+      'a refused unit and a max: each share named',
+      spec({
+        replicas: 10,
+        max: 2,
+        units: [
+          ['spot', 3],
+          ['on-demand', 2],
+        ],
+      }),
+      { source: { desired: 2, ready: 2 }, units: webUnits({ spot: true }) },
+      { unitGoals: [0, 2], capped: 6, unplaceable: 3 },
+    ],
+    [
+      'the last unit without capacity and nothing ready: unplaceable',
+      spec({ replicas: 6, max: 4, units: [['spot']] }),
+      {
+        source: { desired: 4, ready: 4 },
+        units: [{ name: 'spot', desired: 2, ready: 0, capacityLimited: true }],
+      },
+      { unitGoals: [0], capped: 2, unplaceable: 2 },
+    ],
+  ])('%s', (_name, s, observed, expected) => {
+    const plan = distribute(s, observed);
+    const { unitGoals, ...rest } = expected;
+    expect(plan).toMatchObject(rest);
+    if (unitGoals) expect(plan.units.map((u) => u.goal)).toEqual(unitGoals);
   });
 });

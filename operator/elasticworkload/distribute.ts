@@ -38,9 +38,11 @@ export interface Observation {
   /**
    * Unit Deployments that exist, including those of units since removed from the spec. `capacityLimited`: the
    * unit's provider recently had no capacity for its pods (spot stock ran out): it keeps what is ready and
-   * the rest overflows into the next unit (spot fallback).
+   * the rest overflows into the next unit (spot fallback); so does a unit whose pods keep failing on the virtual
+   * node. `refused`: the unit's provider cannot run its pod template at all: it takes no replica, the next
+   * unit does.
    */
-  units?: Array<TargetObservation & { name: string; capacityLimited?: boolean }>;
+  units?: Array<TargetObservation & { name: string; capacityLimited?: boolean; refused?: boolean }>;
   /** The source's pod template breaks the sandbox rules (DESIGN.md §2.3): no replica may go to a unit. */
   blocked?: boolean;
   /** Seconds since replicas last moved to units because of Unschedulable pods (status.lastOverflowTime). */
@@ -90,8 +92,13 @@ export interface DistributionPlan {
   source: TargetPlan;
   /** Spec units in spec order, then observed units no longer in the spec. */
   units: UnitPlan[];
-  /** Replicas placed nowhere: the source and every unit are at their max (condition `Capped`). */
+  /** Replicas placed nowhere (condition `Capped`): the source and every unit are at their max, or see below. */
   capped: number;
+  /**
+   * Of `capped`, the replicas the units' max would leave room for but that no unit can take: the template is
+   * blocked or refused, or the unit has no capacity or keeps failing. The rest of `capped` is the max's doing.
+   */
+  unplaceable: number;
   decision: DistributionDecision;
   /** Replicas moved to units this time because source pods were Unschedulable: record lastOverflowTime. */
   overflowed: number;
@@ -197,9 +204,11 @@ function plan(spec: DistributionSpec, observed: Observation, goal: Goal): Distri
   const units = spec.elasticUnit ?? [];
   let rest = total - goal.source;
   const seen = new Map((observed.units ?? []).map((u) => [u.name, u]));
+  // What the max alone would leave unplaced, to tell the max's share of `capped` from the units' troubles.
+  let byMax = units.reduce((left, u) => left - Math.min(left, u.max ?? Infinity), total - goal.source);
   const unitGoals = units.map((u, i) => {
     const observedUnit = seen.get(u.name);
-    const limit = observedUnit?.capacityLimited ? observedUnit.ready : Infinity;
+    const limit = observedUnit?.refused ? 0 : observedUnit?.capacityLimited ? observedUnit.ready : Infinity;
     const n = Math.min(rest, goal.unitCaps?.[i] ?? u.max ?? Infinity, limit);
     rest -= n;
     return n;
@@ -211,6 +220,7 @@ function plan(spec: DistributionSpec, observed: Observation, goal: Goal): Distri
     back = Math.min(rest, Math.max(0, cap - source));
     source += back;
     rest -= back;
+    byMax -= Math.min(byMax, Math.max(0, cap - goal.source));
   }
   const overflowed = Math.max(0, goal.overflowed - back);
   const decision = goal.decision === 'Overflow' && overflowed === 0 ? 'UnitsFull' : goal.decision;
@@ -241,6 +251,7 @@ function plan(spec: DistributionSpec, observed: Observation, goal: Goal): Distri
       })),
     ],
     capped: rest,
+    unplaceable: rest - Math.min(rest, byMax),
     decision,
     overflowed,
     ...(goal.recheckAfterSeconds !== undefined ? { recheckAfterSeconds: goal.recheckAfterSeconds } : {}),

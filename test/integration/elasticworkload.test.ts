@@ -102,7 +102,7 @@ describe('ElasticWorkload controller on the local control plane', () => {
       return /^web\s+6\s+4\s+2\s+6\s+/.test(out);
     });
     const header = await kubectl(cluster.kubeconfigPath, 'get', 'ew', '-n', ns.name);
-    expect(header.split('\n')[0]).toMatch(/NAME\s+DESIRED\s+SOURCE\s+UNITS\s+READY\s+AGE/);
+    expect(header.split('\n')[0]).toMatch(/NAME\s+DESIRED\s+SOURCE\s+UNITS\s+READY\s+STATUS\s+AGE/);
 
     await kubectl(cluster.kubeconfigPath, 'scale', 'ew', 'web', '-n', ns.name, '--replicas=10');
     await expectSplit('web', 'web-unit-burst', 4, 6);

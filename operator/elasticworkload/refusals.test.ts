@@ -1,0 +1,138 @@
+import type { V1Node, V1PodTemplateSpec } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { FAILING_THRESHOLD, templateRefusal, unitTroubles, type FailedUnitPod } from './refusals.ts';
+
+const virtualNode = (name: string, provider: string): V1Node => ({
+  metadata: {
+    name,
+    labels: {
+      'spillway.dev/virtual-node': 'true',
+      type: 'virtual-kubelet',
+      'spillway.dev/provider': provider,
+    },
+  },
+  spec: { taints: [{ key: 'virtual-kubelet.io/provider', value: provider, effect: 'NoSchedule' }] },
+});
+const local = virtualNode('vn-local', 'local');
+const eci = virtualNode('vn-eci', 'eci');
+
+/** examples/web's unit template: an image without command, sent to virtual nodes by its burst label. */
+const burstTemplate = (extra: Partial<V1PodTemplateSpec['spec']> = {}): V1PodTemplateSpec => ({
+  metadata: { labels: { app: 'web', 'spillway.dev/burst': 'always' } },
+  spec: { containers: [{ name: 'web', image: 'nginx:1.27' }], ...extra },
+});
+
+describe('templateRefusal', () => {
+  it.each<[string, V1PodTemplateSpec, V1Node[], string | undefined]>([
+    ['the local provider refuses an image without command', burstTemplate(), [local], 'local'],
+    ['ECI runs it: no refusal', burstTemplate(), [eci], undefined],
+    ['one of two providers may run it: not refused', burstTemplate(), [local, eci], undefined],
+    [
+      'pinned to the local provider by nodeSelector: the ECI node does not count',
+      burstTemplate({ nodeSelector: { 'spillway.dev/provider': 'local' } }),
+      [local, eci],
+      'local',
+    ],
+    ['no virtual node registered: not known, not refused', burstTemplate(), [], undefined],
+    [
+      'a template that does not go to virtual nodes is none of the providers’ business',
+      { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } },
+      [local],
+      undefined,
+    ],
+    [
+      'a provider this build has no rules for: not refused',
+      burstTemplate(),
+      [virtualNode('vn-x', 'acme')],
+      undefined,
+    ],
+    [
+      'with a command the local provider runs it',
+      burstTemplate({
+        containers: [{ name: 'web', image: 'nginx', command: ['nginx', '-g', 'daemon off;'] }],
+      }),
+      [local],
+      undefined,
+    ],
+  ])('%s', (_name, template, nodes, refusedBy) => {
+    expect(templateRefusal(template, nodes)?.provider).toBe(refusedBy);
+  });
+
+  it('names the field in the source Deployment', () => {
+    expect(templateRefusal(burstTemplate(), [local])?.causes).toEqual([
+      { path: 'spec.template.spec.containers[0].command', message: expect.stringMatching(/set command/) },
+    ]);
+  });
+});
+
+describe('unitTroubles', () => {
+  const now = 1_000_000;
+  const cooldown = 300_000;
+  const pod = (unit: string, reason: string, agoMs: number): FailedUnitPod => ({
+    unit,
+    reason,
+    message: `${reason} message`,
+    at: now - agoMs,
+  });
+  it.each<[string, FailedUnitPod[], Record<string, string>]>([
+    [
+      'one pod without capacity holds its unit back',
+      [pod('spot', 'InsufficientCapacity', 1000)],
+      { spot: 'NoCapacity' },
+    ],
+    [
+      `fewer than ${FAILING_THRESHOLD} refused pods may be a fluke`,
+      [pod('spot', 'UnsupportedPodSpec', 1000), pod('spot', 'ProviderFailed', 500)],
+      {},
+    ],
+    [
+      `${FAILING_THRESHOLD} refused or failed pods: the unit is failing`,
+      [
+        pod('spot', 'UnsupportedPodSpec', 3000),
+        pod('spot', 'UnsupportedPodSpec', 2000),
+        pod('spot', 'ProviderFailed', 1000),
+      ],
+      { spot: 'PodsFailing' },
+    ],
+    [
+      'failures older than the cooldown no longer count',
+      [1, 2, 3].map((i) => pod('spot', 'UnsupportedPodSpec', cooldown + i)),
+      {},
+    ],
+    [
+      'a pod failed for another reason (its own exit code) does not count',
+      [1, 2, 3].map((i) => pod('a', 'Error', i)),
+      {},
+    ],
+    [
+      'no capacity wins over failing',
+      [
+        ...[1, 2, 3].map((i) => pod('spot', 'UnsupportedPodSpec', i)),
+        pod('spot', 'InsufficientCapacity', 10),
+      ],
+      { spot: 'NoCapacity' },
+    ],
+  ])('%s', (_name, failed, expected) => {
+    const troubles = unitTroubles(failed, cooldown, now);
+    expect(Object.fromEntries([...troubles].map(([u, t]) => [u, t.kind]))).toEqual(expected);
+  });
+
+  it('holds the unit until the cooldown after its latest failure, with that failure’s words', () => {
+    const t = unitTroubles(
+      [
+        pod('spot', 'UnsupportedPodSpec', 3000),
+        pod('spot', 'UnsupportedPodSpec', 2000),
+        pod('spot', 'ProviderFailed', 1000),
+      ],
+      cooldown,
+      now,
+    ).get('spot');
+    expect(t).toEqual({
+      kind: 'PodsFailing',
+      until: now - 1000 + cooldown,
+      failed: 3,
+      reason: 'ProviderFailed',
+      message: 'ProviderFailed message',
+    });
+  });
+});
