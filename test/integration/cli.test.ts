@@ -94,6 +94,19 @@ describe('the spillway command', () => {
       await admission.deleteMutatingWebhookConfiguration({ name: 'spillway' });
       await admission.deleteValidatingWebhookConfiguration({ name: 'spillway' });
       await waitFor('webhook configurations registered again', 30_000, registered);
+      // Edited under it (every webhook failing open), they are put back as it registered them.
+      const policies = async () =>
+        ((await admission.readMutatingWebhookConfiguration({ name: 'spillway' })).webhooks ?? []).map(
+          (w) => w.failurePolicy,
+        );
+      const registeredPolicies = await policies();
+      const edited = await admission.readMutatingWebhookConfiguration({ name: 'spillway' });
+      for (const w of edited.webhooks ?? []) w.failurePolicy = 'Ignore';
+      expect(registeredPolicies).not.toEqual(edited.webhooks?.map(() => 'Ignore'));
+      await admission.replaceMutatingWebhookConfiguration({ name: 'spillway', body: edited });
+      await waitFor('the edited webhook configuration put back', 30_000, async () =>
+        (await policies()).every((p, i) => p === registeredPolicies[i]),
+      );
       await createDeployment(cluster.kc, ns.name, deployment('web', 1, { image: 'nginx:1.27' }));
       await createElasticWorkload(cluster.kc, ns.name, 'web', {
         sourceTarget: { kind: 'Deployment', name: 'web', max: 1 },
