@@ -330,6 +330,51 @@ describe('local provider on a virtual node', () => {
     );
   });
 
+  it('builds again, after an operator restart, a sandbox whose network broke while the operator was away', async () => {
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'rewired' },
+        spec: onLocalNode({ containers: [{ name: 'app', image: 'busybox', command: ['sleep', '3600'] }] }),
+      },
+    });
+    const uid = (await waitPhase('rewired', ['Running'])).metadata!.uid!;
+    // `ip -brief link show eth0` inside the pod: "eth0@ifN UP ..." or "... DOWN ...".
+    const eth0 = async () => {
+      const out = await kubectl(
+        'exec',
+        '-n',
+        ns.name,
+        'rewired',
+        '--',
+        'ip',
+        '-brief',
+        'link',
+        'show',
+        'eth0',
+      );
+      return out.trim().split(/\s+/)[1];
+    };
+    expect(await eth0()).toBe('UP');
+    await local.stop();
+    const file = `/run/spillway/${nodeName}/sandboxes/${uid}/sandbox.json`;
+    const init = (JSON.parse(readFileSync(file, 'utf8')) as { processes: { init: { pid: number } } })
+      .processes.init.pid;
+    execFileSync('nsenter', ['-t', String(init), '-n', 'ip', 'link', 'set', 'eth0', 'down']);
+    local = await startLocalNode(cluster.kc, nodeName);
+    await waitFor(
+      'the pod running again with eth0 up',
+      90_000,
+      async () => (await eth0().catch(() => '')) === 'UP',
+    );
+    await waitFor('the pod Ready with its new sandbox', 60_000, async () => {
+      const p = await pod('rewired');
+      const record = JSON.parse(readFileSync(file, 'utf8')) as { ip: string };
+      const ready = p.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+      return ready && p.status?.podIP === record.ip;
+    });
+  });
+
   it('leaves nothing behind after deletes and after an operator restart (f)', async () => {
     await core.createNamespacedPod({
       namespace: ns.name,
