@@ -5,7 +5,8 @@
  *
  * State lives in `<stateDir>/sandboxes/<uid>/` (default `/run/spillway/<node>`): the record, volumes, DNS
  * files and each container's runs and logs. Sandboxes outlive the operator; {@link LocalProvider.start}
- * adopts the live ones and removes every trace of the dead ones (processes, veths, leases, cgroups, files).
+ * adopts those whose set-up is complete and intact (./adoption.ts) and removes every trace of the others
+ * (processes, veths, leases, cgroups, files): dead ones, and half-built ones an operator killed mid-create left.
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
