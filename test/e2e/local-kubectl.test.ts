@@ -144,4 +144,15 @@ describe('kubectl into a local sandbox', () => {
     // Output from the moment of attaching: not the run's first line (written seconds before).
     expect(attached()).not.toMatch(/^tick 1$/m);
   });
+
+  it('gives kubectl exec -it a terminal of the client’s size', async () => {
+    // `script` gives kubectl a terminal of 33 rows and 101 columns; the sandbox's own `stty size` reads its own.
+    const command = `${defaultBinDir}/kubectl --kubeconfig ${cluster.kubeconfigPath} exec -it -n ${ns.name} echo -- stty size`;
+    const shell = spawn('script', ['-qec', `stty rows 33 cols 101; ${command}`, '/dev/null']);
+    children.push(shell);
+    let output = '';
+    shell.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    await new Promise((resolve) => shell.once('close', resolve));
+    expect(output).toContain('33 101');
+  });
 });

@@ -49,6 +49,7 @@ import { StatusNotifier } from '../status-notifier.ts';
 import { execIn } from './exec.ts';
 import { attachToRun } from './attach.ts';
 import { dialSandbox } from './port-forward.ts';
+import { applyTerminalSizes, firstTerminalSize, sizedCommand } from './tty.ts';
 import { isMaterialised, writeVolume } from './volumes.ts';
 
 /** Options of a {@link LocalProvider}. */
@@ -402,13 +403,16 @@ export class LocalProvider implements SandboxProvider {
     const c = sandbox.container(container);
     if (!c) throw new NotFoundError(`container "${container}" not found in pod ${describeKey(key)}`, { key });
     if (!c.running) throw new Error(`container "${container}" of pod ${describeKey(key)} is not running`);
+    // `kubectl exec -it`: the command starts at the client's size; resizes go to the terminal `script` made.
+    const sizes = streams.tty && streams.resize ? await firstTerminalSize(streams.resize) : undefined;
     const child = spawnInSandbox({
       init: sandbox.record.processes.init,
-      argv: command,
+      argv: sizes?.first ? sizedCommand(command, sizes.first) : command,
       env: c.plan.env,
       workingDir: c.plan.workingDir,
       tty: streams.tty,
     });
+    if (sizes && child.pid) void applyTerminalSizes(child.pid, sizes.rest);
     return execIn(child, streams);
   }
 
