@@ -136,3 +136,19 @@ describe('unitTroubles', () => {
     });
   });
 });
+
+describe('templateRefusal for a pod (as the admission webhook would ask)', () => {
+  it('names the pod’s own paths and honours a namespace-wide burst label', () => {
+    const template: V1PodTemplateSpec = {
+      metadata: { labels: { app: 'web' } },
+      spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] },
+    };
+    expect(templateRefusal(template, [local], { base: 'spec' })).toBeUndefined();
+    expect(
+      templateRefusal(template, [local], {
+        base: 'spec',
+        namespaceLabels: { 'spillway.dev/burst': 'always' },
+      })?.causes[0]?.path,
+    ).toBe('spec.containers[0].command');
+  });
+});

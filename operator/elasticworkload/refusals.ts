@@ -35,18 +35,25 @@ function selects(spec: V1PodSpec, labels: Readonly<Record<string, string>>, name
  * to virtual nodes). Taints are not checked: the placement webhook adds the tolerations to a burst pod.
  * @param template the unit's pod template (units.ts unitPodTemplate)
  * @param virtualNodes the current virtual Node objects (label `spillway.dev/virtual-node=true`)
- * @param rulesOf a provider's static rules by name
+ * @param options `base`: the path of the spec in the object the user wrote (default `spec.template.spec`; `spec`
+ *   for a pod, as the admission webhook would judge one); `namespaceLabels`: the namespace's (a namespace-wide
+ *   burst label sends pods to virtual nodes); `rulesOf`: a provider's static rules by name
  */
 export function templateRefusal(
   template: V1PodTemplateSpec,
   virtualNodes: readonly V1Node[],
-  rulesOf: (provider: string) => PodSpecRules | undefined = providerRules,
+  options: {
+    base?: string;
+    namespaceLabels?: Readonly<Record<string, string>>;
+    rulesOf?: (provider: string) => PodSpecRules | undefined;
+  } = {},
 ): TemplateRefusal | undefined {
+  const { base = 'spec.template.spec', namespaceLabels, rulesOf = providerRules } = options;
   const spec = template.spec;
   if (!spec || virtualNodes.length === 0) return undefined;
   const names = new Set(virtualNodes.map((n) => n.metadata?.name));
   const pod = { metadata: template.metadata ?? {}, spec };
-  if (virtualPlacementReason(pod, undefined, (n) => names.has(n), virtualNodes) === undefined)
+  if (virtualPlacementReason(pod, namespaceLabels, (n) => names.has(n), virtualNodes) === undefined)
     return undefined;
   const providers = new Set(
     virtualNodes
@@ -55,7 +62,7 @@ export function templateRefusal(
   );
   let refusal: TemplateRefusal | undefined;
   for (const provider of providers) {
-    const causes = provider ? rulesOf(provider)?.(spec, 'spec.template.spec') : undefined;
+    const causes = provider ? rulesOf(provider)?.(spec, base) : undefined;
     // One provider that may run it (or whose rules are unknown) is enough: the pods may go there.
     if (!causes?.length) return undefined;
     refusal ??= { provider, causes };
