@@ -24,7 +24,7 @@ export interface SandboxInit {
 /** What /proc shows of one node's sandboxes at one moment. */
 export interface SandboxScan {
   inits: SandboxInit[];
-  /** Live container-shim.sh runs per `uid/container` (more than one is a duplicated container). */
+  /** Live container runs (distinct run directories with a shim) per `uid/container`: more than one is a duplicate. */
   shims: Map<string, number>;
 }
 
@@ -58,7 +58,7 @@ function pidNs(pid: string | number): string | undefined {
 export function scanSandboxes(stateDir: string): SandboxScan {
   const prefix = `${join(stateDir, 'sandboxes')}/`;
   const inits: SandboxInit[] = [];
-  const shimNs: { ns: string | undefined; container: string }[] = [];
+  const shimNs: { ns: string | undefined; container: string; run: string }[] = [];
   for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
     const argv = argvOf(p);
     // PID 1 is `bash sandbox-init.sh <dir>`; its `unshare` parent carries the same arguments after its own.
@@ -70,19 +70,20 @@ export function scanSandboxes(stateDir: string): SandboxScan {
       }
     } else if (argv[0] === 'bash' && argv[1] === '-c' && argv[3] === 'container-shim') {
       // `bash -c <shim> container-shim /run/.spillway/<container>/<run> …` (its nsenter parent runs `nsenter`).
+      // The shim's subshells carry the same arguments: runs are told apart by their run directory.
       const container = argv[4]?.split('/').at(-2) ?? '?';
-      if (startTime(p) !== undefined) shimNs.push({ ns: pidNs(p), container });
+      if (startTime(p) !== undefined) shimNs.push({ ns: pidNs(p), container, run: argv[4] ?? '?' });
     }
   }
   const byNs = new Map(inits.map((i) => [i.pidNs, i.uid]));
-  const shims = new Map<string, number>();
+  const runs = new Map<string, Set<string>>();
   for (const s of shimNs) {
     const uid = byNs.get(s.ns);
     if (uid === undefined) continue;
     const key = `${uid}/${s.container}`;
-    shims.set(key, (shims.get(key) ?? 0) + 1);
+    runs.set(key, (runs.get(key) ?? new Set()).add(s.run));
   }
-  return { inits, shims };
+  return { inits, shims: new Map([...runs].map(([k, r]) => [k, r.size])) };
 }
 
 /**

@@ -30,6 +30,9 @@ export function killsPerPhase(total: number, phases: number): number[] {
   return Array.from({ length: phases }, (_, i) => Math.floor(total / phases) + (i < total % phases ? 1 : 0));
 }
 
+/** The start-up log line that says the virtual node is up (its older wording too). */
+const READY = /virtual node registered|serving the kubelet API of virtual node/;
+
 /** Options of an {@link OperatorProcess}. */
 export interface OperatorOptions {
   /** Arguments after `operator/cli.ts`. */
@@ -80,7 +83,7 @@ export class OperatorProcess {
       const text = d.toString();
       this.#log.write(text);
       this.#lastOutput = (this.#lastOutput + text).slice(-4000);
-      if (text.includes('virtual node registered')) this.#ready = true;
+      if (READY.test(text)) this.#ready = true;
     };
     child.stdout!.on('data', take);
     child.stderr!.on('data', take);
