@@ -167,9 +167,21 @@ export class LocalContainer {
       ref = undefined;
     }
     if (isAlive(ref)) return ref;
-    const found = findRun(sandboxInit, this.#runDirInSandbox());
+    const found = findRun(sandboxInit, this.#runDirInSandbox(), this.#shimPid());
     if (!found) return undefined;
-    return 'shim' in found ? found.shim : awaitRun(sandboxInit, this.#runDirInSandbox());
+    return 'shim' in found
+      ? found.shim
+      : awaitRun(sandboxInit, this.#runDirInSandbox(), () => this.#shimPid());
+  }
+
+  /** The shim's pid inside the sandbox, as it wrote it first thing (`shim.pid`); undefined before. */
+  #shimPid(): number | undefined {
+    try {
+      const text = readFileSync(join(this.runDir(), 'shim.pid'), 'utf8').trim();
+      return /^\d+$/.test(text) ? Number(text) : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /**

@@ -225,7 +225,7 @@ export async function startContainerRun(
   return { shim, child };
 }
 
-/** What {@link findRun} found of a container run: the shim, or only the `nsenter` still starting it. */
+/** What {@link findRun} found of a container run: its shim, or only a shim or `nsenter` still starting. */
 export type FoundRun = { shim: ProcessRef } | { starting: ProcessRef } | undefined;
 
 function cmdline(pid: string | number): string[] {
@@ -236,12 +236,13 @@ function cmdline(pid: string | number): string[] {
   }
 }
 
-function parentOf(pid: string | number): number {
+/** The process's pid in its own (innermost) PID namespace: the `$$` a shim in a sandbox writes. */
+function innerPid(pid: string | number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const m = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]!.trim().split(/\s+/).at(-1)) : undefined;
   } catch {
-    return 0;
+    return undefined;
   }
 }
 
@@ -260,11 +261,13 @@ function isShimOf(argv: string[], runDirInSandbox: string): boolean {
 }
 
 /**
- * Finds a container run by its identity (the sandbox's PID namespace and the run's directory), through /proc:
- * the shim itself, else the `nsenter` on the host that is about to start it. This is how a restarted operator
- * finds a run whose `shim.ref` it never wrote (it died between the start and the write).
+ * Finds a container run by its identity, through /proc: its shim is the process in the sandbox's PID namespace
+ * with the run's directory on its command line and the pid the shim wrote first thing (`shim.pid`, given as
+ * `shimPid`; the shim's subshells share its command line, not its pid). Without `shimPid` yet, or with only
+ * the host's `nsenter` for it, the run is still starting. This is how a restarted operator finds a run whose
+ * `shim.ref` it never wrote (it died between the start and the write).
  */
-export function findRun(init: ProcessRef, runDirInSandbox: string): FoundRun {
+export function findRun(init: ProcessRef, runDirInSandbox: string, shimPid: number | undefined): FoundRun {
   const ns = pidNamespace(init.pid);
   if (!ns || !isAlive(init)) return undefined;
   let starting: ProcessRef | undefined;
@@ -275,22 +278,25 @@ export function findRun(init: ProcessRef, runDirInSandbox: string): FoundRun {
       if (argv[argv.indexOf('-t') + 1] === String(init.pid)) starting = refOf(Number(p)) ?? starting;
       continue;
     }
-    // The shim's own subshells (the log stamper, the container before its exec) share its command line.
-    const parent = cmdline(parentOf(p));
-    if (pidNamespace(p) !== ns || (parent[0] !== 'nsenter' && isShimOf(parent, runDirInSandbox))) continue;
-    const shim = refOf(Number(p));
-    if (shim) return { shim };
+    if (pidNamespace(p) !== ns) continue;
+    const ref = refOf(Number(p));
+    if (ref && shimPid === undefined) starting = ref;
+    else if (ref && innerPid(p) === shimPid) return { shim: ref };
   }
   return starting ? { starting } : undefined;
 }
 
 /**
- * Waits (up to 10 s) for a run found only as its starting `nsenter` to become a shim, or to end; the shim
- * when it started, undefined when the start failed.
+ * Waits (up to 10 s) for a run that is still starting to have its shim, or to end: the shim when it started,
+ * undefined when the start failed. `shimPid` reads the run's `shim.pid` (written by the shim as it starts).
  */
-export async function awaitRun(init: ProcessRef, runDirInSandbox: string): Promise<ProcessRef | undefined> {
+export async function awaitRun(
+  init: ProcessRef,
+  runDirInSandbox: string,
+  shimPid: () => number | undefined,
+): Promise<ProcessRef | undefined> {
   const found = await poll('a starting container shim', 10_000, () => {
-    const f = findRun(init, runDirInSandbox);
+    const f = findRun(init, runDirInSandbox, shimPid());
     return f && 'starting' in f ? undefined : (f ?? null);
   }).catch(() => null);
   return found?.shim;
