@@ -19,6 +19,7 @@ import { ConditionType, setCondition } from './conditions.ts';
 import {
   failedUnitPod,
   isUnitFailure,
+  isUnschedulable,
   templateRefusal,
   unitTroubles,
   unschedulableUnitPods,
@@ -101,18 +102,20 @@ export class ElasticWorkloadController {
     this.deployments.onAdd(fromDeployment);
     this.deployments.onUpdate(fromDeployment);
     this.deployments.onDelete(fromDeployment);
-    const fromPod = (p: V1Pod) => {
-      // A unit pod that the scheduler cannot place shows in the Capped condition.
+    const fromPod = (p: V1Pod, old?: V1Pod) => {
+      // A unit pod that the scheduler cannot place shows in the Capped condition: reconcile when one becomes
+      // or stops being Unschedulable (not on every status change of every pod of a burst).
       const owner = p.metadata?.labels?.[LABEL_ELASTIC_WORKLOAD];
-      if (owner && p.metadata?.labels?.[LABEL_UNIT]) this.#queue.add(`${p.metadata.namespace}/${owner}`);
+      if (owner && p.metadata?.labels?.[LABEL_UNIT] && (isUnschedulable(p) || isUnschedulable(old)))
+        this.#queue.add(`${p.metadata.namespace}/${owner}`);
       for (const ew of this.#list(p.metadata?.namespace)) {
         if (ew.spec.overflow?.policy === 'WhenUnschedulable')
           this.#queue.add(`${ew.metadata.namespace}/${ew.metadata.name}`);
       }
     };
-    this.pendingPods.onAdd(fromPod);
+    this.pendingPods.onAdd((p) => fromPod(p));
     this.pendingPods.onUpdate(fromPod);
-    this.pendingPods.onDelete(fromPod);
+    this.pendingPods.onDelete((p) => fromPod(p));
     this.failedPods.onAdd((p) => {
       const ew = p.metadata?.labels?.[LABEL_ELASTIC_WORKLOAD];
       if (ew && isUnitFailure(p.status?.reason)) this.#queue.add(`${p.metadata?.namespace}/${ew}`);

@@ -1,6 +1,12 @@
 import type { V1Node, V1PodTemplateSpec } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { FAILING_THRESHOLD, templateRefusal, unitTroubles, type FailedUnitPod } from './refusals.ts';
+import {
+  FAILING_THRESHOLD,
+  templateRefusal,
+  unitTroubles,
+  unschedulableUnitPods,
+  type FailedUnitPod,
+} from './refusals.ts';
 
 const virtualNode = (name: string, provider: string): V1Node => ({
   metadata: {
@@ -150,5 +156,39 @@ describe('templateRefusal for a pod (as the admission webhook would ask)', () =>
         namespaceLabels: { 'spillway.dev/burst': 'always' },
       })?.causes[0]?.path,
     ).toBe('spec.containers[0].command');
+  });
+});
+
+describe('unschedulableUnitPods', () => {
+  const pod = (
+    labels: Record<string, string>,
+    scheduled: { status: string; reason?: string; message?: string },
+  ) => ({
+    metadata: { labels },
+    status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', ...scheduled }] },
+  });
+  const unit = { 'spillway.dev/elastic-workload': 'web', 'spillway.dev/unit': 'burst' };
+  it('counts only this ElasticWorkload’s unit pods the scheduler gave up on, with its message', () => {
+    expect(
+      unschedulableUnitPods(
+        [
+          pod(unit, {
+            status: 'False',
+            reason: 'Unschedulable',
+            message: '0/3 nodes are available: 1 Too many pods.',
+          }),
+          pod(unit, { status: 'False', reason: 'Unschedulable', message: 'other' }),
+          pod(unit, { status: 'False', reason: 'SchedulingGated' }),
+          pod(unit, { status: 'True' }),
+          pod({ app: 'web' }, { status: 'False', reason: 'Unschedulable' }),
+          pod(
+            { ...unit, 'spillway.dev/elastic-workload': 'api' },
+            { status: 'False', reason: 'Unschedulable' },
+          ),
+        ] as never,
+        'web',
+      ),
+    ).toEqual({ pods: 2, message: '0/3 nodes are available: 1 Too many pods.' });
+    expect(unschedulableUnitPods([], 'web')).toEqual({ pods: 0 });
   });
 });

@@ -122,6 +122,12 @@ export function failedUnitPod(p: V1Pod, ewName: string, now: Date): FailedUnitPo
   return { unit, reason, message: p.status?.message ?? '', at };
 }
 
+/** Whether the scheduler marked the pod Unschedulable (PodScheduled=False, reason Unschedulable). */
+export function isUnschedulable(p: V1Pod | undefined): boolean {
+  const c = p?.status?.conditions?.find((x) => x.type === 'PodScheduled');
+  return c?.status === 'False' && c.reason === 'Unschedulable';
+}
+
 /** The unit pods of `ewName` among `pending` that the scheduler marked Unschedulable, with one of its messages. */
 export function unschedulableUnitPods(pending: readonly V1Pod[], ewName: string): UnschedulableUnitPods {
   let pods = 0;
@@ -129,10 +135,9 @@ export function unschedulableUnitPods(pending: readonly V1Pod[], ewName: string)
   for (const p of pending) {
     const labels = p.metadata?.labels ?? {};
     if (labels[LABEL_ELASTIC_WORKLOAD] !== ewName || !labels[LABEL_UNIT]) continue;
-    const c = p.status?.conditions?.find((x) => x.type === 'PodScheduled');
-    if (c?.status !== 'False' || c.reason !== 'Unschedulable') continue;
+    if (!isUnschedulable(p)) continue;
     pods++;
-    message ??= c.message;
+    message ??= p.status?.conditions?.find((x) => x.type === 'PodScheduled')?.message;
   }
   return message === undefined ? { pods } : { pods, message };
 }
