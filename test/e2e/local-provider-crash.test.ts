@@ -51,9 +51,10 @@ function testPod(name: string, script = server): V1Pod {
 }
 
 /** Runs an operator that creates `pod` and is SIGKILLed right after `step`. */
-async function crashAt(step: string, pod: V1Pod, nth = 1): Promise<void> {
-  const file = `/tmp/spillway-crash-${pod.metadata!.uid}.json`;
-  writeFileSync(file, JSON.stringify({ options, step, nth, pod } satisfies CrashChildInput));
+async function crashAt(step: string, pod: V1Pod | V1Pod[], nth = 1): Promise<void> {
+  const pods = Array.isArray(pod) ? pod : [pod];
+  const file = `/tmp/spillway-crash-${pods[0]!.metadata!.uid}.json`;
+  writeFileSync(file, JSON.stringify({ options, step, nth, pods } satisfies CrashChildInput));
   const child = spawn(
     process.execPath,
     [join(import.meta.dirname, '../support/local-crash-child.ts'), file],
@@ -137,11 +138,13 @@ async function leftovers(uid: string): Promise<unknown> {
 }
 
 /** Starts a fresh provider (the restarted operator) and does what the virtual node does with its listing. */
-async function restart(pod: V1Pod): Promise<{ provider: LocalProvider; adopted: boolean }> {
+async function restart(pod: V1Pod | V1Pod[]): Promise<{ provider: LocalProvider; adopted: boolean }> {
   const provider = await LocalProvider.start(options);
-  const adopted = (await provider.list()).some((i) => i.key.uid === pod.metadata!.uid);
-  if (!adopted) await provider.create(pod); // a pod without a sandbox is created (again)
-  return { provider, adopted };
+  const listed = new Set((await provider.list()).map((i) => i.key.uid));
+  const pods = Array.isArray(pod) ? pod : [pod];
+  // A pod without a sandbox is created (again).
+  await Promise.all(pods.filter((p) => !listed.has(p.metadata!.uid!)).map((p) => provider.create(p)));
+  return { provider, adopted: pods.every((p) => listed.has(p.metadata!.uid!)) };
 }
 
 async function expectHealthyThenDelete(provider: LocalProvider, pod: V1Pod, restarts = 0): Promise<void> {
@@ -159,7 +162,6 @@ async function expectHealthyThenDelete(provider: LocalProvider, pod: V1Pod, rest
   }).toEqual({ restarts, state: 'running', lastExit: restarts > 0 ? 1 : undefined });
   expect(serverProcesses(pod)).toHaveLength(1);
   await provider.delete(sandboxKey(pod), { gracePeriodSeconds: 1 });
-  await provider.close();
   expect(await leftovers(pod.metadata!.uid!)).toEqual({ dir: false, leases: [], veth: false, cgroup: false });
 }
 
@@ -178,6 +180,7 @@ describe('local provider after a kill -9 of the operator', () => {
       await crashAt(step, pod);
       const { provider } = await restart(pod);
       await expectHealthyThenDelete(provider, pod);
+      await provider.close();
     });
   }
 
@@ -188,6 +191,7 @@ describe('local provider after a kill -9 of the operator', () => {
       const { provider, adopted } = await restart(pod);
       expect(adopted).toBe(true);
       await expectHealthyThenDelete(provider, pod, 1);
+      await provider.close();
     });
   }
 
@@ -202,6 +206,7 @@ describe('local provider after a kill -9 of the operator', () => {
     const { provider, adopted } = await restart(pod);
     expect(adopted).toBe(false);
     await expectHealthyThenDelete(provider, pod);
+    await provider.close();
   });
 
   it('adopts a healthy sandbox with its running container', async () => {
@@ -213,5 +218,15 @@ describe('local provider after a kill -9 of the operator', () => {
     const { provider, adopted } = await restart(pod);
     expect(adopted).toBe(true);
     await expectHealthyThenDelete(provider, pod);
+    await provider.close();
+  });
+
+  it('leaves no broken sandbox and no second run after a kill in the middle of a burst of 8 creates', async () => {
+    const pods = Array.from({ length: 8 }, (_, i) => testPod(`burst-${i}`));
+    // 8 pods make about 100 steps (12 each, interleaved); the kill lands when some are complete and running, others half-built.
+    await crashAt('*', pods, 75);
+    const { provider } = await restart(pods);
+    for (const pod of pods) await expectHealthyThenDelete(provider, pod);
+    await provider.close();
   });
 });
