@@ -291,6 +291,7 @@ describe('the spillway command', () => {
     expect(await exited, output).toBe('SIGTERM');
     expect(output).toMatch(/"code":0,"msg":"shutdown complete"/);
     expect(output).not.toContain('second signal');
+    expect(output).not.toContain('make: ***');
     const hooks = await cluster.kc
       .makeApiClient(AdmissionregistrationV1Api)
       .listMutatingWebhookConfiguration();

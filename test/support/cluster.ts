@@ -187,7 +187,9 @@ export class LocalCluster {
         .catch(() => []);
       const stopped = await stopLocalSandboxes(nodes);
       for (const s of stopped) {
-        log(`stopped ${s.sandboxes.length} sandbox(es) left behind by virtual node ${s.node}`);
+        log(
+          `stopped ${s.sandboxes.length} sandbox(es)${s.dns > 0 ? ' and its CoreDNS' : ''} left behind by virtual node ${s.node}`,
+        );
         if (s.survivors.length > 0)
           log(
             `  still running (another user's? run as root): pids ${s.survivors.map((p) => p.ref.pid).join(' ')}`,
