@@ -89,6 +89,10 @@ type Settings = Required<Omit<PodControllerOptions, 'podInformer' | 'logger' | '
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
+/** Container Events written at once, and how many may wait before more are dropped. */
+const EVENT_WRITERS = 4;
+const EVENT_BACKLOG = 1000;
+
 /** Runs and reports the pods bound to one virtual node. */
 export class PodController {
   readonly #o: Settings;
@@ -111,6 +115,9 @@ export class PodController {
   #unsubscribeEvents: (() => void) | undefined;
   /** UIDs of pods already evicted because their instance is about to be reclaimed. */
   readonly #evicted = new Set<string>();
+  /** Container Events waiting to be written (see #containerEvent). */
+  readonly #eventBacklog: (() => Promise<void>)[] = [];
+  #eventWriters = 0;
 
   constructor(opts: PodControllerOptions, kc?: KubeConfig) {
     this.#o = {
@@ -239,7 +246,7 @@ export class PodController {
     if (pod?.metadata?.uid === report.key.uid && !pod.metadata.deletionTimestamp) {
       // What the node knew before this report: its last report, or after a restart the status it wrote then.
       const before = previous ? viewsFromReport(previous) : viewsFromPodStatus(pod.status);
-      for (const e of containerEvents(pod, before, report)) void this.#containerEvent(pod, e);
+      for (const e of containerEvents(pod, before, report)) this.#containerEvent(pod, e);
     }
     this.#status.add(`${report.key.namespace}/${report.key.name}`);
   }
@@ -343,7 +350,7 @@ export class PodController {
       const spec = pod.spec?.initContainers?.some((c) => c.name === site.container)
         ? 'initContainers'
         : 'containers';
-      void this.#containerEvent(pod, {
+      this.#containerEvent(pod, {
         type: 'Warning',
         reason: 'Failed',
         message: `Error: ${err.message}`,
@@ -359,7 +366,7 @@ export class PodController {
     if (this.#created.has(k.uid)) {
       const report = this.#reports.get(k.uid);
       const known = report ? viewsFromReport(report) : viewsFromPodStatus(pod.status);
-      for (const e of killingEvents(pod, known)) void this.#containerEvent(pod, e);
+      for (const e of killingEvents(pod, known)) this.#containerEvent(pod, e);
       const grace = pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30;
       await this.#deleteInstance(k, grace);
     }
@@ -467,9 +474,26 @@ export class PodController {
     await this.#writeStatus(pod, failedStatus(pod, this.#o.hostIP, reason, message));
   }
 
-  /** Records a container's lifecycle Event, regarding the container (fieldPath) as a kubelet does. */
-  #containerEvent(pod: V1Pod, e: ContainerEvent): Promise<void> {
-    return this.#event(pod, e.type, e.reason, e.reason, e.message, e.fieldPath);
+  /**
+   * Records a container's lifecycle Event, regarding the container (fieldPath) as a kubelet does. A burst makes
+   * four per container at once: they are written by a few writers in order, so that they never crowd out the
+   * status writes, and past a backlog of 1,000 dropped (as the kubelet's event broadcaster drops).
+   */
+  #containerEvent(pod: V1Pod, e: ContainerEvent): void {
+    if (this.#eventBacklog.length >= EVENT_BACKLOG) return;
+    this.#eventBacklog.push(() => this.#event(pod, e.type, e.reason, e.reason, e.message, e.fieldPath));
+    this.#writeEvents();
+  }
+
+  #writeEvents(): void {
+    while (this.#eventWriters < EVENT_WRITERS && this.#eventBacklog.length > 0) {
+      const write = this.#eventBacklog.shift()!;
+      this.#eventWriters += 1;
+      void write().finally(() => {
+        this.#eventWriters -= 1;
+        this.#writeEvents();
+      });
+    }
   }
 
   #event(

@@ -446,6 +446,12 @@ describe('virtual node with the fake provider', () => {
   });
 
   it('makes no duplicate and leaves no orphan when restarted mid-burst', async () => {
+    // The replacement of the pod deleted above is created first, so that only this test's creates are counted.
+    await waitFor(
+      '5 pods Running',
+      60_000,
+      async () => (await pods('app=burst')).filter((p) => p.status?.phase === 'Running').length === 5,
+    );
     const createsBefore = provider.createCalls;
     await kubectl(cluster.kubeconfigPath, 'scale', 'deployment/burst', '-n', ns.name, '--replicas=40');
     await vn.stop();
