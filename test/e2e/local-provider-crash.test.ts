@@ -223,7 +223,8 @@ describe('local provider after a kill -9 of the operator', () => {
 
   it('leaves no broken sandbox and no second run after a kill in the middle of a burst of 8 creates', async () => {
     const pods = Array.from({ length: 8 }, (_, i) => testPod(`burst-${i}`));
-    // 8 pods make about 100 steps (12 each, interleaved); the kill lands when some are complete and running, others half-built.
+    // 8 pods make about 100 steps (12 each, interleaved): the kill lands when some sandboxes are complete
+    // and running and others half-built.
     await crashAt('*', pods, 75);
     const { provider } = await restart(pods);
     for (const pod of pods) await expectHealthyThenDelete(provider, pod);
