@@ -295,6 +295,13 @@ export interface SandboxProvider {
   readonly name: string;
 
   /**
+   * True when the provider's own events (`onEvent`) already are the container lifecycle Events a kubelet records
+   * (Pulling, Pulled, Created, Started, Killing, BackOff...), as ECI's agent reports them: the node records those
+   * and derives none from container states, so that none is recorded twice. Default false: the node derives them.
+   */
+  readonly reportsContainerEvents?: boolean;
+
+  /**
    * Creates the instance for `pod`, keyed by its UID. Resolves once the provider has accepted it (it exists
    * and `list()` shows it); it does not wait for the containers to run: that arrives through `onStatus`.
    *

@@ -243,7 +243,8 @@ export class PodController {
     this.#created.add(report.key.uid);
     const previous = this.#reports.get(report.key.uid);
     this.#reports.set(report.key.uid, report);
-    if (pod?.metadata?.uid === report.key.uid && !pod.metadata.deletionTimestamp) {
+    const derive = !this.#o.provider.reportsContainerEvents;
+    if (derive && pod?.metadata?.uid === report.key.uid && !pod.metadata.deletionTimestamp) {
       // What the node knew before this report: its last report, or after a restart the status it wrote then.
       const before = previous ? viewsFromReport(previous) : viewsFromPodStatus(pod.status);
       for (const e of containerEvents(pod, before, report)) this.#containerEvent(pod, e);
@@ -366,7 +367,8 @@ export class PodController {
     if (this.#created.has(k.uid)) {
       const report = this.#reports.get(k.uid);
       const known = report ? viewsFromReport(report) : viewsFromPodStatus(pod.status);
-      for (const e of killingEvents(pod, known)) this.#containerEvent(pod, e);
+      if (!this.#o.provider.reportsContainerEvents)
+        for (const e of killingEvents(pod, known)) this.#containerEvent(pod, e);
       const grace = pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30;
       await this.#deleteInstance(k, grace);
     }

@@ -90,6 +90,8 @@ const DELETE_TIMEOUT_MS = 120_000;
 /** The ECI {@link SandboxProvider}. */
 export class EciProvider implements SandboxProvider {
   readonly name = 'eci';
+  /** ECI's own events are the kubelet's container Events (Pulling, Pulled, Created, Started...): not derived again. */
+  readonly reportsContainerEvents = true;
   readonly config: EciConfig;
   readonly api: EciApi;
   readonly #log: Logger;
