@@ -3,7 +3,7 @@
  * control plane, stopped with SIGTERM like a terminal's Ctrl-C or a pod's termination.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -257,6 +257,23 @@ describe('the spillway command', () => {
     ]);
     expect([...m.items, ...v.items].filter((w) => w.metadata?.name === 'spillway')).toEqual([]);
     expect(await crdVersion()).toBe(before);
+  });
+
+  it('a run against a cluster that does not answer says so and starts nothing', async () => {
+    const closed = await freePort();
+    const kubeconfig = join(tmpdir(), `spillway-unreachable-${process.pid}.yaml`);
+    writeFileSync(
+      kubeconfig,
+      readFileSync(cluster.kubeconfigPath, 'utf8').replace(
+        /server: "?https:\/\/127\.0\.0\.1:\d+"?/,
+        `server: "https://127.0.0.1:${closed}"`,
+      ),
+    );
+    const kubeletPort = await freePort();
+    const run = spillway(kubeconfig, 'run', '--kubelet-port', String(kubeletPort), '--metrics-port', '0');
+    expect(await run.exited).toBe(1);
+    expect(run.output()).toContain(`cannot reach the cluster at https://127.0.0.1:${closed}`);
+    expect(run.output()).not.toContain('serving');
   });
 
   it('make run stops as cleanly on SIGTERM to its process group as on Ctrl-C', async () => {
