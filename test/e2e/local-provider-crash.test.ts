@@ -7,7 +7,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -65,6 +65,7 @@ async function crashAt(step: string, pod: V1Pod | V1Pod[], nth = 1): Promise<voi
   const [code, signal] = await new Promise<[number | null, string | null]>((r) =>
     child.once('exit', (c, s) => r([c, s])),
   );
+  rmSync(file, { force: true });
   expect({ code, signal }, `the operator was killed at ${step}`).toEqual({ code: null, signal: 'SIGKILL' });
 }
 
