@@ -14,12 +14,15 @@ import type { ResolverSource } from './resolve.ts';
 /** An informer that lists `pods` once and never changes. */
 class StaticInformer implements InformerLike<V1Pod> {
   readonly #handlers = new Map<string, ((obj: V1Pod) => void)[]>();
-  constructor(readonly pods: V1Pod[]) {}
+  readonly #pods: V1Pod[];
+  constructor(pods: V1Pod[]) {
+    this.#pods = pods;
+  }
   on(verb: string, cb: (obj: never) => void): void {
     this.#handlers.set(verb, [...(this.#handlers.get(verb) ?? []), cb as (obj: V1Pod) => void]);
   }
   async start(): Promise<void> {
-    for (const p of this.pods) for (const cb of this.#handlers.get('add') ?? []) cb(p);
+    for (const p of this.#pods) for (const cb of this.#handlers.get('add') ?? []) cb(p);
   }
   async stop(): Promise<void> {}
 }
