@@ -321,6 +321,10 @@ describe('virtual node with the fake provider', () => {
     expect((await core.readNamespacedPod({ namespace: ns.name, name: 'needs-env' })).status?.phase).toBe(
       'Pending',
     );
+    // kubectl logs says why, in the kubelet's words, through the apiserver.
+    await expect(kubectl(cluster.kubeconfigPath, 'logs', '-n', ns.name, 'needs-env')).rejects.toThrow(
+      'container "app" in pod "needs-env" is waiting to start: CreateContainerConfigError',
+    );
     // Once the references exist, both start.
     for (const name of ['late-env', 'late-volume'])
       await core.createNamespacedConfigMap({

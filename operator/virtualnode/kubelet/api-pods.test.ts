@@ -93,6 +93,29 @@ describe('kubelet API pod answers', () => {
     expect((await get(port, '/containerLogs/shop/web-2/app')).body).toBe('second run\n');
   });
 
+  it('answers logs of a container that has not started with the kubelet’s 400 and its waiting reason', async () => {
+    const waiting: V1Pod = {
+      ...pod('pending-1', 'u9'),
+      status: {
+        containerStatuses: [
+          {
+            name: 'app',
+            image: 'nginx:1.27',
+            imageID: '',
+            ready: false,
+            restartCount: 0,
+            state: { waiting: { reason: 'CreateContainerConfigError', message: 'secret "creds" not found' } },
+          },
+        ],
+      },
+    };
+    pods.set('pending-1', waiting); // no sandbox: its config could not be built
+    expect(await get(port, '/containerLogs/shop/pending-1/app')).toEqual({
+      status: 400,
+      body: 'container "app" in pod "pending-1" is waiting to start: CreateContainerConfigError',
+    });
+  });
+
   it('answers a container the pod does not have with the kubelet’s 400', async () => {
     expect(await get(port, '/containerLogs/shop/web-1/nope')).toEqual({
       status: 400,

@@ -100,12 +100,24 @@ async function containerLogs(
   } catch (err) {
     if (isNotFound(err) && previous)
       throw new HttpError(400, `previous terminated container "${container}" in pod "${name}" not found`);
+    const waiting = waitingReason(pod, container);
+    if (isNotFound(err) && waiting)
+      throw new HttpError(400, `container "${container}" in pod "${name}" is waiting to start: ${waiting}`);
     if (isNotFound(err)) throw new HttpError(404, (err as Error).message);
     throw err;
   }
   res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Transfer-Encoding': 'chunked' });
   res.on('close', () => stream.destroy());
   await pipeline(stream, res).catch(() => undefined);
+}
+
+/** Why a container that never ran is waiting (the kubelet's wording for image pulls), from the Pod status. */
+function waitingReason(pod: V1Pod | undefined, container: string): string | undefined {
+  const statuses = [...(pod?.status?.initContainerStatuses ?? []), ...(pod?.status?.containerStatuses ?? [])];
+  const reason = statuses.find((s) => s.name === container)?.state?.waiting?.reason;
+  if (reason === 'ErrImagePull') return "image can't be pulled";
+  if (reason === 'ImagePullBackOff') return 'trying and failing to pull image';
+  return reason;
 }
 
 /**
