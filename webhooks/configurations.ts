@@ -309,6 +309,22 @@ export function validatingWebhookConfiguration(
       },
       {
         ...base,
+        name: 'pods.providers.spillway.dev',
+        // The pods the first webhook does not see (no unsupported feature) that might reach a virtual node: the
+        // server denies those that every provider of the virtual nodes they may land on refuses by its static
+        // rules, so that a ReplicaSet backs off with FailedCreate instead of creating pods the node would fail.
+        matchConditions: [
+          { name: 'not-a-daemonset-pod', expression: `!(${IS_DAEMONSET_POD})` },
+          { name: 'no-unsupported-feature', expression: `!(${USES_UNSUPPORTED_FEATURE})` },
+          { name: 'might-run-on-virtual-node', expression: MIGHT_RUN_ON_VIRTUAL_NODE },
+          { name: 'create-or-unbound-update', expression: JUDGED_OPERATION },
+        ],
+        // Ignore: while spillway is down, such a pod still reaches the virtual node, which refuses it there
+        // (UnsupportedPodSpec): a worse message, not a sandbox escape.
+        failurePolicy: 'Ignore',
+      },
+      {
+        ...base,
         name: 'daemonset-pods.sandbox.spillway.dev',
         // DaemonSet pods are pinned by node name, which CEL cannot tell virtual or not: the server decides.
         matchConditions: [

@@ -346,3 +346,46 @@ describe('updateMayMovePod', () => {
     expect(updateMayMovePod(before, after)).toBe(expected);
   });
 });
+
+describe('validatePod: what the virtual nodes’ providers refuse', () => {
+  const node = (name: string, provider: string): V1Node => ({
+    metadata: {
+      name,
+      labels: { ...VIRTUAL_NODE_LABELS, 'kubernetes.io/hostname': name, 'spillway.dev/provider': provider },
+    },
+    spec: { taints: virtualNodeTaints(provider) },
+  });
+  const local = node('virtual-local', 'local');
+  const fake = node('virtual-fake', 'fake');
+  const burst = { 'spillway.dev/burst': 'always' };
+
+  it('denies a pod every provider it may land on refuses, naming the field (no Failed-pod storm)', () => {
+    const verdict = validatePod(pod(burst), undefined, isVirtual, 'web', [local]);
+    expect(verdict.allowed).toBe(false);
+    if (verdict.allowed) return;
+    expect(verdict.message).toContain('would run on a virtual node');
+    expect(verdict.message).toContain('provider local cannot run it: spec.containers[0].command');
+  });
+
+  it.each<[string, V1Pod, V1Node[]]>([
+    [
+      'a pod with a command',
+      pod(burst, { containers: [{ name: 'app', image: 'x', command: ['serve'] }] }),
+      [local],
+    ],
+    ['a pod that stays on real nodes', pod(), [local]],
+    ['a pod another provider may run', pod(burst), [local, fake]],
+    [
+      'a pod pinned to the provider that runs it',
+      pod(burst, { nodeSelector: { 'spillway.dev/provider': 'fake' } }),
+      [local, fake],
+    ],
+  ])('allows %s', (_name, p, nodes) => {
+    expect(validatePod(p, undefined, isVirtual, 'web', nodes)).toEqual({ allowed: true });
+  });
+
+  it('denies when the selector picks the refusing provider among several', () => {
+    const p = pod(burst, { nodeSelector: { 'spillway.dev/provider': 'local' } });
+    expect(validatePod(p, undefined, isVirtual, 'web', [local, fake]).allowed).toBe(false);
+  });
+});

@@ -14,6 +14,7 @@ import {
 import { NODE_TYPE_LABEL, VIRTUAL_KUBELET_TYPE, VIRTUAL_NODE_LABEL } from './contract.ts';
 import { virtualNodeFit } from './node-match.ts';
 import { resolveBurst } from './placement.ts';
+import { describeRefusal, providerRefusal } from './provider-refusal.ts';
 
 /** Whether the named node is a virtual node (answered from a node cache; unknown nodes are not virtual). */
 export type IsVirtualNode = (nodeName: string) => boolean;
@@ -80,7 +81,9 @@ export function podKey(pod: V1Pod, namespace?: string): string {
 }
 
 /**
- * Denies a pod that would run on a virtual node and uses a feature a sandbox cannot run; allows everything else.
+ * Denies a pod that would run on a virtual node and uses a feature a sandbox cannot run, or that every provider of
+ * the virtual nodes it may land on refuses by its static rules (so its ReplicaSet backs off with FailedCreate
+ * instead of creating pods the node can only fail); allows everything else.
  * @param namespace the AdmissionRequest's namespace (a new pod's metadata.namespace may be empty)
  * @param virtualNodes the current virtual Node objects (see {@link virtualPlacementReason})
  */
@@ -92,9 +95,23 @@ export function validatePod(
   virtualNodes: readonly V1Node[] = [],
 ): Verdict {
   const violations = sandboxViolations(pod.spec, pod.metadata?.ownerReferences);
-  if (violations.length === 0) return { allowed: true };
+  // Without a sandbox violation, only a provider's own rules can refuse the pod, and they need its nodes.
+  if (violations.length === 0 && virtualNodes.length === 0) return { allowed: true };
   const reason = virtualPlacementReason(pod, namespaceLabels, isVirtualNode, virtualNodes);
   if (reason === undefined) return { allowed: true };
+  if (violations.length === 0) {
+    const refusal = pod.spec ? providerRefusal(pod.spec, virtualNodes, 'spec') : undefined;
+    if (!refusal) return { allowed: true };
+    return {
+      allowed: false,
+      code: 403,
+      violations: [],
+      message:
+        `pod ${podKey(pod, namespace)} would run on a virtual node (${reason}), and ${describeRefusal(refusal)}. ` +
+        'Fix these fields, or keep the pod on real nodes by removing what sends it to a virtual node ' +
+        `(or by requiring node affinity ${VIRTUAL_NODE_LABEL} NotIn [true]).`,
+    };
+  }
   return {
     allowed: false,
     code: 403,

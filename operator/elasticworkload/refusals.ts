@@ -6,28 +6,15 @@
  * - {@link unitTroubles}: the unit's pods failed on the node (no capacity, or refused or failed by the provider);
  *   the unit keeps its ready replicas for a cooldown, like a spot unit without stock, and the rest overflows.
  */
-import type { V1Node, V1Pod, V1PodSpec, V1PodTemplateSpec } from '@kubernetes/client-node';
-import type { PodSpecCause } from '../providers/errors.ts';
+import type { V1Node, V1Pod, V1PodTemplateSpec } from '@kubernetes/client-node';
 import { providerRules, type PodSpecRules } from '../providers/rules.ts';
-import { PROVIDER_LABEL } from '../../webhooks/contract.ts';
-import { termMatches } from '../../webhooks/node-match.ts';
+import { providerRefusal, type ProviderRefusal } from '../../webhooks/provider-refusal.ts';
 import { virtualPlacementReason } from '../../webhooks/validate.ts';
 import { LABEL_ELASTIC_WORKLOAD, LABEL_UNIT } from './api.ts';
 import type { UnschedulableUnitPods } from './status.ts';
 
 /** A provider that refuses a unit's pod template, and the fields it names (paths in the source Deployment). */
-export interface TemplateRefusal {
-  provider: string;
-  causes: PodSpecCause[];
-}
-
-/** Whether the nodeSelector and required node affinity of `spec` admit a node with these labels. */
-function selects(spec: V1PodSpec, labels: Readonly<Record<string, string>>, name?: string): boolean {
-  for (const [key, want] of Object.entries(spec.nodeSelector ?? {})) if (labels[key] !== want) return false;
-  const terms =
-    spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-  return !terms || terms.some((t) => termMatches(t, labels, name));
-}
+export type TemplateRefusal = ProviderRefusal;
 
 /**
  * The refusal of a unit's pod template, or undefined when some virtual node it may land on can run it (or when it
@@ -55,19 +42,7 @@ export function templateRefusal(
   const pod = { metadata: template.metadata ?? {}, spec };
   if (virtualPlacementReason(pod, namespaceLabels, (n) => names.has(n), virtualNodes) === undefined)
     return undefined;
-  const providers = new Set(
-    virtualNodes
-      .filter((n) => selects(spec, n.metadata?.labels ?? {}, n.metadata?.name))
-      .map((n) => n.metadata?.labels?.[PROVIDER_LABEL] ?? ''),
-  );
-  let refusal: TemplateRefusal | undefined;
-  for (const provider of providers) {
-    const causes = provider ? rulesOf(provider)?.(spec, base) : undefined;
-    // One provider that may run it (or whose rules are unknown) is enough: the pods may go there.
-    if (!causes?.length) return undefined;
-    refusal ??= { provider, causes };
-  }
-  return refusal;
+  return providerRefusal(spec, virtualNodes, base, rulesOf);
 }
 
 /** Pod reasons the virtual node fails a pod with when its provider refused or could not create it. */

@@ -358,6 +358,69 @@ describe('admission webhooks against the real apiserver and scheduler', () => {
     expect(err).toContain(`admit virtual node ${virtualNode}`);
   });
 
+  it('refuses at admission what the only provider a pod may land on cannot run, so its ReplicaSet backs off', async () => {
+    // A virtual node whose provider (local) refuses a container without a command: only a Node object is needed,
+    // the webhooks read the providers' static rules off its labels.
+    const localNode = 'virtual-local-webhooks';
+    await core.createNode({
+      body: {
+        metadata: {
+          name: localNode,
+          labels: {
+            ...VIRTUAL_NODE_LABELS,
+            'kubernetes.io/hostname': localNode,
+            'spillway.dev/provider': 'local',
+          },
+        },
+        spec: { taints: virtualNodeTaints('local') },
+      },
+    });
+    try {
+      const toLocal = { 'spillway.dev/burst': 'always' };
+      const spec = { nodeSelector: { 'spillway.dev/provider': 'local' } };
+      let message: string | undefined;
+      let attempt = 0;
+      await waitFor('the webhooks to know the local virtual node', 30_000, async () => {
+        // Until the webhooks' node cache has the new node, the pod is admitted: try again under a new name.
+        message = await refusal(created(ns.name, pod(`no-command-${attempt++}`, toLocal, spec)));
+        return message !== undefined;
+      });
+      expect(message, message).toContain('provider local cannot run it: spec.containers[0].command');
+      // A Deployment's ReplicaSet gets the same answer as FailedCreate and backs off: no pod is created to fail.
+      await apps.createNamespacedDeployment({
+        namespace: ns.name,
+        body: {
+          metadata: { name: 'no-command' },
+          spec: {
+            replicas: 3,
+            selector: { matchLabels: { app: 'no-command' } },
+            template: {
+              metadata: { labels: { app: 'no-command', ...toLocal } },
+              spec: { ...spec, containers: [{ ...pause }] },
+            },
+          },
+        },
+      });
+      await waitFor('a FailedCreate Event naming the field', 60_000, async () =>
+        (await core.listNamespacedEvent({ namespace: ns.name })).items.some(
+          (e) => e.reason === 'FailedCreate' && e.message?.includes('spec.containers[0].command'),
+        ),
+      );
+      const pods = await core.listNamespacedPod({ namespace: ns.name, labelSelector: 'app=no-command' });
+      expect(pods.items).toHaveLength(0);
+      // A container with a command runs there.
+      await created(
+        ns.name,
+        pod('with-command', toLocal, { ...spec, containers: [{ ...pause, command: ['/pause'] }] }),
+      );
+    } finally {
+      await apps
+        .deleteNamespacedDeployment({ namespace: ns.name, name: 'no-command' })
+        .catch(() => undefined);
+      await core.deleteNode({ name: localNode }).catch(() => undefined);
+    }
+  });
+
   it('denies kubectl debug adding a privileged container to a pod on the virtual node', async () => {
     expect(await nodeOf(ns.name, 'always')).toBe(virtualNode);
     const current = await core.readNamespacedPod({ namespace: ns.name, name: 'always' });
