@@ -408,6 +408,42 @@ describe('virtual node with the fake provider', () => {
     }
   });
 
+  it('serves kubectl attach -i: input reaches a container with stdin: true', async () => {
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'interactive' },
+        spec: { ...onVirtualNode, containers: [{ name: 'app', image: 'busybox', stdin: true }] },
+      },
+    });
+    await waitFor(
+      'interactive Running',
+      30_000,
+      async () =>
+        (await core.readNamespacedPod({ namespace: ns.name, name: 'interactive' })).status?.phase ===
+        'Running',
+    );
+    const attachesBefore = provider.attachCalls;
+    const attach = spawn(
+      join(defaultBinDir, 'kubectl'),
+      ['attach', '-i', '-n', ns.name, 'interactive', '-c', 'app'],
+      {
+        env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath },
+      },
+    );
+    try {
+      const output = collectOutput(attach);
+      await waitFor('attached', 30_000, async () => provider.attachCalls > attachesBefore);
+      attach.stdin!.write('typed into kubectl attach\n');
+      // The fake's containers with stdin echo it (as cat would): it comes back through the attach.
+      await waitFor('the input echoed back', 30_000, async () =>
+        output().includes('typed into kubectl attach'),
+      );
+    } finally {
+      attach.kill();
+    }
+  });
+
   it('passes the terminal size of kubectl exec -it to the container', async () => {
     const [p] = await pods('app=burst');
     // `script` gives kubectl a terminal of 33 rows and 101 columns; the fake's `stty size` prints what arrived.

@@ -338,6 +338,24 @@ describe('attach', () => {
     expect(await attached).toEqual({ exitCode: 0 });
     expect(provider.sandbox(web.metadata!.uid!)!.containers[0]!.log.followerCount).toBe(0);
   });
+
+  it('echoes an attached client’s input into the output of a container with stdin: true', async () => {
+    const web = pod('web-1', {
+      restartPolicy: 'Never',
+      containers: [{ name: 'app', image: 'busybox', stdin: true }],
+    });
+    await provider.create(web);
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    const seen = text(stdout);
+    const attached = provider.attach(sandboxKey(web), 'app', { stdin, stdout, tty: false });
+    stdin.write('typed by the user\n');
+    await new Promise((r) => setImmediate(r));
+    provider.exitContainer(sandboxKey(web), 'app', 0);
+    await attached;
+    stdout.end();
+    expect(await seen).toBe('typed by the user\n');
+  });
 });
 
 describe('stats and capacity', () => {

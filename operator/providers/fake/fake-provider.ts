@@ -280,13 +280,23 @@ export class FakeProvider implements SandboxProvider {
     return runBuiltin(command, streams, { hostname: key.name, env: sandbox.inputs.env?.[container] ?? [] });
   }
 
-  /** Streams the container's output from now on to `stdout` until it stops or the client leaves. */
+  /**
+   * Streams the container's output from now on to `stdout` until it stops or the client leaves; with `stdin: true`
+   * in the container's spec, the client's input is echoed into that output.
+   */
   async attach(key: SandboxKey, container: string, streams: ExecStreams): Promise<ExecResult> {
     this.attachCalls++;
     this.#fail('attach', key);
-    const { c } = this.#container(key, container);
+    const { sandbox, c } = this.#container(key, container);
     if (!c.running) throw new Error(`container "${container}" of pod ${describeKey(key)} is not running`);
     const output = c.log.read({ follow: true, tailLines: 0 });
+    // A container with `stdin: true` reads what an attached client types; the fake's echo it to their output, as
+    // `cat` would, so that `kubectl attach -i` sees its input come back.
+    const spec = [...(sandbox.pod.spec?.initContainers ?? []), ...(sandbox.pod.spec?.containers ?? [])].find(
+      (x) => x.name === container,
+    );
+    if (streams.stdin && spec?.stdin)
+      streams.stdin.on('data', (chunk: Buffer) => c.log.append(chunk.toString()));
     streams.signal?.addEventListener('abort', () => output.destroy());
     output.on('data', (chunk: Buffer) => streams.stdout.write(chunk));
     await new Promise((resolve) => output.once('close', resolve));
