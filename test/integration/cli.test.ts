@@ -259,6 +259,48 @@ describe('the spillway command', () => {
     expect(await crdVersion()).toBe(before);
   });
 
+  it('spillway run beside a Helm installation of spillway is refused with how to proceed', async () => {
+    const admission = cluster.kc.makeApiClient(AdmissionregistrationV1Api);
+    // What the chart's webhook configuration carries (charts/spillway/templates/_helpers.tpl, and Helm's own).
+    await admission.createValidatingWebhookConfiguration({
+      body: {
+        metadata: {
+          name: 'spillway',
+          labels: {
+            'app.kubernetes.io/name': 'spillway',
+            'app.kubernetes.io/instance': 'burst',
+            'app.kubernetes.io/managed-by': 'Helm',
+          },
+          annotations: { 'meta.helm.sh/release-name': 'burst', 'meta.helm.sh/release-namespace': 'platform' },
+        },
+        webhooks: [],
+      },
+    });
+    try {
+      const run = spillway(
+        cluster.kubeconfigPath,
+        'run',
+        '--node-name',
+        'cli-beside-helm',
+        '--kubelet-port',
+        String(await freePort()),
+        '--metrics-port',
+        '0',
+      );
+      expect(await run.exited).toBe(1);
+      expect(run.output()).toContain(
+        'spillway is already installed in this cluster by Helm (release burst in namespace platform',
+      );
+      expect(run.output()).toContain('helm uninstall burst -n platform');
+      // The chart's configuration is left as it was.
+      const after = await admission.readValidatingWebhookConfiguration({ name: 'spillway' });
+      expect(after.metadata?.labels?.['app.kubernetes.io/managed-by']).toBe('Helm');
+      expect(await core.readNode({ name: 'cli-beside-helm' }).catch(() => undefined)).toBeUndefined();
+    } finally {
+      await admission.deleteValidatingWebhookConfiguration({ name: 'spillway' });
+    }
+  });
+
   it('a run against a cluster that does not answer says so and starts nothing', async () => {
     const closed = await freePort();
     const kubeconfig = join(tmpdir(), `spillway-unreachable-${process.pid}.yaml`);
