@@ -2,7 +2,7 @@ import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { mutatingWebhookConfiguration } from './configurations.ts';
 import { DEV_OWNER_ANNOTATION, otherSpillway, refusal } from './ownership.ts';
-import { fingerprint } from './registration.ts';
+import { fingerprint, shouldTakeBack } from './registration.ts';
 
 const dev = (owner: string, url = 'https://127.0.0.1:4443'): V1MutatingWebhookConfiguration =>
   mutatingWebhookConfiguration({ client: { url }, ownNamespace: 'spillway-system', owner });
@@ -67,5 +67,23 @@ describe('the registration fingerprint', () => {
     edited.webhooks![0]!.failurePolicy = 'Ignore';
     expect(fingerprint(edited)).not.toBe(fingerprint(a));
     expect(fingerprint(undefined)).toBe('');
+  });
+});
+
+describe('taking the registration back', () => {
+  const live = async () => true;
+  const dead = async () => false;
+
+  it('takes back what was deleted, edited by hand, or left by a dead run', async () => {
+    expect(await shouldTakeBack(undefined, 'me', live)).toBe(true);
+    const edited = dev('me');
+    edited.metadata!.annotations = {};
+    expect(await shouldTakeBack(edited, 'me', live)).toBe(true);
+    expect(await shouldTakeBack(dev('me'), 'me', live)).toBe(true);
+    expect(await shouldTakeBack(dev('gone-1'), 'me', dead)).toBe(true);
+  });
+
+  it('leaves a live other run its registration instead of fighting over it', async () => {
+    expect(await shouldTakeBack(dev('other-2'), 'me', live)).toBe(false);
   });
 });

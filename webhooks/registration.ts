@@ -14,7 +14,7 @@ import { apiErrorMessage } from '../operator/shared/client.ts';
 import { informerFor, type SupervisedInformer } from '../operator/shared/informer.ts';
 import type { Logger } from '../operator/shared/log.ts';
 import { registerWebhookConfigurations, type WebhookConfigurationOptions } from './configurations.ts';
-import { DEV_OWNER_ANNOTATION } from './ownership.ts';
+import { acceptsConnections, DEV_OWNER_ANNOTATION } from './ownership.ts';
 
 type Configuration = V1MutatingWebhookConfiguration | V1ValidatingWebhookConfiguration;
 
@@ -29,6 +29,22 @@ export function fingerprint(c: Configuration | undefined): string {
     return { ...w, clientConfig };
   });
   return JSON.stringify({ owner: c.metadata?.annotations?.[DEV_OWNER_ANNOTATION] ?? '', webhooks });
+}
+
+/**
+ * Whether to register again over `current`, which differs from what this process registered: yes when it is gone,
+ * or edited by hand, or left by a dead process; no when another live `spillway run` registered it (two runs that
+ * started at the same moment), since taking it back would start a fight neither wins. That one is logged instead.
+ */
+export async function shouldTakeBack(
+  current: Configuration | undefined,
+  identity: string | undefined,
+  isLive: (url: string) => Promise<boolean>,
+): Promise<boolean> {
+  const owner = current?.metadata?.annotations?.[DEV_OWNER_ANNOTATION];
+  if (!current || !owner || owner === identity) return true;
+  const url = current.webhooks?.find((w) => w.clientConfig.url)?.clientConfig.url;
+  return !url || !(await isLive(url));
 }
 
 /** A registration kept in place until {@link KeptRegistration.stop}. */
@@ -71,7 +87,19 @@ export async function keepRegistered(
   // (or a delete of both configurations) must not cause another.
   const reassert = (kind: 'mutating' | 'validating', why: string) => {
     chain = chain.then(async () => {
-      if (stopped || fingerprint(await read(kind)) === expected[kind]) return;
+      if (stopped) return;
+      const current = await read(kind);
+      if (fingerprint(current) === expected[kind]) return;
+      if (!(await shouldTakeBack(current, options.owner, (url) => acceptsConnections(url)))) {
+        log.error(
+          {
+            configuration: `${kind}webhookconfiguration/${name}`,
+            owner: current?.metadata?.annotations?.[DEV_OWNER_ANNOTATION],
+          },
+          'another spillway run registered the webhooks over ours: not taking them back; stop one of the two',
+        );
+        return;
+      }
       log.warn(
         { configuration: `${kind}webhookconfiguration/${name}`, why },
         'registering the webhooks again',
