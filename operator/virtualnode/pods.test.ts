@@ -8,6 +8,7 @@ import { FakeProvider } from '../providers/fake/fake-provider.ts';
 import type { EventRecorder } from '../shared/events.ts';
 import { SupervisedInformer, type InformerLike } from '../shared/informer.ts';
 import { waitFor } from '../shared/wait.ts';
+import { podStatusFrom } from './pod-status.ts';
 import { PodController } from './pods.ts';
 import type { ResolverSource } from './resolve.ts';
 
@@ -56,7 +57,12 @@ afterEach(async () => {
 });
 
 /** Starts a controller over `pods`; Events and status patches are recorded, Event writes take `eventMs`. */
-function start(provider: FakeProvider, pods: V1Pod[], eventWrite: () => Promise<void> = async () => {}) {
+function start(
+  provider: FakeProvider,
+  pods: V1Pod[],
+  eventWrite: () => Promise<void> = async () => {},
+  patchError: () => Error | undefined = () => undefined,
+) {
   const events: Recorded[] = [];
   const statuses = new Map<string, V1PodStatus>();
   const recorder = {
@@ -74,6 +80,8 @@ function start(provider: FakeProvider, pods: V1Pod[], eventWrite: () => Promise<
   const core = {
     listEventForAllNamespaces: async () => ({ items: [], metadata: {} }),
     patchNamespacedPodStatus: async (req: { name: string; body: { status: V1PodStatus } }) => {
+      const err = patchError();
+      if (err) throw err;
       statuses.set(req.name, req.body.status);
       return {};
     },
@@ -100,6 +108,29 @@ describe('pod controller, kubelet-like reporting', () => {
     await waitFor('Started', 5000, async () => events.some((e) => e.reason === 'Started'));
     expect(events.map((e) => e.reason)).toEqual(['Pulling', 'Pulled', 'Created', 'Started']);
     expect(events.every((e) => e.fieldPath === 'spec.containers{app}')).toBe(true);
+  });
+
+  it('records the Events of a status only once it is written, and once', async () => {
+    let failing = 3;
+    const { events, statuses, started } = start(new FakeProvider(), [pod('web')], undefined, () =>
+      failing-- > 0 ? new Error('apiserver unavailable') : undefined,
+    );
+    await started;
+    await waitFor('the status written', 10_000, async () => statuses.has('web'));
+    await waitFor('Started', 5000, async () => events.some((e) => e.reason === 'Started'));
+    expect(events.map((e) => e.reason)).toEqual(['Pulling', 'Pulled', 'Created', 'Started']);
+  });
+
+  it('records nothing again for a pod whose status was written before a restart', async () => {
+    const provider = new FakeProvider();
+    const web = pod('web');
+    const report = await provider.create(web);
+    const written: V1Pod = { ...web, status: podStatusFrom(web, report, '10.0.0.1') };
+    const { events, started } = start(provider, [written]);
+    await started;
+    provider.appendLog({ uid: 'uid-web', namespace: 'shop', name: 'web' }, 'app', 'still running');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events).toEqual([]);
   });
 
   it('derives none for a provider whose own events are the container Events (ECI)', async () => {

@@ -115,6 +115,8 @@ export class PodController {
   #unsubscribeEvents: (() => void) | undefined;
   /** UIDs of pods already evicted because their instance is about to be reclaimed. */
   readonly #evicted = new Set<string>();
+  /** The status last written (or found already written) per UID: what the next container Events compare with. */
+  readonly #written = new Map<string, V1PodStatus>();
   /** Container Events waiting to be written (see #containerEvent). */
   readonly #eventBacklog: (() => Promise<void>)[] = [];
   #eventWriters = 0;
@@ -241,14 +243,7 @@ export class PodController {
     const pod = this.pods.get(report.key.namespace, report.key.name);
     if (pod?.metadata?.uid !== report.key.uid && !this.#created.has(report.key.uid)) return;
     this.#created.add(report.key.uid);
-    const previous = this.#reports.get(report.key.uid);
     this.#reports.set(report.key.uid, report);
-    const derive = !this.#o.provider.reportsContainerEvents;
-    if (derive && pod?.metadata?.uid === report.key.uid && !pod.metadata.deletionTimestamp) {
-      // What the node knew before this report: its last report, or after a restart the status it wrote then.
-      const before = previous ? viewsFromReport(previous) : viewsFromPodStatus(pod.status);
-      for (const e of containerEvents(pod, before, report)) this.#containerEvent(pod, e);
-    }
     this.#status.add(`${report.key.namespace}/${report.key.name}`);
   }
 
@@ -391,6 +386,7 @@ export class PodController {
     this.#createFailures.delete(uid);
     this.#evicted.delete(uid);
     this.#failed.delete(uid);
+    this.#written.delete(uid);
   }
 
   async #deleteInstance(k: SandboxKey, gracePeriodSeconds?: number): Promise<void> {
@@ -413,7 +409,12 @@ export class PodController {
       report.phase !== pod.status.phase
     )
       return;
+    // Container Events follow the status write they describe, compared with the status last written (after a
+    // restart: the one on the Pod): a kill between the two loses Events rather than repeating them.
+    const before = viewsFromPodStatus(this.#written.get(report.key.uid) ?? pod.status);
     await this.#writeStatus(pod, podStatusFrom(pod, report, this.#o.hostIP));
+    if (!this.#o.provider.reportsContainerEvents)
+      for (const e of containerEvents(pod, before, report)) this.#containerEvent(pod, e);
     const disruption = report.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
     if (disruption && !this.#evicted.has(report.key.uid)) {
       // The instance will be reclaimed (a spot release notice): evict the pod now (graceful, and only this
@@ -445,7 +446,11 @@ export class PodController {
   }
 
   async #writeStatus(pod: V1Pod, status: V1PodStatus): Promise<void> {
-    if (statusFingerprint(status) === statusFingerprint(pod.status)) return;
+    const uid = pod.metadata?.uid ?? '';
+    if (statusFingerprint(status) === statusFingerprint(pod.status)) {
+      this.#written.set(uid, status);
+      return;
+    }
     try {
       await this.#o.core.patchNamespacedPodStatus(
         {
@@ -464,6 +469,7 @@ export class PodController {
         },
         mergePatch,
       );
+      this.#written.set(uid, status);
     } catch (err) {
       if (!isApiError(err, 404)) throw err;
     }
