@@ -4,10 +4,10 @@
  * them (Pulling, Pulled, Created, Started, Failed, BackOff, Unhealthy, Killing), so that users, alerts and tools
  * that grep them work unchanged on a virtual node.
  *
- * A provider reports states, not actions: the node compares the container states it last knew (its previous
- * report, or after a restart the Pod status it wrote before) with the new report, and each transition is the
- * Event a kubelet would have recorded when it made that change itself. Comparing against the Pod status after a
- * restart is what keeps a restart from recording every container's Started again.
+ * A provider reports states, not actions: when the node writes a Pod status, it compares the container states of
+ * the status it last wrote (after a restart: the one on the Pod) with the new report, and each transition is the
+ * Event a kubelet would have recorded when it made that change itself. Comparing against what was written is what
+ * keeps a restart from recording every container's Started again.
  */
 import type { V1ContainerStatus, V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import type { ContainerReport, SandboxStatus } from '../providers/types.ts';
