@@ -14,6 +14,7 @@ import { NamespaceLabelCache, VIRTUAL_NODE_SELECTOR, VirtualNodeSet } from './ca
 import { registerWebhookConfigurations, webhookConfigurationNames } from './configurations.ts';
 import { webhookHandlers } from './handlers.ts';
 import type { PlacementPolicy } from './placement.ts';
+import { DEV_OWNER_ANNOTATION } from './ownership.ts';
 import { keepRegistered, type KeptRegistration } from './registration.ts';
 import { WebhookServer } from './server.ts';
 import { kubeTlsStore, TlsKeeper, webhookBundleTargets } from './tls-keeper.ts';
@@ -143,7 +144,7 @@ export async function startWebhooks(o: StartWebhooksOptions): Promise<RunningWeb
     await kept?.stop();
     // Dev mode: the configurations point at this process; left behind, their Fail policy would reject every
     // spillway-labelled pod until the next `make run`.
-    if (o.register && o.devMode) await deregister(admissionregistration, names, log);
+    if (o.register && o.devMode) await deregister(admissionregistration, names, o.owner, log);
     await server.close();
     await Promise.all([nsInformer.stop(), nodeInformer.stop()]);
   };
@@ -172,20 +173,44 @@ export async function startWebhooks(o: StartWebhooksOptions): Promise<RunningWeb
   return { server, keeper, stop };
 }
 
+/**
+ * Removes the dev-mode configurations, but only this process's own: those another live run registered over them
+ * (webhooks/registration.ts) are that run's to remove. The delete is conditional on the UID that was read.
+ */
 async function deregister(
   api: Clients['admissionregistration'],
   names: { mutating: string[]; validating: string[] },
+  owner: string | undefined,
   log: Logger,
 ): Promise<void> {
-  const attempts = [
-    ...names.mutating.map((name) => () => api.deleteMutatingWebhookConfiguration({ name })),
-    ...names.validating.map((name) => () => api.deleteValidatingWebhookConfiguration({ name })),
+  const kinds = [
+    ...names.mutating.map((name) => ({
+      name,
+      read: () => api.readMutatingWebhookConfiguration({ name }),
+      remove: (uid?: string) =>
+        api.deleteMutatingWebhookConfiguration({ name, body: { preconditions: { uid } } }),
+    })),
+    ...names.validating.map((name) => ({
+      name,
+      read: () => api.readValidatingWebhookConfiguration({ name }),
+      remove: (uid?: string) =>
+        api.deleteValidatingWebhookConfiguration({ name, body: { preconditions: { uid } } }),
+    })),
   ];
-  for (const attempt of attempts) {
+  for (const kind of kinds) {
     try {
-      await attempt();
+      const current = await kind.read();
+      const registeredBy = current.metadata?.annotations?.[DEV_OWNER_ANNOTATION];
+      if (owner && registeredBy && registeredBy !== owner) {
+        log.info(
+          { configuration: kind.name, owner: registeredBy },
+          'webhook configuration is another run’s: left',
+        );
+        continue;
+      }
+      await kind.remove(current.metadata?.uid);
     } catch (err) {
-      if (apiErrorCode(err) !== 404)
+      if (apiErrorCode(err) !== 404 && apiErrorCode(err) !== 409)
         log.warn({ err: apiErrorMessage(err) }, 'could not remove a webhook configuration');
     }
   }

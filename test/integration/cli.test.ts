@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -257,6 +258,49 @@ describe('the spillway command', () => {
     ]);
     expect([...m.items, ...v.items].filter((w) => w.metadata?.name === 'spillway')).toEqual([]);
     expect(await crdVersion()).toBe(before);
+  });
+
+  it('a run whose webhooks another live run registered over neither fights for them nor removes them', async () => {
+    const admission = cluster.kc.makeApiClient(AdmissionregistrationV1Api);
+    // The other run: something that answers on loopback, and its identity on the configuration.
+    const other = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const otherUrl = `https://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    const run = spillway(
+      cluster.kubeconfigPath,
+      'run',
+      '--node-name',
+      'cli-overtaken',
+      '--kubelet-port',
+      String(await freePort()),
+      '--metrics-port',
+      '0',
+    );
+    try {
+      await waitFor('webhook configurations registered', 30_000, async () =>
+        run.output().includes('webhook configurations registered'),
+      );
+      const taken = await admission.readMutatingWebhookConfiguration({ name: 'spillway' });
+      taken.metadata!.annotations = { 'spillway.dev/dev-mode-owner': 'elsewhere-1' };
+      for (const w of taken.webhooks ?? []) w.clientConfig.url = `${otherUrl}/mutate-pods`;
+      await admission.replaceMutatingWebhookConfiguration({ name: 'spillway', body: taken });
+      await waitFor('the run noticed', 30_000, async () => run.output().includes('not taking them back'));
+    } finally {
+      run.child.kill('SIGTERM');
+    }
+    try {
+      expect(await run.exited, run.output()).toBe(0);
+      const left = await admission.readMutatingWebhookConfiguration({ name: 'spillway' });
+      expect(left.metadata?.annotations?.['spillway.dev/dev-mode-owner']).toBe('elsewhere-1');
+      // Its own (the validating one) went with it.
+      expect(
+        await admission.readValidatingWebhookConfiguration({ name: 'spillway' }).catch(() => undefined),
+      ).toBeUndefined();
+    } finally {
+      other.close();
+      await admission.deleteMutatingWebhookConfiguration({ name: 'spillway' }).catch(() => undefined);
+      await core.deleteNode({ name: 'cli-overtaken' }).catch(() => undefined);
+    }
   });
 
   it('spillway run beside a Helm installation of spillway is refused with how to proceed', async () => {
