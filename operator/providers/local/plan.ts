@@ -4,7 +4,8 @@
  * kubelet writes them. The runtime turns a {@link SandboxPlan} into processes and mounts.
  */
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
-import { InvalidPodSpecError, type PodSpecCause, type ResolvedPodInputs, type SandboxKey } from '../types.ts';
+import { InvalidPodSpecError, type ResolvedPodInputs, type SandboxKey } from '../types.ts';
+import { localUnsupported } from './rules.ts';
 
 /** The cluster facts a sandbox's DNS files need. */
 export interface ClusterDNS {
@@ -70,23 +71,8 @@ export function bytes(q: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-function planContainer(
-  c: V1Container,
-  index: number,
-  field: string,
-  pod: V1Pod,
-  inputs: ResolvedPodInputs,
-  hostname: string,
-  causes: PodSpecCause[],
-): PlannedContainer {
+function planContainer(c: V1Container, inputs: ResolvedPodInputs, hostname: string): PlannedContainer {
   const argv = [...(c.command ?? []), ...(c.args ?? [])];
-  if (argv.length === 0) {
-    causes.push({
-      path: `spec.${field}[${index}].command`,
-      message:
-        'the local provider does not pull images, so it cannot run an image entrypoint: set command (it runs on the host filesystem)',
-    });
-  }
   const env = [
     { name: 'PATH', value: defaultPath },
     { name: 'HOSTNAME', value: hostname },
@@ -98,27 +84,12 @@ function planContainer(
     if (at >= 0) env.splice(at, 1);
     env.push(e);
   }
-  const podVolumes = new Set((pod.spec?.volumes ?? []).map((v) => v.name));
-  const mounts = (c.volumeMounts ?? []).map((m, i) => {
-    if (!podVolumes.has(m.name)) {
-      causes.push({
-        path: `spec.${field}[${index}].volumeMounts[${i}].name`,
-        message: `no volume named "${m.name}"`,
-      });
-    }
-    if (!m.mountPath.startsWith('/')) {
-      causes.push({
-        path: `spec.${field}[${index}].volumeMounts[${i}].mountPath`,
-        message: 'must be absolute',
-      });
-    }
-    return {
-      volume: m.name,
-      subPath: m.subPath ?? '',
-      mountPath: m.mountPath,
-      readOnly: m.readOnly ?? false,
-    };
-  });
+  const mounts = (c.volumeMounts ?? []).map((m) => ({
+    volume: m.name,
+    subPath: m.subPath ?? '',
+    mountPath: m.mountPath,
+    readOnly: m.readOnly ?? false,
+  }));
   const limits: PlannedContainer['limits'] = {};
   const cpu = c.resources?.limits?.cpu;
   const memory = c.resources?.limits?.memory;
@@ -144,17 +115,14 @@ function planContainer(
  */
 export function planSandbox(key: SandboxKey, pod: V1Pod, inputs: ResolvedPodInputs = {}): SandboxPlan {
   const spec = pod.spec ?? { containers: [] };
-  const causes: PodSpecCause[] = [];
-  const hostname = podHostname(pod);
-  const initContainers = (spec.initContainers ?? []).map((c, i) =>
-    planContainer(c, i, 'initContainers', pod, inputs, hostname, causes),
-  );
-  const containers = spec.containers.map((c, i) =>
-    planContainer(c, i, 'containers', pod, inputs, hostname, causes),
-  );
+  // The same rules the admission webhook and the ElasticWorkload controller read (rules.ts): they never disagree.
+  const causes = localUnsupported(spec, 'spec');
   if (causes.length > 0) {
     throw new InvalidPodSpecError(causes.map((c) => `${c.path}: ${c.message}`).join('; '), { key, causes });
   }
+  const hostname = podHostname(pod);
+  const initContainers = (spec.initContainers ?? []).map((c) => planContainer(c, inputs, hostname));
+  const containers = spec.containers.map((c) => planContainer(c, inputs, hostname));
   const policy = spec.restartPolicy;
   return {
     hostname,

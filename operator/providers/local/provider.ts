@@ -8,7 +8,7 @@
  * adopts those whose set-up is complete and intact (./adoption.ts) and removes every trace of the others
  * (processes, veths, leases, cgroups, files): dead ones, and half-built ones an operator killed mid-create left.
  */
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release, arch } from 'node:os';
 import { join, normalize } from 'node:path';
@@ -23,6 +23,7 @@ import {
   type LogOptions,
   type MaterialisedVolume,
   type NodeCapacity,
+  type PodSpecCause,
   type PodStats,
   type ResolvedPodInputs,
   type SandboxInstance,
@@ -49,6 +50,7 @@ import { StatusNotifier } from '../status-notifier.ts';
 import { execIn } from './exec.ts';
 import { attachToRun } from './attach.ts';
 import { dialSandbox } from './port-forward.ts';
+import { localUnsupported } from './rules.ts';
 import { applyTerminalSizes, firstTerminalSize, sizedCommand } from './tty.ts';
 import { isMaterialised, writeVolume } from './volumes.ts';
 
@@ -478,6 +480,11 @@ export class LocalProvider implements SandboxProvider {
   async close(): Promise<void> {
     for (const s of this.#sandboxes.values()) s.detach();
     this.#sandboxes.clear();
+  }
+
+  /** The local provider's static refusals (./rules.ts); planSandbox refuses the same fields at create. */
+  unsupported(spec: V1PodSpec, base = 'spec'): PodSpecCause[] {
+    return localUnsupported(spec, base);
   }
 
   /** `kubectl attach`: the container's output from now on (./attach.ts: output only). */
