@@ -103,7 +103,7 @@ export const PROVIDERS = {
     },
   },
   local: {
-    summary: 'sandboxes on this host in Linux namespaces (needs root; run only)',
+    summary: 'sandboxes on this host in Linux namespaces (needs root; make run PROVIDER=local)',
     validate: needsRoot,
     create: async (options) => {
       needsRoot();
