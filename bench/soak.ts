@@ -106,7 +106,13 @@ async function soakOne(kc: KubeConfig, kubeconfig: string, name: ProviderName, p
   });
   const kubectl = (...args: string[]) =>
     run(join(repoRoot, 'bin/kubectl'), ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8' });
-  const killLog: { phase: string; afterSeconds: number; operatorWasReady: boolean }[] = [];
+  const killLog: {
+    phase: string;
+    afterSeconds: number;
+    operatorWasReady: boolean;
+    /** Unit pods not yet Running and Ready, or terminating, just before the kill: the work it interrupted. */
+    podsInFlight: number;
+  }[] = [];
   const phases: Record<string, unknown>[] = [];
   let ns: { name: string; remove: () => Promise<void> } | undefined;
   let ledger: PodLedger | undefined;
@@ -176,10 +182,12 @@ async function soakOne(kc: KubeConfig, kubeconfig: string, name: ProviderName, p
         }
         if (k >= perPhase[i]!) break;
         await sleep(between(rand, 0, 2500));
+        const before = await core.listNamespacedPod({ namespace: ns.name }).catch(() => undefined);
         killLog.push({
           phase: phase.name,
           afterSeconds: (Date.now() - p0) / 1000,
           operatorWasReady: op.ready,
+          podsInFlight: stuckPods(before?.items ?? []).length,
         });
         await op.kill9();
         await sleep(between(rand, 0, 1500));
@@ -226,6 +234,7 @@ async function soakOne(kc: KubeConfig, kubeconfig: string, name: ProviderName, p
       provider: name,
       seed: providerSeed,
       kills: op.kills,
+      killsWithPodsInFlight: killLog.filter((k) => k.podsInFlight > 0).length,
       starts: op.starts,
       pods,
       podsBound: ledger.bound.size,
@@ -306,6 +315,7 @@ writeFileSync(
 );
 const rows: [string, string][] = [
   ['kills', 'kills'],
+  ['kills with pods in flight', 'killsWithPodsInFlight'],
   ['pods bound to the node', 'podsBound'],
   ['orphans', 'orphans'],
   ['duplicates', 'duplicates'],
