@@ -90,10 +90,11 @@ function start(
     nodeName: 'vn',
     hostIP: '10.0.0.1',
     provider,
-    core,
+    podClient: core,
+    recordedEvents: core,
     events: recorder,
     resolver,
-    podInformer: new SupervisedInformer<V1Pod>({
+    pods: new SupervisedInformer<V1Pod>({
       name: 'pods',
       makeInformer: () => new StaticInformer(pods),
     }),

@@ -60,8 +60,14 @@ export function indexRecordedEvents(events: CoreV1Event[], instance: string): Re
   return index;
 }
 
+/** The one call {@link loadRecordedEvents} makes (tests pass a fake). */
+export type RecordedEventLister = Pick<CoreV1Api, 'listEventForAllNamespaces'>;
+
 /** Reads the pod Events the node `instance` recorded, every page. */
-export async function loadRecordedEvents(core: CoreV1Api, instance: string): Promise<RecordedEvents> {
+export async function loadRecordedEvents(
+  core: RecordedEventLister,
+  instance: string,
+): Promise<RecordedEvents> {
   const items: CoreV1Event[] = [];
   let _continue: string | undefined;
   do {

@@ -190,23 +190,26 @@ export async function startVirtualNode(opts: {
       })
     : undefined;
   const capacity = await opts.provider.capacity();
-  const pods = new PodController(
-    {
-      nodeName: opts.config.name,
-      hostIP: opts.config.internalIP,
-      provider: opts.provider,
-      core: clients.core,
-      // A node may create Events but not list them: the Events it recorded before a restart are read once by
-      // the bootstrap identity (chart: list events).
-      recordedEvents: bootstrap.core,
-      events,
-      resolver: apiResolverSource(clients.core, services),
-      nodeAllocatable: { cpu: capacity.cpu, memory: capacity.memory },
-      logger: log,
-      ...opts.pods,
-    },
-    kc,
-  );
+  const podsFieldSelector = `spec.nodeName=${opts.config.name}`;
+  const pods = new PodController({
+    nodeName: opts.config.name,
+    hostIP: opts.config.internalIP,
+    provider: opts.provider,
+    pods: informerFor<V1Pod>(kc, 'virtualnode-pods', {
+      path: '/api/v1/pods',
+      fieldSelector: podsFieldSelector,
+      list: () => clients.core.listPodForAllNamespaces({ fieldSelector: podsFieldSelector }),
+    }),
+    podClient: clients.core,
+    // A node may create Events but not list them: the Events it recorded before a restart are read once by
+    // the bootstrap identity (chart: list events).
+    recordedEvents: bootstrap.core,
+    events,
+    resolver: apiResolverSource(clients.core, services),
+    nodeAllocatable: { cpu: capacity.cpu, memory: capacity.memory },
+    logger: log,
+    ...opts.pods,
+  });
   await pods.start();
 
   // The kubelet API. Its serving certificate is self-signed (the apiserver does not verify kubelets unless
