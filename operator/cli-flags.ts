@@ -89,12 +89,12 @@ export function virtualNodeEntries(values: Flags): VirtualNodeEntry[] {
   });
 }
 
-/** What {@link createProvider} needs for one node. */
+/** Where one node's provider configuration comes from (operator/providers/index.ts). */
 export function providerOptions(entry: VirtualNodeEntry, values: Flags): ProviderOptions {
   const configFile = entry.providerConfig ?? values['provider-config'];
   return {
     nodeName: entry.config.name,
-    ...(entry.config.podCIDR ? { nodeCIDR: entry.config.podCIDR } : {}),
+    ...(entry.config.podCIDR ? { podCIDR: entry.config.podCIDR } : {}),
     ...(configFile ? { configFile } : {}),
   };
 }

@@ -21,8 +21,7 @@ import { stringify } from 'yaml';
 import { elasticWorkloadCrd } from './elasticworkload/crd.ts';
 import { ElasticWorkloadController } from './elasticworkload/controller.ts';
 import { installCrd } from './elasticworkload/install.ts';
-import { createProvider, providerHelp, validateProvider } from './providers/index.ts';
-import type { LocalProvider } from './providers/local/provider.ts';
+import { createProvider, nodePodCIDR, providerHelp, validateProvider } from './providers/index.ts';
 import { apiErrorMessage, loadKubeConfig, makeClients } from './shared/client.ts';
 import { LeaderElector } from './shared/leader.ts';
 import { componentLogger } from './shared/log.ts';
@@ -261,8 +260,8 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'run') for (const entry of entries) managedNodes.add(entry.config.name);
     for (const entry of entries) {
       const local = entry.provider === 'local';
-      const config =
-        local && !entry.config.podCIDR ? { ...entry.config, podCIDR: '10.250.0.0/24' } : entry.config;
+      const podCIDR = nodePodCIDR(entry.provider, entry.config.podCIDR);
+      const config = podCIDR ? { ...entry.config, podCIDR } : entry.config;
       const provider = await createProvider(entry.provider, providerOptions({ ...entry, config }, values));
       const node = await startVirtualNode({ kc, provider, config, logger: log });
       if (command === 'virtual-node' && reviewers === clients) reviewers = makeClients(node.identity.kc);
@@ -274,7 +273,7 @@ async function main(argv: string[]): Promise<number> {
         // A local control plane has no cluster DNS and no kube-proxy: the local provider brings its own.
         if (!kubeconfigPath) throw new Error('unreachable: checked above');
         const { startClusterNetwork } = await import('./providers/local/cluster-network.ts');
-        const net = await startClusterNetwork(kc, kubeconfigPath, provider as LocalProvider, {
+        const net = await startClusterNetwork(kc, kubeconfigPath, provider, {
           corednsBinary:
             values.coredns ??
             (process.env.SPILLWAY_BIN

@@ -8,7 +8,8 @@
  * find the instance it already made (by UID tag, client token or name) instead of making a second one.
  *
  * The provider reports *what happened* ({@link SandboxStatus}); the virtual node derives the Pod status,
- * conditions and events from it. Providers never talk to the Kubernetes API themselves.
+ * conditions and events from it. A provider never talks to the Kubernetes API: it holds no client, and is built
+ * from its own configuration by its factory (`factory.ts`, `<name>/factory.ts`).
  */
 import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import type { PodSpecCause } from './errors.ts';

@@ -3,12 +3,17 @@
  * tests): CoreDNS on the bridge, the kube-dns and `default/kubernetes` EndpointSlices, a forwarder from the
  * bridge to the apiserver on loopback, and the service proxy. Start it after the provider: the provider
  * installs the network guard and the bridge first.
+ *
+ * Not part of the provider: the provider never calls the Kubernetes API, and neither starts nor knows this. It
+ * lives beside it because it serves only the local provider's bridge; `spillway run --provider local` starts it
+ * with the run's own client (docs/architecture.md, Provider contract).
  */
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { publishClusterServices, startCoreDNS, startForwarder, type RunningCoreDNS } from './cluster-dns.ts';
-import type { LocalProvider } from './provider.ts';
+import type { SandboxProvider } from '../types.ts';
+import { LocalProvider } from './provider.ts';
 import { ServiceProxy } from './service-proxy.ts';
 
 /** Where the apiserver is reachable from sandboxes (the forwarder on the bridge address). */
@@ -26,9 +31,14 @@ export interface LocalClusterNetwork {
 export async function startClusterNetwork(
   kc: KubeConfig,
   kubeconfigPath: string,
-  provider: LocalProvider,
+  provider: SandboxProvider,
   opts: { corednsBinary: string; stateDir: string },
 ): Promise<LocalClusterNetwork> {
+  if (!(provider instanceof LocalProvider)) {
+    throw new Error(
+      `the local cluster network serves the local provider's bridge, not the ${provider.name} provider`,
+    );
+  }
   const bridgeIP = provider.network.gateway;
   const server = new URL(kc.getCurrentCluster()!.server);
   const forwarder = await startForwarder(
