@@ -8,6 +8,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: [
+            'api/**/*.test.ts',
             'operator/**/*.test.ts',
             'webhooks/**/*.test.ts',
             'test/support/**/*.test.ts',

@@ -4,20 +4,12 @@
  * the JSON Patch that makes the same edits to the raw request object (patch.ts).
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { sandboxViolations } from '../operator/shared/sandbox-rules.ts';
-import {
-  BURST_LABEL,
-  BURST_MODES,
-  CAPACITY_CLASSES,
-  CAPACITY_LABEL,
-  ECI_LABEL,
-  OFF_VIRTUAL_NODE,
-  ON_VIRTUAL_NODE,
-  PREFER_TOLERATION,
-  PROVIDER_TOLERATION,
-  type BurstMode,
-  type CapacityClass,
-} from './contract.ts';
+import { CAPACITY_CLASSES, CAPACITY_LABEL, type CapacityClass } from '../api/labels.ts';
+import { resolveBurst } from '../api/placement.ts';
+import { sandboxViolations } from '../api/sandbox-rules.ts';
+import { OFF_VIRTUAL_NODE, ON_VIRTUAL_NODE, PREFER_TOLERATION, PROVIDER_TOLERATION } from '../api/taints.ts';
+// TEMPORARY re-export until the import codemod runs.
+export { isNodeBoundPod, resolveBurst, type BurstDecision } from '../api/placement.ts';
 import { ObjectEdit, type Draft, type PatchOperation } from './patch.ts';
 import { addPreferred, addToleration, requireOnEveryTerm } from './scheduling.ts';
 
@@ -57,50 +49,7 @@ export interface Mutation<T> {
   warnings: string[];
 }
 
-/** The burst mode that applies to a pod, and which label said so (for messages). */
-export interface BurstDecision {
-  mode: BurstMode;
-  /** e.g. `pod label spillway.dev/burst=always` or `namespace label spillway.dev/burst=overflow`. */
-  source: string;
-}
-
-const isBurstMode = (v: string): v is BurstMode => (BURST_MODES as readonly string[]).includes(v);
 const isCapacity = (v: string): v is CapacityClass => (CAPACITY_CLASSES as readonly string[]).includes(v);
-
-/**
- * Pods whose node is fixed by design: DaemonSet pods (one per real node) and mirror pods (static pods of a
- * kubelet). A namespace-wide burst label must not move them; only a label on the pod itself can (and then the
- * validating webhook explains why a DaemonSet pod cannot burst).
- */
-export function isNodeBoundPod(pod: V1Pod): boolean {
-  const meta = pod.metadata ?? {};
-  if (meta.annotations?.['kubernetes.io/config.mirror'] !== undefined) return true;
-  return (meta.ownerReferences ?? []).some((r) => r.kind === 'DaemonSet' || r.kind === 'Node');
-}
-
-/**
- * Which burst mode applies: the pod's own `spillway.dev/burst`, then ACK's `alibabacloud.com/eci: "true"` on the
- * pod, then the namespace's `spillway.dev/burst` (not for node-bound pods). An unknown value is ignored with a
- * warning and the next source decides, so a typo never makes a pod burst.
- */
-export function resolveBurst(
-  pod: V1Pod,
-  namespaceLabels: Readonly<Record<string, string>> | undefined,
-  warnings: string[] = [],
-): BurstDecision | undefined {
-  const labels = pod.metadata?.labels ?? {};
-  const podBurst = labels[BURST_LABEL];
-  if (podBurst !== undefined) {
-    if (isBurstMode(podBurst)) return { mode: podBurst, source: `pod label ${BURST_LABEL}=${podBurst}` };
-    warnings.push(`ignoring pod label ${BURST_LABEL}=${podBurst}: use one of ${BURST_MODES.join(', ')}`);
-  }
-  if (labels[ECI_LABEL] === 'true') return { mode: 'always', source: `pod label ${ECI_LABEL}=true` };
-  const nsBurst = namespaceLabels?.[BURST_LABEL];
-  if (nsBurst === undefined || isNodeBoundPod(pod)) return undefined;
-  if (isBurstMode(nsBurst)) return { mode: nsBurst, source: `namespace label ${BURST_LABEL}=${nsBurst}` };
-  warnings.push(`ignoring namespace label ${BURST_LABEL}=${nsBurst}: use one of ${BURST_MODES.join(', ')}`);
-  return undefined;
-}
 
 function addCapacityAnnotations(pod: Draft<V1Pod>, policy: PlacementPolicy, warnings: string[]): void {
   const capacity = pod.value.metadata?.labels?.[CAPACITY_LABEL];

@@ -5,73 +5,17 @@
  * names, labels and taints (node-match.ts), plus spillway's own markers. A pod that merely may spill
  * (`overflow`) gets an affinity from the placement webhook that keeps it off virtual nodes, so it passes.
  */
-import type { V1Node, V1NodeSelectorTerm, V1Pod } from '@kubernetes/client-node';
-import {
-  describeViolations,
-  sandboxViolations,
-  type SandboxViolation,
-} from '../operator/shared/sandbox-rules.ts';
-import { NODE_TYPE_LABEL, VIRTUAL_KUBELET_TYPE, VIRTUAL_NODE_LABEL } from './contract.ts';
-import { virtualNodeFit } from './node-match.ts';
-import { resolveBurst } from './placement.ts';
-import { describeRefusal, providerRefusal } from './provider-refusal.ts';
-
-/** Whether the named node is a virtual node (answered from a node cache; unknown nodes are not virtual). */
-export type IsVirtualNode = (nodeName: string) => boolean;
+import type { V1Node, V1Pod } from '@kubernetes/client-node';
+import { VIRTUAL_NODE_LABEL } from '../api/labels.ts';
+import { virtualPlacementReason, type IsVirtualNode } from '../api/placement.ts';
+import { describeViolations, sandboxViolations, type SandboxViolation } from '../api/sandbox-rules.ts';
+import { describeRefusal, providerRefusal } from '../operator/providers/refusal.ts';
+// TEMPORARY re-export until the import codemod runs.
+export { virtualPlacementReason, type IsVirtualNode } from '../api/placement.ts';
 
 /** The validating webhook's answer. */
 export type Verdict =
   { allowed: true } | { allowed: false; code: number; message: string; violations: SandboxViolation[] };
-
-function requiresVirtual(term: V1NodeSelectorTerm, isVirtualNode: IsVirtualNode): boolean {
-  const onlyValues = (values: string[] | undefined, ok: (v: string) => boolean) =>
-    !!values && values.length > 0 && values.every(ok);
-  const byLabel = (term.matchExpressions ?? []).some(
-    (e) =>
-      e.operator === 'In' &&
-      ((e.key === VIRTUAL_NODE_LABEL && onlyValues(e.values, (v) => v === 'true')) ||
-        (e.key === NODE_TYPE_LABEL && onlyValues(e.values, (v) => v === VIRTUAL_KUBELET_TYPE))),
-  );
-  // The DaemonSet controller and some schedulers pin pods with `metadata.name In [node]`.
-  const byName = (term.matchFields ?? []).some(
-    (f) => f.key === 'metadata.name' && f.operator === 'In' && onlyValues(f.values, isVirtualNode),
-  );
-  return byLabel || byName;
-}
-
-/**
- * Why a pod would run on a virtual node, or undefined when it would not: bound to one (`spec.nodeName`),
- * required onto one by spillway's markers (nodeSelector, or every required node affinity term), admitted to
- * one by the scheduler's own filters (node-match.ts), or `burst: always` (pod label, ACK's eci label, or the
- * namespace label).
- * @param virtualNodes the current virtual nodes; empty means none is registered yet (node-match.ts then judges
- *   against the labels and taints one registers with)
- */
-export function virtualPlacementReason(
-  pod: V1Pod,
-  namespaceLabels: Readonly<Record<string, string>> | undefined,
-  isVirtualNode: IsVirtualNode,
-  virtualNodes: readonly V1Node[] = [],
-): string | undefined {
-  const spec = pod.spec;
-  if (spec?.nodeName && isVirtualNode(spec.nodeName)) {
-    return `spec.nodeName binds it to virtual node ${spec.nodeName}`;
-  }
-  const selector = spec?.nodeSelector ?? {};
-  if (selector[VIRTUAL_NODE_LABEL] === 'true') return `spec.nodeSelector requires ${VIRTUAL_NODE_LABEL}=true`;
-  if (selector[NODE_TYPE_LABEL] === VIRTUAL_KUBELET_TYPE) {
-    return `spec.nodeSelector requires ${NODE_TYPE_LABEL}=${VIRTUAL_KUBELET_TYPE}`;
-  }
-  const terms =
-    spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-  if (terms && terms.length > 0 && terms.every((t) => requiresVirtual(t, isVirtualNode))) {
-    return 'its required node affinity admits only virtual nodes';
-  }
-  const fit = virtualNodeFit(spec, virtualNodes);
-  if (fit) return fit.reason;
-  const burst = resolveBurst(pod, namespaceLabels);
-  return burst?.mode === 'always' ? burst.source : undefined;
-}
 
 /** `namespace/name`, or the generateName prefix for pods that do not have a name yet. */
 export function podKey(pod: V1Pod, namespace?: string): string {

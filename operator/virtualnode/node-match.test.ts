@@ -1,8 +1,13 @@
 import type { V1Node, V1NodeSelectorTerm, V1PodSpec, V1Toleration } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { nodeObject } from '../operator/virtualnode/node.ts';
-import { PROVIDER_TOLERATION } from './contract.ts';
-import { mayRunOnVirtualNode, UNKNOWN_VALUE, virtualNodeFit, virtualNodeTemplate } from './node-match.ts';
+import { nodeObject } from './node.ts';
+import { PROVIDER_TOLERATION } from '../../api/taints.ts';
+import {
+  mayRunOnVirtualNode,
+  UNKNOWN_VALUE,
+  virtualNodeFit,
+  virtualNodeTemplate,
+} from '../../api/node-match.ts';
 
 const capacity = {
   cpu: '1000',
