@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { VersionApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { elasticWorkloadCrd } from './elasticworkload/crd.ts';
-import { ElasticWorkloadController } from './elasticworkload/controller.ts';
+import { ElasticWorkloadController, elasticWorkloadController } from './elasticworkload/controller.ts';
 import { installCrd } from './elasticworkload/install.ts';
 import { createProvider, nodePodCIDR, providerHelp, validateProvider } from './providers/index.ts';
 import { apiErrorMessage, loadKubeConfig, makeClients } from './shared/client.ts';
@@ -226,8 +226,7 @@ async function main(argv: string[]): Promise<number> {
       identity,
       logger: log,
       onStartedLeading: async () => {
-        controller = new ElasticWorkloadController({
-          kc,
+        controller = elasticWorkloadController(kc, {
           identity,
           logger: log,
           ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),

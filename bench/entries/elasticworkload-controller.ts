@@ -8,14 +8,14 @@
  * Prints `READY` once its caches have synced; answers `metrics <file>` (control.ts); runs until SIGTERM.
  */
 import { KubeConfig } from '@kubernetes/client-node';
-import { ElasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import { elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
 import { answerCommands } from './control.ts';
 
 const kubeconfig = process.argv[2];
 if (!kubeconfig) throw new Error('usage: elasticworkload-controller.ts <kubeconfig>');
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfig);
-const controller = new ElasticWorkloadController({ kc, identity: 'bench' });
+const controller = elasticWorkloadController(kc, { identity: 'bench' });
 await controller.start();
 answerCommands();
 console.log('READY');

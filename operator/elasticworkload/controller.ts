@@ -6,9 +6,9 @@
  */
 import type { KubeConfig, KubernetesObject, V1Deployment, V1Node, V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { apiErrorMessage, isApiError, makeClients, type Clients } from '../shared/client.ts';
+import { apiErrorMessage, makeClients } from '../shared/client.ts';
 import { EventRecorder, EventType } from '../shared/events.ts';
-import { objectKey, splitKey, type SupervisedInformer } from '../shared/informer.ts';
+import { objectKey, splitKey } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
 import type { CachedInformer } from '../shared/namespaced-informers.ts';
 import { describeViolations, sandboxViolations } from '../shared/sandbox-rules.ts';
@@ -29,15 +29,62 @@ import {
 } from './refusals.ts';
 import { burstBlocked, elasticWorkloadStatus } from './status.ts';
 import { stableJson, unitPodTemplate } from './units.ts';
-import { controllerInformers } from './informers.ts';
-import { ElasticWorkloadWriter } from './writer.ts';
+import { controllerInformers, type ControllerInformers } from './informers.ts';
+import { ElasticWorkloadWriter, clientsApi } from './writer.ts';
+
+/** The I/O of an {@link ElasticWorkloadController} and its tuning; {@link elasticWorkloadController} builds the real I/O. */
+export interface ElasticWorkloadControllerOptions {
+  /** The informers it reads and is woken by (not started: `start` starts them). */
+  informers: ControllerInformers;
+  /** Its writes (scale, unit apply and delete, finalizer, status) and Events. */
+  writer: ElasticWorkloadWriter;
+  logger?: Logger;
+  /** The clock (a test's fake one). */
+  now?: () => Date;
+  /**
+   * How long a unit whose provider ran out of capacity keeps only its ready replicas before it is tried again
+   * (spot fallback); default 300
+   */
+  capacityCooldownSeconds?: number;
+  /** Reconcile only ElasticWorkloads in these namespaces; default (or empty): every namespace. */
+  namespaces?: readonly string[];
+  /** Concurrent reconciles; default 16. */
+  workers?: number;
+  /** How long `start` waits for the virtual nodes to be listed before it reconciles without them; default 10 s. */
+  virtualNodesSyncTimeoutMs?: number;
+}
+
+/**
+ * Builds an {@link ElasticWorkloadController} on real clients and informers of `kc`.
+ * @param opts.identity the Events' reporting instance (this process); default `spillway`
+ */
+export function elasticWorkloadController(
+  kc: KubeConfig,
+  opts: Omit<ElasticWorkloadControllerOptions, 'informers' | 'writer'> & { identity?: string } = {},
+): ElasticWorkloadController {
+  const { identity, ...rest } = opts;
+  const clients = makeClients(kc);
+  const log = opts.logger ?? componentLogger('elasticworkload');
+  const namespaces = opts.namespaces?.length ? [...opts.namespaces] : undefined;
+  const events = new EventRecorder({
+    api: clients.events,
+    controller: 'spillway.dev/elasticworkload-controller',
+    instance: identity ?? 'spillway',
+    onError: (err) => log.debug({ err: String(err) }, 'event not recorded'),
+  });
+  return new ElasticWorkloadController({
+    ...rest,
+    logger: log,
+    informers: controllerInformers(kc, clients, namespaces),
+    writer: new ElasticWorkloadWriter(clientsApi(clients), events),
+  });
+}
 
 /**
  * Reconciles ElasticWorkloads in every namespace, or only in `namespaces` (namespaced mode: one namespaced list
  * and watch per namespace, which Roles in those namespaces allow; ElasticWorkloads elsewhere are never seen).
  */
 export class ElasticWorkloadController {
-  readonly #c: Clients;
   readonly #log: Logger;
   readonly #w: ElasticWorkloadWriter;
   readonly #queue = new WorkQueue({ name: 'elasticworkload' });
@@ -54,48 +101,32 @@ export class ElasticWorkloadController {
    * spillway's virtual nodes (label-selected: a handful, not the cluster's nodes): their provider label says
    * whose static rules a unit's pod template must pass before the unit is scaled.
    */
-  readonly virtualNodes: SupervisedInformer<V1Node>;
+  readonly virtualNodes: CachedInformer<V1Node>;
   /** The namespaces watched; undefined: all. */
   readonly namespaces: readonly string[] | undefined;
   #workers: Promise<void> | undefined;
   readonly #now: () => Date;
   readonly #capacityCooldownMs: number;
+  readonly #workerCount: number;
+  readonly #virtualNodesSyncTimeoutMs: number;
 
-  /**
-   * @param capacityCooldownSeconds how long a unit whose provider ran out of capacity keeps only its ready
-   *   replicas before it is tried again (spot fallback); default 300
-   * @param namespaces reconcile only ElasticWorkloads in these namespaces; default (or empty): every namespace
-   */
-  constructor(opts: {
-    kc: KubeConfig;
-    logger?: Logger;
-    identity?: string;
-    now?: () => Date;
-    capacityCooldownSeconds?: number;
-    namespaces?: readonly string[];
-  }) {
+  constructor(opts: ElasticWorkloadControllerOptions) {
     this.namespaces = opts.namespaces?.length ? [...opts.namespaces] : undefined;
     this.#capacityCooldownMs = (opts.capacityCooldownSeconds ?? 300) * 1000;
-    this.#c = makeClients(opts.kc);
+    this.#workerCount = opts.workers ?? 16;
+    this.#virtualNodesSyncTimeoutMs = opts.virtualNodesSyncTimeoutMs ?? 10_000;
     this.#log = opts.logger ?? componentLogger('elasticworkload');
     this.#now = opts.now ?? (() => new Date());
-    const events = new EventRecorder({
-      api: this.#c.events,
-      controller: 'spillway.dev/elasticworkload-controller',
-      instance: opts.identity ?? 'spillway',
-      onError: (err) => this.#log.debug({ err: String(err) }, 'event not recorded'),
-    });
-    this.#w = new ElasticWorkloadWriter(this.#c, events);
-    const informers = controllerInformers(opts.kc, this.#c, this.namespaces);
-    this.ews = informers.ews;
-    this.deployments = informers.deployments;
-    this.pendingPods = informers.pendingPods;
-    this.failedPods = informers.failedPods;
-    this.virtualNodes = informers.virtualNodes;
+    this.#w = opts.writer;
+    this.ews = opts.informers.ews;
+    this.deployments = opts.informers.deployments;
+    this.pendingPods = opts.informers.pendingPods;
+    this.failedPods = opts.informers.failedPods;
+    this.virtualNodes = opts.informers.virtualNodes;
   }
 
   /** Starts the informers and the workers; resolves once the caches have synced. */
-  async start(workers = 16): Promise<void> {
+  async start(workers = this.#workerCount): Promise<void> {
     this.ews.onAdd((ew) => this.#queue.add(objectKey(ew)));
     this.ews.onUpdate((ew) => this.#queue.add(objectKey(ew)));
     const fromDeployment = (d: V1Deployment) => this.#enqueueFor(d.metadata?.namespace, d);
@@ -144,7 +175,7 @@ export class ElasticWorkloadController {
     const waited = new AbortController();
     await Promise.race([
       this.virtualNodes.synced.catch(() => undefined),
-      sleep(10_000, undefined, { signal: waited.signal }).catch(() => undefined),
+      sleep(this.#virtualNodesSyncTimeoutMs, undefined, { signal: waited.signal }).catch(() => undefined),
     ]);
     waited.abort();
     if (!this.virtualNodes.hasSynced())
@@ -202,15 +233,12 @@ export class ElasticWorkloadController {
       const f = failedUnitPod(p, ew.metadata.name, now);
       if (!f) continue;
       if (f.at + this.#capacityCooldownMs <= now.getTime()) {
-        await this.#c.core
-          .deleteNamespacedPod({ name: p.metadata!.name!, namespace: p.metadata!.namespace! })
-          .catch((err: unknown) => {
-            if (!isApiError(err, 404))
-              this.#log.warn(
-                { pod: objectKey(p), err: apiErrorMessage(err) },
-                'could not delete a failed unit pod',
-              );
-          });
+        const err = await this.#w.deleteFailedPod(p.metadata!.namespace!, p.metadata!.name!);
+        if (err)
+          this.#log.warn(
+            { pod: objectKey(p), err: apiErrorMessage(err) },
+            'could not delete a failed unit pod',
+          );
         continue;
       }
       failed.push(f);

@@ -4,7 +4,7 @@
  */
 import type { KubeConfig, KubernetesObject, V1Deployment, V1Node, V1Pod } from '@kubernetes/client-node';
 import type { Clients } from '../shared/client.ts';
-import { informerFor, type SupervisedInformer } from '../shared/informer.ts';
+import { informerFor } from '../shared/informer.ts';
 import { scopedInformer, type CachedInformer } from '../shared/namespaced-informers.ts';
 import { VIRTUAL_NODE_LABEL } from '../../webhooks/contract.ts';
 import { GROUP, LABEL_ELASTIC_WORKLOAD, PLURAL, VERSION } from './api.ts';
@@ -22,7 +22,7 @@ export interface ControllerInformers {
   /** Failed unit pods. */
   failedPods: CachedInformer<V1Pod>;
   /** spillway's virtual nodes (label-selected: a handful, never the cluster's nodes). */
-  virtualNodes: SupervisedInformer<V1Node>;
+  virtualNodes: CachedInformer<V1Node>;
 }
 
 /**

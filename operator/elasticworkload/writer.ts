@@ -7,7 +7,7 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { applyObject } from '../shared/apply.ts';
 import { apiErrorMessage, isApiError, type Clients } from '../shared/client.ts';
-import { type EventRecorder, EventType } from '../shared/events.ts';
+import { EventType, type EventRecorder } from '../shared/events.ts';
 import {
   ANNOTATION_ORIGINAL_REPLICAS,
   API_VERSION,
@@ -26,13 +26,68 @@ import { unitDeployment, unitIsCurrent } from './units.ts';
 export const FIELD_MANAGER = 'spillway-elasticworkload';
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
-/** The ElasticWorkload controller's writes. */
-export class ElasticWorkloadWriter {
-  readonly #c: Clients;
-  readonly #events: EventRecorder;
+/**
+ * The apiserver calls the controller makes, each one request: the seam a unit test replaces with a recording fake.
+ * Errors are the client's (a 404 is an ApiException with code 404).
+ */
+export interface ElasticWorkloadApi {
+  /** A merge patch of a Deployment. */
+  patchDeployment(namespace: string, name: string, body: object): Promise<void>;
+  /** A server-side apply of a whole Deployment (forced, this controller's field manager). */
+  applyDeployment(d: V1Deployment): Promise<void>;
+  /** Deletes a Deployment with background propagation. */
+  deleteDeployment(namespace: string, name: string): Promise<void>;
+  /** A merge patch of an ElasticWorkload, or of its status subresource. */
+  patchElasticWorkload(namespace: string, name: string, body: object, subresource?: 'status'): Promise<void>;
+  /** Deletes a pod. */
+  deletePod(namespace: string, name: string): Promise<void>;
+}
 
-  constructor(clients: Clients, events: EventRecorder) {
-    this.#c = clients;
+/** Where the controller's Events go: an {@link EventRecorder}, or a recording fake. */
+export type EventSink = Pick<EventRecorder, 'record'>;
+
+/** The {@link ElasticWorkloadApi} of real clients. */
+export function clientsApi(c: Clients): ElasticWorkloadApi {
+  const ew = (namespace: string, name: string, body: object) => ({
+    group: GROUP,
+    version: VERSION,
+    plural: PLURAL,
+    namespace,
+    name,
+    body,
+  });
+  return {
+    async patchDeployment(namespace, name, body) {
+      await c.apps.patchNamespacedDeployment(
+        { name, namespace, body, fieldManager: FIELD_MANAGER },
+        mergePatch,
+      );
+    },
+    async applyDeployment(d) {
+      await applyObject(c.objects, d, { fieldManager: FIELD_MANAGER, force: true });
+    },
+    async deleteDeployment(namespace, name) {
+      // Background propagation: an orphaned unit ReplicaSet would be adopted by the source.
+      await c.apps.deleteNamespacedDeployment({ name, namespace, propagationPolicy: 'Background' });
+    },
+    async patchElasticWorkload(namespace, name, body, subresource) {
+      await (subresource === 'status'
+        ? c.customObjects.patchNamespacedCustomObjectStatus(ew(namespace, name, body), mergePatch)
+        : c.customObjects.patchNamespacedCustomObject(ew(namespace, name, body), mergePatch));
+    },
+    async deletePod(namespace, name) {
+      await c.core.deleteNamespacedPod({ name, namespace });
+    },
+  };
+}
+
+/** The ElasticWorkload controller's writes: each skips what is already so, and records the Events they cause. */
+export class ElasticWorkloadWriter {
+  readonly #api: ElasticWorkloadApi;
+  readonly #events: EventSink;
+
+  constructor(api: ElasticWorkloadApi, events: EventSink) {
+    this.#api = api;
     this.#events = events;
   }
 
@@ -40,22 +95,12 @@ export class ElasticWorkloadWriter {
     const current = source.spec?.replicas ?? 1;
     const original = source.metadata?.annotations?.[ANNOTATION_ORIGINAL_REPLICAS];
     if (current === replicas && original !== undefined) return;
-    await this.#c.apps.patchNamespacedDeployment(
-      {
-        name: source.metadata!.name!,
-        namespace: source.metadata!.namespace!,
-        body: {
-          // The replicas the source had before spillway managed it, for the record.
-          metadata:
-            original === undefined
-              ? { annotations: { [ANNOTATION_ORIGINAL_REPLICAS]: String(current) } }
-              : {},
-          spec: { replicas },
-        },
-        fieldManager: FIELD_MANAGER,
-      },
-      mergePatch,
-    );
+    await this.#api.patchDeployment(source.metadata!.namespace!, source.metadata!.name!, {
+      // The replicas the source had before spillway managed it, for the record.
+      metadata:
+        original === undefined ? { annotations: { [ANNOTATION_ORIGINAL_REPLICAS]: String(current) } } : {},
+      spec: { replicas },
+    });
     if (current !== replicas) {
       void this.event(
         ew,
@@ -82,7 +127,7 @@ export class ElasticWorkloadWriter {
     const desired = unitDeployment(ew, source, unit, u.replicas);
     if (existing && existing.spec?.replicas === u.replicas && unitIsCurrent(existing, desired)) return;
     try {
-      await applyObject(this.#c.objects, desired, { fieldManager: FIELD_MANAGER, force: true });
+      await this.#api.applyDeployment(desired);
     } catch (err) {
       void this.event(
         ew,
@@ -107,12 +152,7 @@ export class ElasticWorkloadWriter {
 
   async deleteUnit(ew: ElasticWorkload, unit: V1Deployment): Promise<void> {
     try {
-      // Background propagation: an orphaned unit ReplicaSet would be adopted by the source.
-      await this.#c.apps.deleteNamespacedDeployment({
-        name: unit.metadata!.name!,
-        namespace: unit.metadata!.namespace!,
-        propagationPolicy: 'Background',
-      });
+      await this.#api.deleteDeployment(unit.metadata!.namespace!, unit.metadata!.name!);
       void this.event(
         ew,
         EventType.Normal,
@@ -137,18 +177,8 @@ export class ElasticWorkloadWriter {
 
   /** A merge patch of the ElasticWorkload (or its status subresource); a 404 means it is already gone. */
   async patchEw(ew: ElasticWorkload, body: object, subresource?: 'status'): Promise<void> {
-    const params = {
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      namespace: ew.metadata.namespace!,
-      name: ew.metadata.name,
-      body,
-    };
     try {
-      await (subresource === 'status'
-        ? this.#c.customObjects.patchNamespacedCustomObjectStatus(params, mergePatch)
-        : this.#c.customObjects.patchNamespacedCustomObject(params, mergePatch));
+      await this.#api.patchElasticWorkload(ew.metadata.namespace!, ew.metadata.name, body, subresource);
     } catch (err) {
       if (!isApiError(err, 404)) throw err;
     }
@@ -156,6 +186,16 @@ export class ElasticWorkloadWriter {
 
   async writeStatus(ew: ElasticWorkload, status: ElasticWorkload['status']): Promise<void> {
     if (!sameStatus(status, ew.status)) await this.patchEw(ew, { status }, 'status');
+  }
+
+  /** Deletes a Failed pod (already gone: fine); a failure is returned for the caller to log, never thrown. */
+  async deleteFailedPod(namespace: string, name: string): Promise<unknown> {
+    try {
+      await this.#api.deletePod(namespace, name);
+      return undefined;
+    } catch (err) {
+      return isApiError(err, 404) ? undefined : err;
+    }
   }
 
   event(ew: ElasticWorkload, type: EventType, reason: string, action: string, note: string): Promise<void> {

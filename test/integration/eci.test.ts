@@ -6,7 +6,7 @@
  */
 import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ElasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import { elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { EciProvider } from '../../operator/providers/eci/provider.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
@@ -225,7 +225,7 @@ describe('the ECI provider against the fake ECI endpoint', () => {
 
   it('moves replicas of a spot unit without stock to the next unit', async () => {
     await installCrd(cluster.kc);
-    const controller = new ElasticWorkloadController({ kc: cluster.kc, capacityCooldownSeconds: 600 });
+    const controller = elasticWorkloadController(cluster.kc, { capacityCooldownSeconds: 600 });
     await controller.start();
     try {
       fake.noStock.spot = true;

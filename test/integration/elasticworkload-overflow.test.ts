@@ -7,7 +7,7 @@ import { AppsV1Api, CoreV1Api, CustomObjectsApi, type V1Deployment } from '@kube
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
-import { ElasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import { ElasticWorkloadController, elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { getDeployment } from '../support/kube.ts';
@@ -62,7 +62,7 @@ describe('WhenUnschedulable overflow and drain-back', () => {
         status: { capacity: resources, allocatable: resources },
       },
     });
-    controller = new ElasticWorkloadController({ kc: cluster.kc });
+    controller = elasticWorkloadController(cluster.kc);
     await controller.start();
   });
   afterAll(async () => {

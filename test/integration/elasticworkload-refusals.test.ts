@@ -14,7 +14,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Condition, ElasticWorkload, ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
-import { ElasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import { ElasticWorkloadController, elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { FakeProvider } from '../../operator/providers/fake/fake-provider.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
@@ -130,7 +130,7 @@ describe('ElasticWorkload status under refusals and missing capacity', () => {
       provider,
       config: { name: fakeNodeName, internalIP: '127.0.0.1', kubeletPort: await freePort() },
     });
-    controller = new ElasticWorkloadController({ kc: cluster.kc, capacityCooldownSeconds: 600 });
+    controller = elasticWorkloadController(cluster.kc, { capacityCooldownSeconds: 600 });
     await controller.start();
     await waitFor(
       'the controller sees both virtual nodes',

@@ -8,7 +8,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ElasticWorkload, ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
-import { ElasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import { ElasticWorkloadController, elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { getCustomObject, getDeployment, kubectl } from '../support/kube.ts';
@@ -60,7 +60,7 @@ describe('ElasticWorkload controller on the local control plane', () => {
     ns = await createTestNamespace(cluster.kc, 'ew');
     apps = cluster.kc.makeApiClient(AppsV1Api);
     objects = cluster.kc.makeApiClient(CustomObjectsApi);
-    controller = new ElasticWorkloadController({ kc: cluster.kc });
+    controller = elasticWorkloadController(cluster.kc);
     await controller.start();
   });
   afterAll(async () => {

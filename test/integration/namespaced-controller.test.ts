@@ -17,7 +17,7 @@ import {
   VERSION,
   type ElasticWorkload,
 } from '../../operator/elasticworkload/api.ts';
-import { ElasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import { ElasticWorkloadController, elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { createLogger } from '../../operator/shared/log.ts';
 import { renderChart, scratchDir, serviceAccountKubeconfig, type KubeObject } from '../support/chart.ts';
@@ -113,7 +113,7 @@ describe('the controller in namespaced mode, as the chart ServiceAccount', () =>
         },
       }),
     });
-    controller = new ElasticWorkloadController({ kc, namespaces: [watched.name], logger });
+    controller = elasticWorkloadController(kc, { namespaces: [watched.name], logger });
   });
 
   afterAll(async () => {
