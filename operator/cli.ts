@@ -15,27 +15,32 @@
  * fails at start therefore leaves no CRD change, namespace or webhook configuration behind.
  */
 import { hostname } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import { VersionApi } from '@kubernetes/client-node';
+import { VersionApi, type KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { elasticWorkloadCrd } from './elasticworkload/crd.ts';
-import { ElasticWorkloadController, elasticWorkloadController } from './elasticworkload/controller.ts';
+import { ElasticWorkloadController } from './elasticworkload/controller.ts';
 import { installCrd } from './elasticworkload/install.ts';
-import { createProvider, nodePodCIDR, providerHelp, validateProvider } from './providers/index.ts';
-import { apiErrorMessage, loadKubeConfig, makeClients } from './shared/client.ts';
+import { createProvider, providerHelp } from './providers/index.ts';
+import { apiErrorCode, apiErrorMessage, loadKubeConfig, makeClients, type Clients } from './shared/client.ts';
 import { LeaderElector } from './shared/leader.ts';
-import { componentLogger } from './shared/log.ts';
+import { componentLogger, type Logger } from './shared/log.ts';
 import { serveMetrics } from './shared/metrics.ts';
 import { KubernetesMetricsAuth, metricsServingCertificate } from './shared/metrics-auth.ts';
 import { GracefulShutdown } from './shared/shutdown.ts';
 import {
+  commandOptions,
   firstTermOnly,
   hostPort,
+  isClusterCommand,
   localStateDir,
+  namespaceErrorIsFine,
   parseFlags,
-  portProblems,
-  providerOptions,
-  virtualNodeEntries,
+  UsageError,
+  type ClusterCommand,
+  type CommandOptions,
+  type ControllerCommandOptions,
+  type RunOptions,
+  type VirtualNodeOptions,
 } from './cli-flags.ts';
 import { startVirtualNode } from './virtualnode/run.ts';
 import { NodeCsrApprover } from './nodeidentity/approver.ts';
@@ -78,6 +83,11 @@ flags:
   --config FILE            virtual-node: several virtual nodes from one YAML file (see operator/virtualnode/config.ts)
   --provider-config FILE   eci: the provider configuration (docs/eci.md); credentials from RRSA or a Secret's env
   --coredns PATH           run --provider local: the CoreDNS binary for cluster DNS (default: bin/coredns)
+  --workers N              run, controller: concurrent ElasticWorkload reconciles (default: 16)
+  --capacity-cooldown S    run, controller: seconds a unit out of provider capacity waits before it is tried
+                           again (default: 300)
+  --pod-workers N          run, virtual-node: concurrent pod syncs per virtual node (default: 32)
+  --max-create-attempts N  run, virtual-node: provider create attempts before a pod fails (default: 5)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -96,35 +106,34 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(stringify(elasticWorkloadCrd()));
     return 0;
   }
-  if (!['run', 'controller', 'virtual-node'].includes(command)) {
+  if (!isClusterCommand(command)) {
     process.stderr.write(`spillway: unknown command "${command}"\n${usage}`);
     return 2;
   }
-
   // Everything is checked before anything touches the cluster: a run that fails must leave it as it was.
-  const metricsAuth = values['metrics-auth'];
-  if (metricsAuth !== 'none' && metricsAuth !== 'kubernetes') {
-    process.stderr.write(`spillway: --metrics-auth must be none or kubernetes, not "${metricsAuth}"\n`);
-    return 2;
-  }
-  const tlsMode = values['tls-mode'];
-  if (tlsMode !== 'self-managed' && tlsMode !== 'external') {
-    process.stderr.write(`spillway: --tls-mode must be self-managed or external, not "${tlsMode}"\n`);
-    return 2;
-  }
-  const badPort = portProblems(values);
-  if (badPort) {
-    process.stderr.write(`spillway: ${badPort}\n`);
-    return 2;
-  }
-  const entries = command === 'controller' ? [] : virtualNodeEntries(values);
-  for (const entry of entries) validateProvider(entry.provider, providerOptions(entry, values));
-  const kubeconfigPath = values.kubeconfig ?? process.env.KUBECONFIG?.split(':')[0];
-  if (command === 'run' && entries.some((e) => e.provider === 'local') && !kubeconfigPath)
-    throw new Error('run --provider local needs --kubeconfig or $KUBECONFIG (CoreDNS reads it)');
+  return runCommand(commandOptions(command, values));
+}
 
-  const log = componentLogger('spillway', { command });
-  const { kc, origin } = loadKubeConfig(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+/** What every part of a cluster command shares. */
+interface Process {
+  kc: KubeConfig;
+  clients: Clients;
+  /** This process among spillway's replicas: the Lease holder, the dev-mode webhooks' owner. */
+  identity: string;
+  log: Logger;
+  shutdown: GracefulShutdown;
+}
+
+/**
+ * Who checks metrics scrapers' tokens: this process's identity, except in a virtual node process, where the
+ * first node's own identity takes over once it has one (system:node:<name> may create TokenReviews and
+ * SubjectAccessReviews, as a kubelet does; the bootstrap ServiceAccount may not).
+ */
+type Reviewers = { current: Pick<Clients, 'authentication' | 'authorization'> };
+
+async function runCommand(options: CommandOptions): Promise<number> {
+  const log = componentLogger('spillway', { command: options.command });
+  const { kc, origin } = loadKubeConfig(options.kubeconfig ? { kubeconfig: options.kubeconfig } : {});
   const clients = makeClients(kc);
   await kc
     .makeApiClient(VersionApi)
@@ -135,7 +144,7 @@ async function main(argv: string[]): Promise<number> {
       );
     });
   const identity = `${hostname()}-${process.pid}`;
-  if (command === 'run') {
+  if (options.command === 'run') {
     // Two operators would judge the same pods and take turns on the Lease: refuse before registering anything.
     const other = await otherSpillway(
       await spillwayWebhookConfigurations(clients.admissionregistration),
@@ -150,152 +159,181 @@ async function main(argv: string[]): Promise<number> {
   const shutdown = new GracefulShutdown({ logger: log });
   shutdown.listen(firstTermOnly(process));
   log.info({ kubeconfig: origin, identity }, 'starting');
+  const proc: Process = { kc, clients, identity, log, shutdown };
 
-  const watchNamespaces = values['watch-namespaces']
-    .split(',')
-    .map((n) => n.trim())
-    .filter(Boolean);
-  const managedNodes = new Set(
-    values['approve-node-csrs']
-      .split(',')
-      .map((n) => n.trim())
-      .filter(Boolean),
+  const reviewers: Reviewers = { current: clients };
+  await doing(`serving metrics on port ${options.metrics.port}`, () =>
+    startMetrics(proc, options, reviewers),
   );
+  // Under run, the controller's approver approves this process's own virtual nodes.
+  if (options.command !== 'virtual-node') await startControlPlane(proc, options);
+  if (options.command !== 'controller') await startNodes(proc, options, reviewers);
+  return new Promise<number>(() => {}); // runs until a signal; GracefulShutdown exits the process
+}
 
-  // Who checks scrapers' tokens: this process's identity, except in a virtual node process, where the first node's
-  // own identity takes over once it has one (system:node:<name> may create TokenReviews and SubjectAccessReviews,
-  // as a kubelet does; the bootstrap ServiceAccount may not).
-  let reviewers: Pick<typeof clients, 'authentication' | 'authorization'> = clients;
-  const metricsPort = Number(values['metrics-port']);
-  if (metricsPort > 0) {
-    // Bearer tokens must not cross the pod network in clear: with authentication, the server speaks HTTPS.
-    const secured =
-      metricsAuth === 'kubernetes'
-        ? {
-            auth: new KubernetesMetricsAuth({
-              authentication: { createTokenReview: (r) => reviewers.authentication.createTokenReview(r) },
-              authorization: {
-                createSubjectAccessReview: (r) => reviewers.authorization.createSubjectAccessReview(r),
-              },
-            }),
-            tls: await metricsServingCertificate({
-              dnsNames: [`spillway-metrics.${values.namespace}.svc`, 'localhost'],
-              ipAddresses: ['127.0.0.1'],
-            }).then((pair) => ({ cert: pair.certPem, key: pair.keyPem })),
-          }
-        : {};
-    const metrics = await serveMetrics({ host: values['metrics-host'], port: metricsPort, ...secured });
-    shutdown.onShutdown('metrics', () => metrics.close());
-    log.info({ url: metrics.url }, `serving metrics at ${metrics.url}`);
+/** Runs `step`, and names what was being done in its error: `starting virtual node x: <what went wrong>`. */
+async function doing<T>(what: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    throw new Error(`${what}: ${apiErrorMessage(err)}`, { cause: err });
   }
+}
 
-  if (command === 'run' || command === 'controller') {
-    const dev = command === 'run';
-    if (dev) await installCrd(kc);
-    await clients.core
-      .createNamespace({ body: { metadata: { name: values.namespace } } })
-      .catch(() => undefined);
-    const webhooks = await startWebhooks({
+async function startMetrics({ log, shutdown }: Process, options: CommandOptions, reviewers: Reviewers) {
+  const { port, host, auth } = options.metrics;
+  if (port <= 0) return;
+  // Bearer tokens must not cross the pod network in clear: with authentication, the server speaks HTTPS.
+  const secured =
+    auth === 'kubernetes'
+      ? {
+          auth: new KubernetesMetricsAuth({
+            authentication: {
+              createTokenReview: (r) => reviewers.current.authentication.createTokenReview(r),
+            },
+            authorization: {
+              createSubjectAccessReview: (r) => reviewers.current.authorization.createSubjectAccessReview(r),
+            },
+          }),
+          tls: await metricsServingCertificate({
+            dnsNames: [`spillway-metrics.${options.namespace}.svc`, 'localhost'],
+            ipAddresses: ['127.0.0.1'],
+          }).then((pair) => ({ cert: pair.certPem, key: pair.keyPem })),
+        }
+      : {};
+  const metrics = await serveMetrics({ host, port, ...secured });
+  shutdown.onShutdown('metrics', () => metrics.close());
+  log.info({ url: metrics.url }, `serving metrics at ${metrics.url}`);
+}
+
+/** Creates spillway's namespace; fails on anything but what {@link namespaceErrorIsFine} allows. */
+async function ensureNamespace(clients: Clients, name: string, command: ClusterCommand): Promise<void> {
+  await clients.core.createNamespace({ body: { metadata: { name } } }).catch((err: unknown) => {
+    if (namespaceErrorIsFine(command, apiErrorCode(err))) return;
+    throw new Error(`creating namespace ${name}: ${apiErrorMessage(err)}`, { cause: err });
+  });
+}
+
+/** The webhooks, and under the Lease the ElasticWorkload controller and the node certificate approver. */
+async function startControlPlane(proc: Process, options: RunOptions | ControllerCommandOptions) {
+  const { kc, clients, identity, log, shutdown } = proc;
+  const dev = options.command === 'run';
+  if (dev) await doing('installing the ElasticWorkload CRD', () => installCrd(kc));
+  await ensureNamespace(clients, options.namespace, options.command);
+  const webhooks = await doing('starting the webhooks', () =>
+    startWebhooks({
       clients,
-      namespace: values.namespace,
+      namespace: options.namespace,
       devMode: dev,
       register: dev,
       owner: identity,
-      tlsMode,
-      host: values['webhook-host'] ?? (dev ? '127.0.0.1' : '0.0.0.0'),
-      ...(values['webhook-port'] ? { port: Number(values['webhook-port']) } : {}),
-    });
-    shutdown.onShutdown('webhooks', () => webhooks.stop());
-    log.info({ url: webhooks.server.url() }, `serving webhooks at ${webhooks.server.url()}`);
-    // Every replica serves webhooks; only the leader reconciles ElasticWorkloads. Losing the Lease (another
-    // replica took it, or the apiserver was unreachable past the renew deadline) stops the controller and the
-    // elector campaigns again: the webhooks and virtual nodes in this process keep serving meanwhile.
-    let controller: ElasticWorkloadController | undefined;
-    // The virtual nodes' client certificates (operator/nodeidentity/): approved by the leader for the nodes this
-    // spillway runs, asked by their bootstrap identity (under run: this process's own user, the same process).
-    const bootstrapUsers = values['node-bootstrap-user'] ? [values['node-bootstrap-user']] : [];
-    if (dev) {
-      const me = await clients.authentication.createSelfSubjectReview({ body: {} });
-      if (me.status?.userInfo?.username) bootstrapUsers.push(me.status.userInfo.username);
-    }
-    let approver: NodeCsrApprover | undefined;
-    const elector = new LeaderElector({
-      leases: clients.coordination,
-      namespace: values.namespace,
-      name: 'spillway-elasticworkload-controller',
-      identity,
-      logger: log,
-      onStartedLeading: async () => {
-        controller = elasticWorkloadController(kc, {
-          identity,
-          logger: log,
-          ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
-        });
-        await controller.start();
-        if (bootstrapUsers.length > 0) {
-          approver = new NodeCsrApprover({
-            kc,
-            policy: { isManagedNode: (name) => managedNodes.has(name), bootstrapUsers },
-            logger: log,
-          });
-          await approver.start();
-        }
-      },
-      onStoppedLeading: async () => {
-        const stopping = controller;
-        controller = undefined;
-        await stopping?.stop();
-        const approving = approver;
-        approver = undefined;
-        await approving?.stop();
-      },
-    });
-    elector.start();
-    shutdown.onShutdown('leader-election', () => elector.stop());
+      tlsMode: options.webhooks.tlsMode,
+      host: options.webhooks.host,
+      ...(options.webhooks.port !== undefined ? { port: options.webhooks.port } : {}),
+    }),
+  );
+  shutdown.onShutdown('webhooks', () => webhooks.stop());
+  log.info({ url: webhooks.server.url() }, `serving webhooks at ${webhooks.server.url()}`);
+  // Every replica serves webhooks; only the leader reconciles ElasticWorkloads. Losing the Lease (another
+  // replica took it, or the apiserver was unreachable past the renew deadline) stops the controller and the
+  // elector campaigns again: the webhooks and virtual nodes in this process keep serving meanwhile.
+  let controller: ElasticWorkloadController | undefined;
+  const { watchNamespaces, workers, capacityCooldownSeconds } = options.controller;
+  const managedNodes = new Set([
+    ...options.controller.approveNodeCsrs,
+    ...(dev ? options.nodes.map((n) => n.config.name) : []),
+  ]);
+  // The virtual nodes' client certificates (operator/nodeidentity/): approved by the leader for the nodes this
+  // spillway runs, asked by their bootstrap identity (under run: this process's own user, the same process).
+  const bootstrapUsers = options.controller.nodeBootstrapUser ? [options.controller.nodeBootstrapUser] : [];
+  if (dev) {
+    const me = await doing('asking the apiserver who this process is', () =>
+      clients.authentication.createSelfSubjectReview({ body: {} }),
+    );
+    if (me.status?.userInfo?.username) bootstrapUsers.push(me.status.userInfo.username);
   }
-
-  if (command === 'run' || command === 'virtual-node') {
-    // Under run, the approver above approves this process's own virtual nodes.
-    if (command === 'run') for (const entry of entries) managedNodes.add(entry.config.name);
-    for (const entry of entries) {
-      const local = entry.provider === 'local';
-      const podCIDR = nodePodCIDR(entry.provider, entry.config.podCIDR);
-      const config = podCIDR ? { ...entry.config, podCIDR } : entry.config;
-      const provider = await createProvider(entry.provider, providerOptions({ ...entry, config }, values));
-      const node = await startVirtualNode({ kc, provider, config, logger: log });
-      if (command === 'virtual-node' && reviewers === clients) reviewers = makeClients(node.identity.kc);
-      shutdown.onShutdown(`virtual-node ${config.name}`, async () => {
-        await node.stop();
-        await provider.close();
+  let approver: NodeCsrApprover | undefined;
+  const elector = new LeaderElector({
+    leases: clients.coordination,
+    namespace: options.namespace,
+    name: 'spillway-elasticworkload-controller',
+    identity,
+    logger: log,
+    onStartedLeading: async () => {
+      controller = new ElasticWorkloadController({
+        kc,
+        identity,
+        logger: log,
+        ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
+        ...(capacityCooldownSeconds !== undefined ? { capacityCooldownSeconds } : {}),
       });
-      if (local && command === 'run') {
-        // A local control plane has no cluster DNS and no kube-proxy: the local provider brings its own.
-        if (!kubeconfigPath) throw new Error('unreachable: checked above');
-        const { startClusterNetwork } = await import('./providers/local/cluster-network.ts');
-        const net = await startClusterNetwork(kc, kubeconfigPath, provider, {
-          corednsBinary:
-            values.coredns ??
-            (process.env.SPILLWAY_BIN
-              ? `${process.env.SPILLWAY_BIN}/coredns`
-              : fileURLToPath(new URL('../bin/coredns', import.meta.url))),
-          stateDir: localStateDir(config.name),
+      await controller.start(workers);
+      if (bootstrapUsers.length > 0) {
+        approver = new NodeCsrApprover({
+          kc,
+          policy: { isManagedNode: (name) => managedNodes.has(name), bootstrapUsers },
+          logger: log,
         });
-        shutdown.onShutdown('local cluster network', () => net.stop());
+        await approver.start();
       }
-      const kubeletUrl = `https://${hostPort(config.kubeletHost ?? config.internalIP, config.kubeletPort)}`;
-      log.info(
-        { node: config.name, provider: provider.name, url: kubeletUrl },
-        `serving the kubelet API of virtual node ${config.name} at ${kubeletUrl}`,
+    },
+    onStoppedLeading: async () => {
+      const stopping = controller;
+      controller = undefined;
+      await stopping?.stop();
+      const approving = approver;
+      approver = undefined;
+      await approving?.stop();
+    },
+  });
+  elector.start();
+  shutdown.onShutdown('leader-election', () => elector.stop());
+}
+
+/** Each virtual node over its provider; under run, a local node's cluster network too. */
+async function startNodes(proc: Process, options: RunOptions | VirtualNodeOptions, reviewers: Reviewers) {
+  const { kc, clients, log, shutdown } = proc;
+  for (const { provider: name, config, providerOptions } of options.nodes) {
+    const provider = await doing(`starting the ${name} provider of virtual node ${config.name}`, () =>
+      createProvider(name, providerOptions),
+    );
+    const node = await doing(`starting virtual node ${config.name}`, () =>
+      startVirtualNode({ kc, provider, config, logger: log, pods: options.pods }),
+    );
+    if (options.command === 'virtual-node' && reviewers.current === clients)
+      reviewers.current = makeClients(node.identity.kc);
+    shutdown.onShutdown(`virtual-node ${config.name}`, async () => {
+      await node.stop();
+      await provider.close();
+    });
+    if (name === 'local' && options.command === 'run') {
+      // A local control plane has no cluster DNS and no kube-proxy: spillway run brings them for local sandboxes.
+      const { kubeconfigPath, coredns } = options;
+      if (!kubeconfigPath) throw new Error('unreachable: checked with the flags');
+      const net = await doing(
+        `starting the local cluster network of virtual node ${config.name}`,
+        async () => {
+          const { startClusterNetwork } = await import('./providers/local/cluster-network.ts');
+          return startClusterNetwork(kc, kubeconfigPath, provider, {
+            corednsBinary: coredns,
+            stateDir: localStateDir(config.name),
+          });
+        },
       );
+      shutdown.onShutdown('local cluster network', () => net.stop());
     }
+    const kubeletUrl = `https://${hostPort(config.kubeletHost ?? config.internalIP, config.kubeletPort)}`;
+    log.info(
+      { node: config.name, provider: provider.name, url: kubeletUrl },
+      `serving the kubelet API of virtual node ${config.name} at ${kubeletUrl}`,
+    );
   }
-  return new Promise<number>(() => {}); // runs until a signal; GracefulShutdown exits the process
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     console.error(`spillway: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
+    process.exit(err instanceof UsageError ? 2 : 1);
   },
 );
