@@ -43,6 +43,7 @@ import {
 } from './cgroups.ts';
 import { readRunLog } from './logs.ts';
 import { LocalNetwork } from './network.ts';
+import { LOCAL_NODE_CIDR } from './factory.ts';
 import { hostsFile, planSandbox, resolvConf, type ClusterDNS } from './plan.ts';
 import { findSandboxProcesses, killProcesses, killSandbox, spawnInSandbox, startSandbox } from './runtime.ts';
 import { LocalSandbox, type SandboxRecord, type SupervisionOptions } from './sandbox.ts';
@@ -104,7 +105,7 @@ export class LocalProvider implements SandboxProvider {
     this.#o = options;
     this.stateDir = options.stateDir ?? join('/run/spillway', options.nodeName);
     this.network = new LocalNetwork({
-      nodeCIDR: options.nodeCIDR ?? '10.250.0.0/24',
+      nodeCIDR: options.nodeCIDR ?? LOCAL_NODE_CIDR,
       podCIDR: options.podCIDR ?? '10.250.0.0/16',
       serviceCIDR: options.serviceCIDR ?? '10.96.0.0/16',
       leaseDir: join(this.stateDir, 'leases'),
