@@ -14,6 +14,7 @@ import type {
   V1VolumeProjection,
 } from '@kubernetes/client-node';
 import type { MaterialisedVolume, ResolvedEnvVar, ResolvedPodInputs } from '../providers/types.ts';
+import { parseQuantity } from '../../api/quantity.ts';
 
 /** Where the resolver reads from; the pod controller backs it with the API (and caches). */
 export interface ResolverSource {
@@ -89,36 +90,6 @@ export function fieldRefValue(pod: V1Pod, ref: V1ObjectFieldSelector): string {
     default:
       throw new MissingReferenceError(`unsupported downward API field ${path}`);
   }
-}
-
-const binary: Record<string, number> = {
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-  Pi: 2 ** 50,
-  Ei: 2 ** 60,
-};
-const decimal: Record<string, number> = {
-  n: 1e-9,
-  u: 1e-6,
-  m: 1e-3,
-  '': 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-};
-
-/** Parses a Kubernetes resource quantity (`250m`, `1Gi`, `1e3`) into a number. */
-export function parseQuantity(q: string): number {
-  const m = /^([+-]?[0-9.]+(?:[eE][+-]?\d+)?)([a-zA-Z]*)$/.exec(q.trim());
-  if (!m) throw new Error(`invalid quantity ${q}`);
-  const scale = binary[m[2]!] ?? decimal[m[2]!];
-  if (scale === undefined) throw new Error(`invalid quantity suffix in ${q}`);
-  return Number(m[1]) * scale;
 }
 
 /** The value of a downward API `resourceFieldRef` (limits default to the node's allocatable, as a kubelet does). */

@@ -4,7 +4,7 @@
  * does. `k8s.aliyun.com/eci-use-specs` overrides the choice with explicit specs or ECS instance types.
  */
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { parseQuantity } from '../../virtualnode/resolve.ts';
+import { parseQuantity } from '../../../api/quantity.ts';
 import type { PodSpecCause } from '../errors.ts';
 
 /** One (vCPU, GiB) pair. */

@@ -100,6 +100,8 @@ describe('planSandbox', () => {
     ['500m', 500],
     ['2', 2000],
     ['0.5', 500],
+    ['1k', 1_000_000],
+    ['2e-1', 200],
   ])('milliCPU(%s) = %d', (q, n) => expect(milliCPU(q)).toBe(n));
 
   it.each([
@@ -107,5 +109,14 @@ describe('planSandbox', () => {
     ['1G', 1e9],
     ['128974848', 128974848],
     ['1e3', 1000],
+    ['1E3', 1000],
+    ['1E', 1e18],
+    ['1Ei', 2 ** 60],
+    ['500m', 1],
   ])('bytes(%s) = %d', (q, n) => expect(bytes(q)).toBe(n));
+
+  it('refuses what is not a quantity instead of planning a NaN limit', () => {
+    expect(() => bytes('1e3Mi')).toThrow(/invalid quantity "1e3Mi"/);
+    expect(() => milliCPU('1K')).toThrow(/invalid quantity "1K"/);
+  });
 });

@@ -6,6 +6,7 @@
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { InvalidPodSpecError, type ResolvedPodInputs, type SandboxKey } from '../types.ts';
 import { localUnsupported } from './rules.ts';
+import { parseQuantity } from '../../../api/quantity.ts';
 
 /** The cluster facts a sandbox's DNS files need. */
 export interface ClusterDNS {
@@ -55,20 +56,14 @@ export interface SandboxPlan {
 /** The environment a container runtime adds when the image would have (there is no image here). */
 const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** Parses a CPU quantity (`500m`, `2`, `0.5`) to millicores. */
+/** A CPU quantity (`500m`, `2`, `0.5`, `1e3`) in millicores. */
 export function milliCPU(q: string): number {
-  return q.endsWith('m') ? Number(q.slice(0, -1)) : Math.round(Number(q) * 1000);
+  return Math.round(parseQuantity(q) * 1000);
 }
 
-const binary: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50 };
-const decimal: Record<string, number> = { k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, m: 1e-3 };
-
-/** Parses a memory quantity (`64Mi`, `1G`, `1e9`, `128974848`) to bytes. */
+/** A memory quantity (`64Mi`, `1G`, `1e9`, `128974848`) in bytes. */
 export function bytes(q: string): number {
-  const m = /^([0-9.eE+-]+?)([KMGTP]i|[kMGTPm])?$/.exec(q);
-  if (!m) return Number.NaN;
-  const unit = m[2] ? (binary[m[2]] ?? decimal[m[2]]!) : 1;
-  return Math.round(Number(m[1]) * unit);
+  return Math.round(parseQuantity(q));
 }
 
 function planContainer(c: V1Container, inputs: ResolvedPodInputs, hostname: string): PlannedContainer {
