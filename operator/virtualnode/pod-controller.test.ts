@@ -8,7 +8,7 @@ import type { CoreV1Event, V1Container, V1Pod } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ThrottledError } from '../providers/errors.ts';
 import { FakeProvider } from '../providers/fake/fake-provider.ts';
-import type { SandboxEvent } from '../providers/types.ts';
+import type { SandboxEvent, SandboxStatus } from '../providers/types.ts';
 import { podStatusFrom } from './pod-status.ts';
 import { podWorld, settle, type PodWorld } from './pod-world.ts';
 
@@ -270,6 +270,36 @@ describe('pod controller: delete', () => {
     expect(provider.size).toBe(0);
     await w.controller.reconcile('shop/web');
     expect(provider.createCalls).toBe(1);
+  });
+});
+
+describe('pod controller: reclaim notice', () => {
+  it('evicts a pod whose instance will be reclaimed, once, with a Warning saying why', async () => {
+    const provider = new FakeProvider();
+    let report: (s: SandboxStatus) => void = () => {};
+    const subscribe = provider.onStatus.bind(provider);
+    Object.assign(provider, { onStatus: (l: typeof report) => ((report = l), subscribe(l)) });
+    const w = await given({ provider });
+    await bindAndRun(w, pod('web'));
+    const last = await provider.status({ uid: 'uid-web', namespace: 'shop', name: 'web' });
+    const notice = {
+      type: 'DisruptionTarget',
+      status: 'True' as const,
+      reason: 'Reclaim',
+      message: 'spot released',
+    };
+    report({ ...last, conditions: [notice] });
+    await w.controller.syncStatus('shop/web');
+    await w.controller.syncStatus('shop/web');
+    expect(w.api.writes.filter((x) => x.verb === 'evict')).toEqual([
+      { verb: 'evict', pod: 'web', uid: 'uid-web' },
+    ]);
+    expect(w.events.filter((e) => e.reason === 'Evicting')).toEqual([
+      expect.objectContaining({
+        type: 'Warning',
+        note: 'evicted before its instance is reclaimed: spot released',
+      }),
+    ]);
   });
 });
 
