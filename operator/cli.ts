@@ -18,7 +18,7 @@ import { hostname } from 'node:os';
 import { VersionApi, type KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { elasticWorkloadCrd } from './elasticworkload/crd.ts';
-import { ElasticWorkloadController } from './elasticworkload/controller.ts';
+import { ElasticWorkloadController, elasticWorkloadController } from './elasticworkload/controller.ts';
 import { installCrd } from './elasticworkload/install.ts';
 import { createProvider, providerHelp } from './providers/index.ts';
 import { apiErrorCode, apiErrorMessage, loadKubeConfig, makeClients, type Clients } from './shared/client.ts';
@@ -260,14 +260,14 @@ async function startControlPlane(proc: Process, options: RunOptions | Controller
     identity,
     logger: log,
     onStartedLeading: async () => {
-      controller = new ElasticWorkloadController({
-        kc,
+      controller = elasticWorkloadController(kc, {
         identity,
         logger: log,
         ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
+        ...(workers !== undefined ? { workers } : {}),
         ...(capacityCooldownSeconds !== undefined ? { capacityCooldownSeconds } : {}),
       });
-      await controller.start(workers);
+      await controller.start();
       if (bootstrapUsers.length > 0) {
         approver = new NodeCsrApprover({
           kc,
