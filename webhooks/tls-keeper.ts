@@ -67,14 +67,14 @@ const CA_CREATED_AT = 'spillway.dev/ca-created-at';
 
 /** Keeps the webhook server's TLS valid; run one per replica. */
 export class TlsKeeper {
-  #o: TlsKeeperOptions;
+  #options: TlsKeeperOptions;
   #cert: KeyPair | undefined;
   #bundle: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
   constructor(options: TlsKeeperOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /** The serving certificate last loaded (start the server with it after the first `reconcile`). */
@@ -92,27 +92,32 @@ export class TlsKeeper {
    * @returns when the next pass is due
    */
   async reconcile(): Promise<Date> {
-    const now = this.#o.clock?.() ?? new Date();
-    const interval = this.#o.checkIntervalMs ?? 60_000;
-    const { namespace, secretName } = this.#o.settings;
+    const now = this.#options.clock?.() ?? new Date();
+    const interval = this.#options.checkIntervalMs ?? 60_000;
+    const { namespace, secretName } = this.#options.settings;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const snap = await this.#o.store.read();
-      if (this.#o.mode === 'external') {
+      const snap = await this.#options.store.read();
+      if (this.#options.mode === 'external') {
         if (!snap?.cert) throw new Error(`Secret ${namespace}/${secretName} has no tls.crt/tls.key yet`);
         this.#load(snap.cert, snap.tls?.caBundlePem);
         return new Date(now.getTime() + interval);
       }
-      const plan = planTls(snap?.tls, this.#o.settings, now);
+      const plan = planTls(snap?.tls, this.#options.settings, now);
       if (plan.action === 'keep') {
         const tls = snap!.tls!;
         this.#load(tls.cert, tls.caBundlePem);
-        for (const target of this.#o.bundleTargets ?? []) await target.inject(tls.caBundlePem, now);
+        for (const target of this.#options.bundleTargets ?? []) await target.inject(tls.caBundlePem, now);
         return new Date(Math.min(plan.recheckAt.getTime(), now.getTime() + interval));
       }
-      const next = (await applyTlsPlan(snap?.tls, plan, this.#o.settings, now))!;
-      const written = snap ? await this.#o.store.update(next, snap) : await this.#o.store.create(next);
+      const next = (await applyTlsPlan(snap?.tls, plan, this.#options.settings, now))!;
+      const written = snap
+        ? await this.#options.store.update(next, snap)
+        : await this.#options.store.create(next);
       if (written)
-        this.#o.log?.info({ secretName: `${namespace}/${secretName}`, action: plan.action }, plan.reason);
+        this.#options.log?.info(
+          { secretName: `${namespace}/${secretName}`, action: plan.action },
+          plan.reason,
+        );
       // Written or not (another replica won the race), read again and plan from what is stored now.
     }
     throw new Error(`could not settle the TLS Secret ${namespace}/${secretName} after 5 attempts`);
@@ -125,11 +130,17 @@ export class TlsKeeper {
       try {
         delay = (await this.reconcile()).getTime() - Date.now();
       } catch (err) {
-        this.#o.log?.error({ err: apiErrorMessage(err) }, 'keeping the webhook certificate failed; retrying');
+        this.#options.log?.error(
+          { err: apiErrorMessage(err) },
+          'keeping the webhook certificate failed; retrying',
+        );
         delay = 10_000;
       }
       if (this.#stopped) return;
-      this.#timer = setTimeout(tick, Math.max(1_000, Math.min(delay, this.#o.checkIntervalMs ?? 60_000)));
+      this.#timer = setTimeout(
+        tick,
+        Math.max(1_000, Math.min(delay, this.#options.checkIntervalMs ?? 60_000)),
+      );
       this.#timer.unref();
     };
     this.#stopped = false;
@@ -146,7 +157,7 @@ export class TlsKeeper {
     this.#bundle = bundle;
     if (this.#cert?.certPem === cert.certPem && this.#cert.keyPem === cert.keyPem) return;
     this.#cert = cert;
-    this.#o.onCertificate?.(cert);
+    this.#options.onCertificate?.(cert);
   }
 }
 

@@ -44,7 +44,7 @@ export interface OperatorOptions {
 
 /** `spillway run`, started, SIGKILLed and started again by the soak. */
 export class OperatorProcess {
-  readonly #o: OperatorOptions;
+  readonly #options: OperatorOptions;
   readonly #log: WriteStream;
   #child: ChildProcess | undefined;
   #exited: Promise<void> = Promise.resolve();
@@ -57,7 +57,7 @@ export class OperatorProcess {
   readonly unexpectedExits: string[] = [];
 
   constructor(options: OperatorOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#log = createWriteStream(options.logFile, { flags: 'a' });
   }
 
@@ -72,9 +72,9 @@ export class OperatorProcess {
     this.starts++;
     this.#ready = false;
     this.#log.write(`\n===== soak: start #${this.starts} at ${new Date().toISOString()} =====\n`);
-    const child = spawn(process.execPath, [join(repoRoot, 'operator/cli.ts'), 'run', ...this.#o.args], {
+    const child = spawn(process.execPath, [join(repoRoot, 'operator/cli.ts'), 'run', ...this.#options.args], {
       cwd: repoRoot,
-      env: { ...process.env, ...this.#o.env },
+      env: { ...process.env, ...this.#options.env },
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

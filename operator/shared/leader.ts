@@ -94,7 +94,7 @@ export interface LeaderElectionOptions {
  */
 export class LeaderElector {
   readonly identity: string;
-  readonly #o: Required<
+  readonly #options: Required<
     Pick<LeaderElectionOptions, 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs'>
   > &
     LeaderElectionOptions;
@@ -119,7 +119,7 @@ export class LeaderElector {
           `${o.leaseDurationMs} / ${o.renewDeadlineMs} / ${o.retryPeriodMs} ms`,
       );
     }
-    this.#o = o;
+    this.#options = o;
     this.identity = o.identity;
     this.#log =
       o.logger ??
@@ -161,7 +161,7 @@ export class LeaderElector {
   async #leadOnce(): Promise<void> {
     while (!this.#stopped) {
       if (await this.#tryAcquireOrRenew()) break;
-      await this.#sleep(this.#o.retryPeriodMs * (1 + Math.random() * 0.2));
+      await this.#sleep(this.#options.retryPeriodMs * (1 + Math.random() * 0.2));
     }
     if (this.#stopped) return;
     this.#leading = true;
@@ -169,9 +169,12 @@ export class LeaderElector {
     this.#armRenewDeadline();
     this.#log.info('started leading');
     this.#notifyLeader(this.identity);
-    void this.#callback(() => this.#o.onStartedLeading?.(this.#leaderAbort!.signal), 'onStartedLeading');
+    void this.#callback(
+      () => this.#options.onStartedLeading?.(this.#leaderAbort!.signal),
+      'onStartedLeading',
+    );
     while (!this.#stopped && this.#leading) {
-      await this.#sleep(this.#o.retryPeriodMs);
+      await this.#sleep(this.#options.retryPeriodMs);
       if (this.#stopped || !this.#leading) break;
       // A renewal that was in flight when the deadline passed does not bring leadership back.
       if ((await this.#tryAcquireOrRenew()) && this.#leading) this.#armRenewDeadline();
@@ -180,7 +183,7 @@ export class LeaderElector {
 
   /** Reads the Lease (unless we hold a fresh copy) and writes it when the decision says so; true on success. */
   async #tryAcquireOrRenew(): Promise<boolean> {
-    const { leases, namespace, name } = this.#o;
+    const { leases, namespace, name } = this.#options;
     let lease = this.#leading ? this.#observed : undefined;
     if (!lease) {
       try {
@@ -199,7 +202,7 @@ export class LeaderElector {
       identity: this.identity,
       now,
       observedAt: lease ? this.#observedAt : undefined,
-      defaultLeaseDurationMs: this.#o.leaseDurationMs,
+      defaultLeaseDurationMs: this.#options.leaseDurationMs,
     });
     if (decision.action === 'wait') {
       this.#notifyLeader(decision.holder);
@@ -215,7 +218,7 @@ export class LeaderElector {
       metadata: { name, namespace, resourceVersion: lease?.metadata?.resourceVersion },
       spec: {
         holderIdentity: this.identity,
-        leaseDurationSeconds: Math.ceil(this.#o.leaseDurationMs / 1000),
+        leaseDurationSeconds: Math.ceil(this.#options.leaseDurationMs / 1000),
         acquireTime: renewing ? toMicroTime(spec.acquireTime, now) : new V1MicroTime(now),
         renewTime: new V1MicroTime(now),
         leaseTransitions: (spec.leaseTransitions ?? 0) + (renewing || !lease ? 0 : 1),
@@ -251,8 +254,8 @@ export class LeaderElector {
   #armRenewDeadline(): void {
     clearTimeout(this.#renewDeadlineTimer);
     this.#renewDeadlineTimer = setTimeout(() => {
-      void this.#stopLeading(`could not renew within ${this.#o.renewDeadlineMs} ms`);
-    }, this.#o.renewDeadlineMs);
+      void this.#stopLeading(`could not renew within ${this.#options.renewDeadlineMs} ms`);
+    }, this.#options.renewDeadlineMs);
   }
 
   async #stopLeading(reason: string): Promise<void> {
@@ -262,7 +265,7 @@ export class LeaderElector {
     this.#sleepAbort.abort();
     this.#leaderAbort?.abort(new Error(`leadership ended: ${reason}`));
     this.#log.info({ reason }, 'stopped leading');
-    this.#stoppedLeading = this.#callback(() => this.#o.onStoppedLeading?.(), 'onStoppedLeading');
+    this.#stoppedLeading = this.#callback(() => this.#options.onStoppedLeading?.(), 'onStoppedLeading');
     return this.#stoppedLeading;
   }
 
@@ -275,8 +278,8 @@ export class LeaderElector {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       metadata: {
-        name: this.#o.name,
-        namespace: this.#o.namespace,
+        name: this.#options.name,
+        namespace: this.#options.namespace,
         resourceVersion: lease.metadata?.resourceVersion,
       },
       spec: {
@@ -288,7 +291,11 @@ export class LeaderElector {
       },
     };
     try {
-      await this.#o.leases.replaceNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace, body });
+      await this.#options.leases.replaceNamespacedLease({
+        name: this.#options.name,
+        namespace: this.#options.namespace,
+        body,
+      });
       this.#log.info('released the lease');
     } catch (err) {
       // Not fatal: the successor waits out the lease duration instead.
@@ -301,7 +308,7 @@ export class LeaderElector {
     this.#observedLeader = identity;
     this.#log.info({ leader: identity }, 'new leader observed');
     try {
-      this.#o.onNewLeader?.(identity);
+      this.#options.onNewLeader?.(identity);
     } catch (err) {
       this.#log.error({ err }, 'onNewLeader threw');
     }

@@ -90,13 +90,13 @@ export class LocalNetwork {
   /** The bridge's address: the sandboxes' default gateway, where host services (DNS) listen. */
   readonly gateway: string;
   readonly prefixLength: number;
-  readonly #o: LocalNetworkOptions;
+  readonly #options: LocalNetworkOptions;
   readonly #first: number;
   readonly #last: number;
   #started = false;
 
   constructor(options: LocalNetworkOptions) {
-    this.#o = options;
+    this.#options = options;
     this.bridge = options.bridge ?? 'spillway0';
     const { base, bits } = parseCIDR(options.nodeCIDR);
     this.prefixLength = bits;
@@ -110,7 +110,7 @@ export class LocalNetwork {
     if (process.getuid?.() !== 0) {
       throw new Error('the local provider needs root (network namespaces, bridge, nftables): run it as root');
     }
-    const cidrs = [this.#o.podCIDR, this.#o.serviceCIDR];
+    const cidrs = [this.#options.podCIDR, this.#options.serviceCIDR];
     for (const cidr of cidrs) await run('ip', ['route', 'replace', 'blackhole', cidr]);
     await nft(guardRuleset(this.bridge, cidrs));
     await this.#requireGuard(cidrs);
@@ -121,7 +121,7 @@ export class LocalNetwork {
     await run('ip', ['link', 'set', this.bridge, 'up']);
     // Forward only what arrives on the bridge (ClusterIP DNAT to another sandbox); the host stays no router.
     writeFileSync(`/proc/sys/net/ipv4/conf/${this.bridge}/forwarding`, '1');
-    mkdirSync(this.#o.leaseDir, { recursive: true });
+    mkdirSync(this.#options.leaseDir, { recursive: true });
     this.#started = true;
   }
 
@@ -140,13 +140,13 @@ export class LocalNetwork {
     const out = new Map<string, string>();
     let names: string[];
     try {
-      names = readdirSync(this.#o.leaseDir);
+      names = readdirSync(this.#options.leaseDir);
     } catch {
       return out;
     }
     for (const ip of names) {
       try {
-        out.set(ip, readFileSync(join(this.#o.leaseDir, ip), 'utf8').trim());
+        out.set(ip, readFileSync(join(this.#options.leaseDir, ip), 'utf8').trim());
       } catch {
         /* released meanwhile */
       }
@@ -161,7 +161,7 @@ export class LocalNetwork {
     for (let n = this.#first; n <= this.#last; n++) {
       const ip = intToIp(n);
       try {
-        const fd = openSync(join(this.#o.leaseDir, ip), 'wx');
+        const fd = openSync(join(this.#options.leaseDir, ip), 'wx');
         writeFileSync(fd, uid);
         closeSync(fd);
         return ip;
@@ -169,7 +169,7 @@ export class LocalNetwork {
         /* taken: try the next */
       }
     }
-    throw new Error(`no free address left in ${this.#o.nodeCIDR}`);
+    throw new Error(`no free address left in ${this.#options.nodeCIDR}`);
   }
 
   /**
@@ -211,7 +211,7 @@ export class LocalNetwork {
       }
     };
     const inside = ['nsenter', '-t', String(init.pid), '-n', 'ip', '-j'];
-    const serviceIP = intToIp(parseCIDR(this.#o.serviceCIDR).base + 1);
+    const serviceIP = intToIp(parseCIDR(this.#options.serviceCIDR).base + 1);
     const [veth, eth0, defaults, service] = await Promise.all([
       json(['ip', '-j', 'link', 'show', 'dev', vethName(uid)]),
       json([...inside, 'addr', 'show', 'dev', 'eth0']),
@@ -240,7 +240,7 @@ export class LocalNetwork {
   async detach(uid: string): Promise<void> {
     await run('ip', ['link', 'del', vethName(uid)]).catch(() => undefined);
     for (const [ip, owner] of this.leases())
-      if (owner === uid) rmSync(join(this.#o.leaseDir, ip), { force: true });
+      if (owner === uid) rmSync(join(this.#options.leaseDir, ip), { force: true });
   }
 
   /** Removes leases and veths of sandboxes that no longer exist (after a crash); returns what went. */
@@ -248,7 +248,7 @@ export class LocalNetwork {
     const removed: string[] = [];
     for (const [ip, owner] of this.leases()) {
       if (liveUids.has(owner)) continue;
-      rmSync(join(this.#o.leaseDir, ip), { force: true });
+      rmSync(join(this.#options.leaseDir, ip), { force: true });
       removed.push(`lease ${ip}`);
     }
     const live = new Set([...liveUids].map(vethName));

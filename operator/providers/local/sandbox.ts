@@ -51,7 +51,7 @@ export class LocalSandbox {
   reason: string | undefined;
   message: string | undefined;
   terminating = false;
-  readonly #o: SupervisionOptions;
+  readonly #options: SupervisionOptions;
   readonly #changed: () => void;
   readonly #abort = new AbortController();
   #loop: Promise<void> | undefined;
@@ -65,7 +65,7 @@ export class LocalSandbox {
   ) {
     this.record = record;
     this.dir = dir;
-    this.#o = options;
+    this.#options = options;
     this.#changed = changed;
     this.initContainers = record.plan.initContainers.map(
       (p) => new LocalContainer(p, dir, cgroupFor(p.name), true),
@@ -155,8 +155,8 @@ export class LocalSandbox {
     if (!c.running) {
       if (c.run > 0) c.lastState = c.state;
       if (c.run > 0) c.restartCount++;
-      await c.startRun(this.record.processes.init, this.#o.logMaxBytes, (step) =>
-        this.#o.step?.(step, this.key.uid),
+      await c.startRun(this.record.processes.init, this.#options.logMaxBytes, (step) =>
+        this.#options.step?.(step, this.key.uid),
       );
       c.save();
     }
@@ -199,11 +199,11 @@ export class LocalSandbox {
       c.state.kind === 'terminated' && c.state.startedAt
         ? c.state.finishedAt.getTime() - c.state.startedAt.getTime()
         : 0;
-    if (ranMs >= this.#o.backoffResetMs) c.crashes = 0;
+    if (ranMs >= this.#options.backoffResetMs) c.crashes = 0;
     c.crashes++;
     c.save();
     if (c.crashes === 1) return;
-    const delay = Math.min(this.#o.backoffMs * 2 ** (c.crashes - 2), this.#o.maxBackoffMs);
+    const delay = Math.min(this.#options.backoffMs * 2 ** (c.crashes - 2), this.#options.maxBackoffMs);
     const terminated = c.state;
     c.lastState = terminated;
     c.state = {

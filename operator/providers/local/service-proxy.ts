@@ -126,7 +126,7 @@ export interface ServiceProxyOptions {
 
 /** Keeps the nftables DNAT rules in sync with the cluster's Services and EndpointSlices. */
 export class ServiceProxy {
-  readonly #o: Required<Omit<ServiceProxyOptions, 'logger'>>;
+  readonly #options: Required<Omit<ServiceProxyOptions, 'logger'>>;
   readonly #log: Logger;
   readonly #services: SupervisedInformer<V1Service>;
   readonly #slices: SupervisedInformer<V1EndpointSlice>;
@@ -137,7 +137,7 @@ export class ServiceProxy {
   syncs = 0;
 
   constructor(options: ServiceProxyOptions) {
-    this.#o = { bridge: 'spillway0', podCIDR: '10.250.0.0/16', debounceMs: 50, ...options };
+    this.#options = { bridge: 'spillway0', podCIDR: '10.250.0.0/16', debounceMs: 50, ...options };
     this.#log = options.logger ?? componentLogger('service-proxy');
     const core = options.kc.makeApiClient(CoreV1Api);
     const discovery = options.kc.makeApiClient(DiscoveryV1Api);
@@ -174,7 +174,7 @@ export class ServiceProxy {
         this.#log.warn({ err: String(err) }, 'service proxy sync failed; retrying');
         setTimeout(() => this.#schedule(), 1000).unref();
       });
-    }, this.#o.debounceMs);
+    }, this.#options.debounceMs);
   }
 
   /** Writes the ruleset for the current objects (skipped when unchanged). */
@@ -182,8 +182,8 @@ export class ServiceProxy {
     const run = async () => {
       const ruleset = proxyRuleset(
         proxyRules(this.#services.list(), this.#slices.list()),
-        this.#o.bridge,
-        this.#o.podCIDR,
+        this.#options.bridge,
+        this.#options.podCIDR,
       );
       if (ruleset === this.#last) return;
       await nft(ruleset);
