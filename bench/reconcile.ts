@@ -30,7 +30,7 @@ import {
   type KubeConfig,
   type V1Deployment,
 } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION } from '../operator/elasticworkload/api.ts';
+import { GROUP, PLURAL, VERSION } from '../api/elasticworkload.ts';
 import { installCrd } from '../operator/elasticworkload/install.ts';
 import { unitDeploymentName } from '../operator/elasticworkload/units.ts';
 import type { LocalCluster } from '../test/support/cluster.ts';

@@ -5,8 +5,8 @@
  * so tests pass plain functions instead.
  */
 import type { V1Namespace, V1Node } from '@kubernetes/client-node';
-import { VIRTUAL_NODE_LABEL } from './contract.ts';
-import type { IsVirtualNode } from './validate.ts';
+import { VIRTUAL_NODE_LABEL } from '../api/labels.ts';
+import type { IsVirtualNode } from '../api/placement.ts';
 
 /** A namespace's labels by name; undefined for a namespace the cache has not seen. */
 export type NamespaceLabels = (name: string) => Readonly<Record<string, string>> | undefined;
@@ -52,7 +52,7 @@ export function isVirtualNodeObject(node: V1Node): boolean {
 
 /**
  * The virtual nodes by name, fed by the label-selected Node informer: their names (for `spec.nodeName`) and the
- * labels and taints the node matcher (node-match.ts) evaluates pods against.
+ * labels and taints the node matcher (api/node-match.ts) evaluates pods against.
  */
 export class VirtualNodeSet {
   #nodes = new Map<string, V1Node>();

@@ -7,7 +7,7 @@ import type {
 } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { createCA } from '../operator/shared/pki.ts';
-import { sandboxViolations } from '../operator/shared/sandbox-rules.ts';
+import { sandboxViolations } from '../api/sandbox-rules.ts';
 import {
   JUDGED_OPERATION,
   MIGHT_RUN_ON_VIRTUAL_NODE,

@@ -18,9 +18,9 @@ import {
   ECI_LABEL,
   NODE_TYPE_LABEL,
   POD_PLACEMENT_LABELS,
-  PROVIDER_TAINT_KEY,
   VIRTUAL_NODE_LABEL,
-} from './contract.ts';
+} from '../api/labels.ts';
+import { PROVIDER_TAINT_KEY } from '../api/taints.ts';
 import { WEBHOOK_PATHS } from './handlers.ts';
 import { DEV_OWNER_ANNOTATION } from './ownership.ts';
 import { mergeBundles } from './tls.ts';
@@ -89,7 +89,7 @@ export const IS_DAEMONSET_POD =
   "has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r, r.kind == 'DaemonSet')";
 
 /**
- * CEL mirror of `sandboxViolations` (operator/shared/sandbox-rules.ts): true when the pod uses anything a sandbox
+ * CEL mirror of `sandboxViolations` (api/sandbox-rules.ts): true when the pod uses anything a sandbox
  * cannot run. It may be broader than the function, never narrower (a pod it misses is never validated); a unit
  * test checks that every violation the function reports is named here.
  */

@@ -1,7 +1,7 @@
 import type { V1DaemonSet, V1NodeSelectorTerm } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { expectPatchGives } from './admission.fixtures.ts';
-import { OFF_VIRTUAL_NODE } from './contract.ts';
+import { OFF_VIRTUAL_NODE } from '../api/taints.ts';
 import { excludeVirtualNodes } from './daemonset.ts';
 
 function ds(terms?: V1NodeSelectorTerm[], extra: object = {}): V1DaemonSet {

@@ -7,7 +7,7 @@
  * the controller replaces the pod's required node affinity with the node it pins the pod to.)
  */
 import type { V1DaemonSet } from '@kubernetes/client-node';
-import { OFF_VIRTUAL_NODE } from './contract.ts';
+import { OFF_VIRTUAL_NODE } from '../api/taints.ts';
 import { ObjectEdit } from './patch.ts';
 import type { Mutation } from './placement.ts';
 import { requireOnEveryTerm } from './scheduling.ts';

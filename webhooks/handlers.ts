@@ -8,7 +8,8 @@ import type { NamespaceLabels } from './caches.ts';
 import { excludeVirtualNodes } from './daemonset.ts';
 import { DEFAULT_PLACEMENT_POLICY, placePod, type Mutation, type PlacementPolicy } from './placement.ts';
 import { refuseMalformed } from './shape.ts';
-import { updateMayMovePod, validatePod, type IsVirtualNode } from './validate.ts';
+import { updateMayMovePod, validatePod } from './validate.ts';
+import type { IsVirtualNode } from '../api/placement.ts';
 
 /** The URL path of each webhook (one path per webhook, so a misrouted request cannot reach the wrong logic). */
 export const WEBHOOK_PATHS = {

@@ -8,8 +8,9 @@ import type {
 } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { expectPatchGives } from './admission.fixtures.ts';
-import { OFF_VIRTUAL_NODE, ON_VIRTUAL_NODE, PREFER_TOLERATION, PROVIDER_TOLERATION } from './contract.ts';
-import { DEFAULT_PLACEMENT_POLICY, placePod, resolveBurst } from './placement.ts';
+import { OFF_VIRTUAL_NODE, ON_VIRTUAL_NODE, PREFER_TOLERATION, PROVIDER_TOLERATION } from '../api/taints.ts';
+import { DEFAULT_PLACEMENT_POLICY, placePod } from './placement.ts';
+import { resolveBurst } from '../api/placement.ts';
 
 const base: V1PodSpec = { containers: [{ name: 'app', image: 'nginx' }] };
 

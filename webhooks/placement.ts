@@ -8,8 +8,6 @@ import { CAPACITY_CLASSES, CAPACITY_LABEL, type CapacityClass } from '../api/lab
 import { resolveBurst } from '../api/placement.ts';
 import { sandboxViolations } from '../api/sandbox-rules.ts';
 import { OFF_VIRTUAL_NODE, ON_VIRTUAL_NODE, PREFER_TOLERATION, PROVIDER_TOLERATION } from '../api/taints.ts';
-// TEMPORARY re-export until the import codemod runs.
-export { isNodeBoundPod, resolveBurst, type BurstDecision } from '../api/placement.ts';
 import { ObjectEdit, type Draft, type PatchOperation } from './patch.ts';
 import { addPreferred, addToleration, requireOnEveryTerm } from './scheduling.ts';
 

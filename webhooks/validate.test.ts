@@ -1,7 +1,9 @@
 import type { V1Node, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { PROVIDER_TOLERATION, VIRTUAL_NODE_LABELS, virtualNodeTaints } from './contract.ts';
-import { podKey, updateMayMovePod, validatePod, virtualPlacementReason } from './validate.ts';
+import { PROVIDER_TOLERATION, virtualNodeTaints } from '../api/taints.ts';
+import { VIRTUAL_NODE_LABELS } from '../api/labels.ts';
+import { podKey, updateMayMovePod, validatePod } from './validate.ts';
+import { virtualPlacementReason } from '../api/placement.ts';
 
 const isVirtual = (name: string) => name.startsWith('virtual-');
 const base: V1PodSpec = { containers: [{ name: 'app', image: 'nginx' }] };

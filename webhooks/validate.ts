@@ -2,7 +2,7 @@
  * Unsupported features (validating): a pod that may run on a virtual node is denied when it uses something a
  * sandbox cannot run, with every offending field path and what to do instead. "May run" is what the scheduler
  * could do with the pod's nodeName, nodeSelector, required affinity and tolerations against the virtual nodes'
- * names, labels and taints (node-match.ts), plus spillway's own markers. A pod that merely may spill
+ * names, labels and taints (api/node-match.ts), plus spillway's own markers. A pod that merely may spill
  * (`overflow`) gets an affinity from the placement webhook that keeps it off virtual nodes, so it passes.
  */
 import type { V1Node, V1Pod } from '@kubernetes/client-node';

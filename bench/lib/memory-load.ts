@@ -13,7 +13,7 @@ import {
   type KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
+import { GROUP, PLURAL, VERSION } from '../../api/elasticworkload.ts';
 import { elasticWorkload, sourceDeployment } from '../reconcile.ts';
 import { isRunningReady, pinnedDeployment } from './pod-progress.ts';
 import { forEachLimit, nowMs } from './stats.ts';

@@ -31,7 +31,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appVersion, imageTarball, REPOSITORY } from '../../hack/build-image.ts';
 import { sha256 } from '../../hack/oci.ts';
-import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
+import { GROUP, PLURAL, VERSION } from '../../api/elasticworkload.ts';
 import { renderChart } from '../support/chart.ts';
 import { repoRoot, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';

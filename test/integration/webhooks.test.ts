@@ -6,7 +6,8 @@
 import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeClients } from '../../operator/shared/client.ts';
-import { PROVIDER_TOLERATION, VIRTUAL_NODE_LABELS, virtualNodeTaints } from '../../webhooks/contract.ts';
+import { PROVIDER_TOLERATION, virtualNodeTaints } from '../../api/taints.ts';
+import { VIRTUAL_NODE_LABELS } from '../../api/labels.ts';
 import { startWebhooks, type RunningWebhooks } from '../../webhooks/run.ts';
 import { normalNodes, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';

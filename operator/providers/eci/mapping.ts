@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1Pod, V1PodDNSConfig } from '@kubernetes/client-node';
-import { CAPACITY_LABEL } from '../../../webhooks/contract.ts';
+import { CAPACITY_LABEL } from '../../../api/labels.ts';
 import { stringify } from 'yaml';
 import {
   describeKey,
