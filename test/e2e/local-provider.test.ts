@@ -330,6 +330,46 @@ describe('local provider on a virtual node', () => {
     );
   });
 
+  it('restarts a container whose liveness probe fails, with the kubelet’s Unhealthy and Killing Events', async () => {
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'unhealthy' },
+        spec: onLocalNode({
+          containers: [
+            {
+              name: 'app',
+              image: 'busybox',
+              command: ['sh', '-c', 'exec sleep 3600'],
+              livenessProbe: { exec: { command: ['false'] }, periodSeconds: 1, failureThreshold: 1 },
+            },
+          ],
+        }),
+      },
+    });
+    await waitFor('a restart by the liveness probe', 60_000, async () => {
+      const s = (await pod('unhealthy')).status?.containerStatuses?.[0];
+      return (s?.restartCount ?? 0) >= 1;
+    });
+    await waitFor('Unhealthy and Killing Events on the pod', 30_000, async () => {
+      const events = (
+        await core.listNamespacedEvent({
+          namespace: ns.name,
+          fieldSelector: 'involvedObject.name=unhealthy',
+        })
+      ).items;
+      return (
+        events.some(
+          (e) => e.reason === 'Unhealthy' && e.message === 'Liveness probe failed: exec ["false"]',
+        ) &&
+        events.some(
+          (e) =>
+            e.reason === 'Killing' && e.message === 'Container app failed liveness probe, will be restarted',
+        )
+      );
+    });
+  });
+
   it('builds again, after an operator restart, a sandbox whose network broke while the operator was away', async () => {
     await core.createNamespacedPod({
       namespace: ns.name,

@@ -199,8 +199,15 @@ export class LocalProvider implements SandboxProvider {
   }
 
   #sandbox(record: SandboxRecord, dir: string): LocalSandbox {
-    const sandbox = new LocalSandbox(record, dir, this.#supervision, this.#cgroupFor(record.key.uid), () =>
-      this.#notifier.changed(sandbox),
+    const sandbox = new LocalSandbox(
+      record,
+      dir,
+      this.#supervision,
+      this.#cgroupFor(record.key.uid),
+      () => this.#notifier.changed(sandbox),
+      (type, reason, message) => {
+        for (const l of this.#eventListeners) l({ key: record.key, type, reason, message });
+      },
     );
     this.#sandboxes.set(record.key.uid, sandbox);
     return sandbox;
@@ -374,7 +381,7 @@ export class LocalProvider implements SandboxProvider {
     return this.#notifier.subscribe(listener);
   }
 
-  /** Events about sandboxes (limits this host cannot enforce), recorded on the pods by the virtual node. */
+  /** Events about sandboxes (limits this host cannot enforce; failed liveness and startup probes), recorded on the pods by the virtual node. */
   onEvent(listener: (event: SandboxEvent) => void): Unsubscribe {
     this.#eventListeners.add(listener);
     return () => this.#eventListeners.delete(listener);

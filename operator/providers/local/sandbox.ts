@@ -53,6 +53,7 @@ export class LocalSandbox {
   terminating = false;
   readonly #options: SupervisionOptions;
   readonly #changed: () => void;
+  readonly #event: (type: 'Normal' | 'Warning', reason: string, message: string) => void;
   readonly #abort = new AbortController();
   #loop: Promise<void> | undefined;
 
@@ -62,11 +63,13 @@ export class LocalSandbox {
     options: SupervisionOptions,
     cgroupFor: (container: string) => ContainerCgroup,
     changed: () => void,
+    event: (type: 'Normal' | 'Warning', reason: string, message: string) => void = () => {},
   ) {
     this.record = record;
     this.dir = dir;
     this.#options = options;
     this.#changed = changed;
+    this.#event = event;
     this.initContainers = record.plan.initContainers.map(
       (p) => new LocalContainer(p, dir, cgroupFor(p.name), true),
     );
@@ -248,10 +251,10 @@ export class LocalSandbox {
       this.#changed();
     });
     const liveness = add('liveness', c.plan.livenessProbe, (ok) => {
-      if (!ok) void this.#restartUnhealthy(c, c.plan.livenessProbe!);
+      if (!ok) void this.#restartUnhealthy(c, 'Liveness', c.plan.livenessProbe!);
     });
     const startup = add('startup', c.plan.startupProbe, (ok) => {
-      if (!ok) return void this.#restartUnhealthy(c, c.plan.startupProbe!);
+      if (!ok) return void this.#restartUnhealthy(c, 'Startup', c.plan.startupProbe!);
       c.started = true;
       c.ready = !readiness;
       readiness?.start();
@@ -265,8 +268,17 @@ export class LocalSandbox {
     }
   }
 
-  /** A failed liveness/startup probe: stop the container (grace from the probe or the pod); it restarts by policy. */
-  async #restartUnhealthy(c: LocalContainer, probe: V1Probe): Promise<void> {
+  /**
+   * A failed liveness/startup probe: the kubelet's Unhealthy and Killing Events, then stop the container (grace
+   * from the probe or the pod); it restarts by policy.
+   */
+  async #restartUnhealthy(c: LocalContainer, kind: 'Liveness' | 'Startup', probe: V1Probe): Promise<void> {
+    this.#event('Warning', 'Unhealthy', `${kind} probe failed: ${describeProbe(probe)}`);
+    this.#event(
+      'Normal',
+      'Killing',
+      `Container ${c.plan.name} failed ${kind.toLowerCase()} probe, will be restarted`,
+    );
     const grace = probe.terminationGracePeriodSeconds ?? this.record.plan.terminationGracePeriodSeconds;
     await c.stop(grace * 1000);
   }
@@ -326,4 +338,13 @@ export class LocalSandbox {
   get id(): string {
     return basename(this.dir);
   }
+}
+
+/** What a probe checks, for its Unhealthy Event (`exec [cat /tmp/healthy]`, `HTTP GET :8080/healthz`, `TCP :80`). */
+export function describeProbe(probe: V1Probe): string {
+  if (probe.exec) return `exec ${JSON.stringify(probe.exec.command ?? [])}`;
+  if (probe.httpGet)
+    return `HTTP GET ${probe.httpGet.host ?? ''}:${probe.httpGet.port}${probe.httpGet.path ?? '/'}`;
+  if (probe.tcpSocket) return `TCP ${probe.tcpSocket.host ?? ''}:${probe.tcpSocket.port}`;
+  return 'grpc probes are not supported by the local provider';
 }
