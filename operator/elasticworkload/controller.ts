@@ -7,28 +7,45 @@
 import type { KubeConfig, KubernetesObject, V1Deployment, V1Node, V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { apiErrorMessage, makeClients } from '../shared/client.ts';
-import { EventRecorder, EventType } from '../shared/events.ts';
+import { EventRecorder } from '../shared/events.ts';
 import { objectKey, splitKey } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
 import type { CachedInformer } from '../shared/namespaced-informers.ts';
-import { describeViolations, sandboxViolations } from '../shared/sandbox-rules.ts';
+import { sandboxViolations } from '../shared/sandbox-rules.ts';
 import { WorkQueue, runWorkers } from '../shared/workqueue.ts';
 import { FINALIZER, LABEL_ELASTIC_WORKLOAD, LABEL_UNIT, type ElasticWorkload } from './api.ts';
-import { distribute, foldBack, type Observation } from './distribute.ts';
+import { claimRival } from './claim.ts';
+import { distribute, foldBack, type DistributionPlan } from './distribute.ts';
+import {
+  burstBlockedEvent,
+  burstBlockedIsNew,
+  foldBackTimedOut,
+  readyReasonIsNew,
+  sourceClaimed,
+  sourceNotFound,
+  spotFallback,
+} from './events.ts';
+import {
+  failedUnitPods,
+  foldBackLeftMs,
+  observation,
+  ownedUnits,
+  requeueAfterMs,
+  unitRefusals,
+  unschedulableAges,
+  type Seen,
+} from './observe.ts';
 import { ConditionType, setCondition } from './conditions.ts';
 import {
-  failedUnitPod,
   isUnitFailure,
   isUnschedulable,
-  templateRefusal,
   unitTroubles,
   unschedulableUnitPods,
-  type FailedUnitPod,
   type TemplateRefusal,
   type UnitTrouble,
 } from './refusals.ts';
 import { burstBlocked, elasticWorkloadStatus } from './status.ts';
-import { stableJson, unitPodTemplate } from './units.ts';
+import { stableJson } from './units.ts';
 import { controllerInformers, type ControllerInformers } from './informers.ts';
 import { ElasticWorkloadWriter, clientsApi } from './writer.ts';
 
@@ -210,210 +227,56 @@ export class ElasticWorkloadController {
     }
   }
 
-  /** The unit Deployments of `ew` that exist, by unit name. */
-  #units(ew: ElasticWorkload): Map<string, V1Deployment> {
-    const out = new Map<string, V1Deployment>();
-    for (const d of this.deployments.list(ew.metadata.namespace)) {
-      const owned = d.metadata?.ownerReferences?.some((o) => o.uid === ew.metadata.uid && o.controller);
-      const unit = d.metadata?.labels?.[LABEL_UNIT];
-      if (owned && unit && d.metadata?.labels?.[LABEL_ELASTIC_WORKLOAD] === ew.metadata.name)
-        out.set(unit, d);
-    }
-    return out;
-  }
-
   /**
-   * Units held at their ready replicas because their pods recently failed on the node: for lack of provider
-   * capacity (spot fallback), or refused or failed by the provider (refusals.ts), with the time each cooldown
-   * ends. Failed pods older than the cooldown are deleted: they have said what they had to.
+   * Units held at their ready replicas because their pods recently failed on the node (refusals.ts), with the
+   * time each cooldown ends. Failed pods older than the cooldown are deleted: they have said what they had to.
    */
   async #troubles(ew: ElasticWorkload, now: Date): Promise<Map<string, UnitTrouble>> {
-    const failed: FailedUnitPod[] = [];
-    for (const p of this.failedPods.list(ew.metadata.namespace)) {
-      const f = failedUnitPod(p, ew.metadata.name, now);
-      if (!f) continue;
-      if (f.at + this.#capacityCooldownMs <= now.getTime()) {
-        const err = await this.#w.deleteFailedPod(p.metadata!.namespace!, p.metadata!.name!);
-        if (err)
-          this.#log.warn(
-            { pod: objectKey(p), err: apiErrorMessage(err) },
-            'could not delete a failed unit pod',
-          );
-        continue;
-      }
-      failed.push(f);
+    const { recent, expired } = failedUnitPods(
+      this.failedPods.list(ew.metadata.namespace),
+      ew.metadata.name,
+      this.#capacityCooldownMs,
+      now,
+    );
+    for (const p of expired) {
+      const err = await this.#w.deleteFailedPod(p.metadata!.namespace!, p.metadata!.name!);
+      if (err)
+        this.#log.warn(
+          { pod: objectKey(p), err: apiErrorMessage(err) },
+          'could not delete a failed unit pod',
+        );
     }
-    return unitTroubles(failed, this.#capacityCooldownMs, now.getTime());
+    return unitTroubles(recent, this.#capacityCooldownMs, now.getTime());
   }
 
-  /** The spec units whose pod template no virtual node they may land on can run, by unit name. */
-  #refusals(ew: ElasticWorkload, source: V1Deployment): Map<string, TemplateRefusal> {
-    const out = new Map<string, TemplateRefusal>();
-    const nodes = this.virtualNodes.list();
-    if (nodes.length === 0) return out;
-    for (const unit of ew.spec.elasticUnit ?? []) {
-      const refusal = templateRefusal(unitPodTemplate(ew, source, unit), nodes);
-      if (refusal) out.set(unit.name, refusal);
-    }
-    return out;
-  }
-
-  /** Seconds each Unschedulable pod of `source` has been waiting (unit pods excluded). */
-  #unschedulable(source: V1Deployment, now: Date): number[] {
-    const match = source.spec?.selector?.matchLabels ?? {};
-    return this.pendingPods
-      .list(source.metadata?.namespace)
-      .filter((p) => {
-        const labels = p.metadata?.labels ?? {};
-        return !labels[LABEL_UNIT] && Object.entries(match).every(([k, v]) => labels[k] === v);
-      })
-      .flatMap((p) => {
-        const c = p.status?.conditions?.find((x) => x.type === 'PodScheduled');
-        if (c?.status !== 'False' || c.reason !== 'Unschedulable') return [];
-        const since = c.lastTransitionTime ? new Date(c.lastTransitionTime).getTime() : now.getTime();
-        return [Math.max(0, (now.getTime() - since) / 1000)];
-      });
-  }
-
-  /** One level-based pass over the ElasticWorkload `key` (`namespace/name`). */
+  /** One level-based pass over the ElasticWorkload `key` (`namespace/name`): claim, observe, plan, apply, status. */
   async reconcile(key: string): Promise<{ requeueAfter?: number } | void> {
     const { namespace, name } = splitKey(key);
     const ew = this.ews.get(namespace, name) as unknown as ElasticWorkload | undefined;
     if (!ew) return;
     const deleting = Boolean(ew.metadata.deletionTimestamp);
-    if (!deleting && !ew.metadata.finalizers?.includes(FINALIZER)) {
-      await this.#w.patchEw(ew, {
-        metadata: {
-          finalizers: [...(ew.metadata.finalizers ?? []), FINALIZER],
-          resourceVersion: ew.metadata.resourceVersion,
-        },
-      });
+    if (!ew.metadata.finalizers?.includes(FINALIZER)) {
+      // Not yet ours (the finalizer comes first: a deletion must find it), or already released.
+      if (!deleting) await this.#w.addFinalizer(ew);
       return;
     }
-    if (deleting && !ew.metadata.finalizers?.includes(FINALIZER)) return;
     const now = this.#now();
+    const units = ownedUnits(ew, this.deployments.list(namespace));
+    const rival = claimRival(ew, this.#list(namespace));
+    if (rival) return this.#claimLost(ew, rival, units, now);
     const source = this.deployments.get(namespace, ew.spec.sourceTarget.name);
-    const units = this.#units(ew);
-    // One source, one owner: a second ElasticWorkload on the same Deployment would fight the first over its
-    // replicas for ever. The oldest claim wins; the others say so and touch nothing.
-    const rival = this.#list(namespace).find(
-      (o) =>
-        o.metadata.uid !== ew.metadata.uid &&
-        o.spec.sourceTarget.name === ew.spec.sourceTarget.name &&
-        olderThan(o, ew),
-    );
-    // A claim that lost never touched the source: deleting it folds nothing back (it would scale the
-    // winner's source to the loser's replicas).
-    if (rival && deleting) return this.#w.removeFinalizer(ew, units);
-    if (rival) {
-      const message = `Deployment ${ew.spec.sourceTarget.name} is already split by ElasticWorkload ${rival.metadata.name}: delete one of the two`;
-      if (ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceClaimed') {
-        void this.#w.event(ew, EventType.Warning, 'SourceClaimed', 'Claim', message);
-      }
-      await this.#w.writeStatus(ew, {
-        ...ew.status,
-        conditions: setCondition(
-          ew.status?.conditions,
-          { type: ConditionType.Ready, status: 'False', reason: 'SourceClaimed', message },
-          now,
-        ),
-      });
-      return;
-    }
-    if (!source) {
-      if (deleting) return this.#w.removeFinalizer(ew, units);
-      const onUnits = [...units.values()].reduce((n, d) => n + (d.spec?.replicas ?? 0), 0);
-      // Once per transition (the stored Ready reason says whether it was already told).
-      if (ew.status?.conditions?.find((c) => c.type === ConditionType.Ready)?.reason !== 'SourceNotFound') {
-        void this.#w.event(
-          ew,
-          EventType.Warning,
-          'SourceNotFound',
-          'Scale',
-          onUnits > 0
-            ? `Deployment ${ew.spec.sourceTarget.name} is gone while ${onUnits} replicas still run on elastic units: re-create it, or delete this ElasticWorkload to remove the units`
-            : `Deployment ${ew.spec.sourceTarget.name} not found in namespace ${namespace}: no replica is placed until it exists; create it or fix sourceTarget.name`,
-        );
-      }
-      await this.#w.writeStatus(
-        ew,
-        elasticWorkloadStatus({ ew, source, units, plan: undefined, violations: [], now }),
-      );
-      return;
-    }
-    const violations = sandboxViolations(source.spec?.template?.spec, [], 'spec.template.spec');
-    const troubles = await this.#troubles(ew, now);
-    // Checked before any scaling: a unit whose template no provider can run never gets a replica to fail.
-    const refusals = deleting ? new Map<string, TemplateRefusal>() : this.#refusals(ew, source);
-    const lastOverflow = ew.status?.lastOverflowTime
-      ? new Date(ew.status.lastOverflowTime).getTime()
-      : undefined;
-    const observed: Observation = {
-      source: {
-        desired: source.spec?.replicas ?? 1,
-        ready: source.status?.readyReplicas ?? 0,
-        unschedulableForSeconds: this.#unschedulable(source, now),
-      },
-      units: [
-        ...[...units].map(([unit, d]) => ({
-          name: unit,
-          desired: d.spec?.replicas ?? 0,
-          ready: d.status?.readyReplicas ?? 0,
-          capacityLimited: troubles.has(unit),
-          refused: refusals.has(unit),
-        })),
-        ...[...refusals.keys()]
-          .filter((unit) => !units.has(unit))
-          .map((unit) => ({ name: unit, desired: 0, ready: 0, refused: true })),
-      ],
-      blocked: violations.length > 0,
-      ...(lastOverflow === undefined
-        ? {}
-        : { secondsSinceLastOverflow: (now.getTime() - lastOverflow) / 1000 }),
-    };
-    const plan = deleting ? foldBack(ew.spec, observed) : distribute(ew.spec, observed);
+    if (!source) return this.#sourceMissing(ew, units, now);
+    const seen = await this.#observe(ew, source, units, now);
+    const plan = deleting ? foldBack(ew.spec, seen.observed) : distribute(ew.spec, seen.observed);
     await this.#w.scaleSource(ew, source, plan.source.replicas);
     for (const u of plan.units) await this.#w.applyUnit(ew, source, units.get(u.name), u);
-    if (deleting && plan.units.every((u) => u.replicas === 0)) return this.#w.removeFinalizer(ew, units);
-    const foldBackLeftMs = deleting ? this.#foldBackLeftMs(ew, now) : undefined;
-    if (foldBackLeftMs !== undefined && foldBackLeftMs <= 0) {
-      const onUnits = plan.units.reduce((n, u) => n + u.replicas, 0);
-      void this.#w.event(
-        ew,
-        EventType.Warning,
-        'FoldBackTimedOut',
-        'Delete',
-        `the source ran ${source.status?.readyReplicas ?? 0} of ${plan.source.replicas} replicas ${ew.spec.foldBackTimeoutSeconds ?? 600} s after the deletion: removing the units anyway, so ${onUnits} replicas wait as pending pods of the source`,
-      );
-      return this.#w.removeFinalizer(ew, units);
+    let foldBackLeft: number | undefined;
+    if (deleting) {
+      if (plan.units.every((u) => u.replicas === 0)) return this.#w.removeFinalizer(ew, units);
+      foldBackLeft = foldBackLeftMs(ew, now);
+      if (foldBackLeft <= 0) return this.#foldBackTimedOut(ew, source, units, plan);
     }
-    // An Event each time what blocks bursting changes (not on every reconcile while it holds).
-    const blocked = burstBlocked(ew.spec.sourceTarget.name, violations, refusals, troubles);
-    const stored = ew.status?.conditions?.find((c) => c.type === ConditionType.BurstBlocked);
-    if (blocked.blocked && (stored?.status !== 'True' || stored.message !== blocked.message)) {
-      void this.#w.event(
-        ew,
-        EventType.Warning,
-        blocked.reason === 'UnsupportedPodSpec' ? 'BurstBlocked' : blocked.reason,
-        'Block',
-        blocked.reason === 'UnsupportedPodSpec'
-          ? `no replica can burst: ${describeViolations(violations)}`
-          : blocked.message,
-      );
-    }
-    for (const [unit, { until, kind }] of troubles) {
-      const fell = plan.units.find((u) => u.name === unit);
-      const max = ew.spec.elasticUnit?.find((x) => x.name === unit)?.max ?? Infinity;
-      if (kind === 'NoCapacity' && fell && fell.goal < max) {
-        void this.#w.event(
-          ew,
-          EventType.Warning,
-          'SpotFallback',
-          'Scale',
-          `unit ${unit} has no provider capacity (its pods failed with InsufficientCapacity): it keeps its ${fell.goal} ready replicas and the rest overflow into the next unit until ${new Date(until).toISOString()}`,
-        );
-      }
-    }
+    this.#tellBlocked(ew, plan, seen);
     await this.#w.writeStatus(
       ew,
       elasticWorkloadStatus({
@@ -421,30 +284,121 @@ export class ElasticWorkloadController {
         source,
         units,
         plan,
-        violations,
-        refusals,
-        troubles,
+        violations: seen.violations,
+        refusals: seen.refusals,
+        troubles: seen.troubles,
         unschedulable: unschedulableUnitPods(this.pendingPods.list(namespace), ew.metadata.name),
         now,
       }),
     );
-    const waits = [
-      ...(plan.recheckAfterSeconds ? [plan.recheckAfterSeconds * 1000] : []),
-      ...(foldBackLeftMs !== undefined ? [foldBackLeftMs + 100] : []),
-      ...[...troubles.values()].map(({ until }) => until - now.getTime() + 1000),
-    ];
-    return waits.length > 0 ? { requeueAfter: Math.min(...waits) } : undefined;
+    const requeueAfter = requeueAfterMs(plan, foldBackLeft, seen.troubles, now);
+    return requeueAfter === undefined ? undefined : { requeueAfter };
   }
 
-  /** How long a deletion may still wait for the fold-back (negative: past `foldBackTimeoutSeconds`). */
-  #foldBackLeftMs(ew: ElasticWorkload, now: Date): number {
-    const since = now.getTime() - new Date(ew.metadata.deletionTimestamp!).getTime();
-    return (ew.spec.foldBackTimeoutSeconds ?? 600) * 1000 - since;
+  /**
+   * Another ElasticWorkload claimed the source first: say so and touch nothing. Deleting a claim that lost folds
+   * nothing back (it never touched the source: it would scale the winner's source to the loser's replicas).
+   */
+  async #claimLost(
+    ew: ElasticWorkload,
+    rival: ElasticWorkload,
+    units: Map<string, V1Deployment>,
+    now: Date,
+  ): Promise<void> {
+    if (ew.metadata.deletionTimestamp) return this.#w.removeFinalizer(ew, units);
+    const event = sourceClaimed(ew.spec.sourceTarget.name, rival.metadata.name);
+    if (readyReasonIsNew(ew, event.reason)) void this.#w.event(ew, event);
+    await this.#w.writeStatus(ew, {
+      ...ew.status,
+      conditions: setCondition(
+        ew.status?.conditions,
+        { type: ConditionType.Ready, status: 'False', reason: event.reason, message: event.message },
+        now,
+      ),
+    });
   }
-}
 
-/** Whether `a` claimed its source before `b` (creation time, then name, so that exactly one wins a tie). */
-function olderThan(a: ElasticWorkload, b: ElasticWorkload): boolean {
-  const at = (e: ElasticWorkload) => new Date(String(e.metadata.creationTimestamp ?? 0)).getTime();
-  return at(a) < at(b) || (at(a) === at(b) && a.metadata.name < b.metadata.name);
+  /** The source does not exist: a deletion is done; otherwise say so (once) and show it in the status. */
+  async #sourceMissing(ew: ElasticWorkload, units: Map<string, V1Deployment>, now: Date): Promise<void> {
+    if (ew.metadata.deletionTimestamp) return this.#w.removeFinalizer(ew, units);
+    const onUnits = [...units.values()].reduce((n, d) => n + (d.spec?.replicas ?? 0), 0);
+    const event = sourceNotFound(ew.spec.sourceTarget.name, ew.metadata.namespace!, onUnits);
+    if (readyReasonIsNew(ew, event.reason)) void this.#w.event(ew, event);
+    await this.#w.writeStatus(
+      ew,
+      elasticWorkloadStatus({ ew, source: undefined, units, plan: undefined, violations: [], now }),
+    );
+  }
+
+  /** What holds bursting back, read from the caches (failed pods past their cooldown are deleted on the way). */
+  async #observe(
+    ew: ElasticWorkload,
+    source: V1Deployment,
+    units: Map<string, V1Deployment>,
+    now: Date,
+  ): Promise<Seen> {
+    const violations = sandboxViolations(source.spec?.template?.spec, [], 'spec.template.spec');
+    const troubles = await this.#troubles(ew, now);
+    // Checked before any scaling: a unit whose template no provider can run never gets a replica to fail.
+    const refusals = ew.metadata.deletionTimestamp
+      ? new Map<string, TemplateRefusal>()
+      : unitRefusals(ew, source, this.virtualNodes.list());
+    const unschedulableForSeconds = unschedulableAges(
+      source,
+      this.pendingPods.list(source.metadata?.namespace),
+      now,
+    );
+    return {
+      observed: observation({
+        ew,
+        source,
+        units,
+        unschedulableForSeconds,
+        violations,
+        refusals,
+        troubles,
+        now,
+      }),
+      violations,
+      refusals,
+      troubles,
+    };
+  }
+
+  /** The deletion waited past `foldBackTimeoutSeconds`: remove the units anyway, and say so. */
+  async #foldBackTimedOut(
+    ew: ElasticWorkload,
+    source: V1Deployment,
+    units: Map<string, V1Deployment>,
+    plan: DistributionPlan,
+  ): Promise<void> {
+    const onUnits = plan.units.reduce((n, u) => n + u.replicas, 0);
+    void this.#w.event(
+      ew,
+      foldBackTimedOut(
+        source.status?.readyReplicas ?? 0,
+        plan.source.replicas,
+        ew.spec.foldBackTimeoutSeconds ?? 600,
+        onUnits,
+      ),
+    );
+    return this.#w.removeFinalizer(ew, units);
+  }
+
+  /**
+   * Events for what blocks bursting, each time it changes (not on every reconcile while it holds), and for each
+   * unit that falls back for lack of capacity.
+   */
+  #tellBlocked(ew: ElasticWorkload, plan: DistributionPlan, seen: Seen): void {
+    const { violations, refusals, troubles } = seen;
+    const blocked = burstBlocked(ew.spec.sourceTarget.name, violations, refusals, troubles);
+    if (blocked.blocked && burstBlockedIsNew(ew, blocked.message))
+      void this.#w.event(ew, burstBlockedEvent(blocked, violations));
+    for (const [unit, { until, kind }] of troubles) {
+      const fell = plan.units.find((u) => u.name === unit);
+      const max = ew.spec.elasticUnit?.find((x) => x.name === unit)?.max ?? Infinity;
+      if (kind === 'NoCapacity' && fell && fell.goal < max)
+        void this.#w.event(ew, spotFallback(unit, fell.goal, until));
+    }
+  }
 }

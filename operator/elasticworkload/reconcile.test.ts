@@ -95,8 +95,25 @@ describe('ElasticWorkload reconcile: distribution', () => {
   it('a failed unit apply is an Event and an error', async () => {
     const w = world({ ews: [elasticWorkload({ replicas: 5 })], deployments: [source(2)] });
     w.api.failWith = (x) => (x.verb === 'apply' ? new Error('admission webhook denied') : undefined);
-    await expect(w.reconcile()).rejects.toThrow('admission webhook denied');
+    await expect(w.reconcile()).rejects.toThrow(
+      'applying unit Deployment team/web-unit-burst: admission webhook denied',
+    );
     expect(eventOf(w, 'UnitApplyFailed').note).toContain('web-unit-burst: admission webhook denied');
+  });
+
+  it('errors say what was being done: scaling the source, patching the status', async () => {
+    const ew = elasticWorkload({ replicas: 5 });
+    const scale = world({ ews: [ew], deployments: [source(5), unit(ew, 'burst', 3, source(5))] });
+    scale.api.failWith = (x) =>
+      x.kind === 'Deployment' ? new Error('etcdserver: request timed out') : undefined;
+    await expect(scale.reconcile()).rejects.toThrow(
+      'scaling source Deployment team/web to 2: etcdserver: request timed out',
+    );
+    expect(scale.events.events).toEqual([]);
+
+    const status = world({ ews: [ew], deployments: [source(2), unit(ew, 'burst', 3, source(2))] });
+    status.api.failWith = (x) => ('subresource' in x ? new Error('conflict') : undefined);
+    await expect(status.reconcile()).rejects.toThrow('patching ElasticWorkload team/web status: conflict');
   });
 });
 

@@ -7,7 +7,7 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { applyObject } from '../shared/apply.ts';
 import { apiErrorMessage, isApiError, type Clients } from '../shared/client.ts';
-import { EventType, type EventRecorder } from '../shared/events.ts';
+import type { EventRecorder } from '../shared/events.ts';
 import {
   ANNOTATION_ORIGINAL_REPLICAS,
   API_VERSION,
@@ -19,6 +19,7 @@ import {
   type ElasticWorkload,
 } from './api.ts';
 import type { DistributionPlan } from './distribute.ts';
+import { deletedUnit, scaledSource, scaledUnit, unitApplyFailed, type WorkloadEvent } from './events.ts';
 import { sameStatus } from './status.ts';
 import { unitDeployment, unitIsCurrent } from './units.ts';
 
@@ -81,6 +82,11 @@ export function clientsApi(c: Clients): ElasticWorkloadApi {
   };
 }
 
+/** `err` wrapped with what was being done ("scaling source Deployment ns/name: …"), the original as its cause. */
+export function wrapError(doing: string, err: unknown): Error {
+  return new Error(`${doing}: ${apiErrorMessage(err)}`, { cause: err });
+}
+
 /** The ElasticWorkload controller's writes: each skips what is already so, and records the Events they cause. */
 export class ElasticWorkloadWriter {
   readonly #api: ElasticWorkloadApi;
@@ -91,27 +97,26 @@ export class ElasticWorkloadWriter {
     this.#events = events;
   }
 
+  /** Sets the source's replicas, recording the count it had before spillway managed it (once). */
   async scaleSource(ew: ElasticWorkload, source: V1Deployment, replicas: number): Promise<void> {
     const current = source.spec?.replicas ?? 1;
     const original = source.metadata?.annotations?.[ANNOTATION_ORIGINAL_REPLICAS];
     if (current === replicas && original !== undefined) return;
-    await this.#api.patchDeployment(source.metadata!.namespace!, source.metadata!.name!, {
-      // The replicas the source had before spillway managed it, for the record.
-      metadata:
-        original === undefined ? { annotations: { [ANNOTATION_ORIGINAL_REPLICAS]: String(current) } } : {},
-      spec: { replicas },
-    });
-    if (current !== replicas) {
-      void this.event(
-        ew,
-        EventType.Normal,
-        'ScaledSource',
-        'Scale',
-        `scaled source Deployment ${source.metadata?.name} from ${current} to ${replicas}`,
-      );
+    const { namespace, name } = source.metadata as { namespace: string; name: string };
+    try {
+      await this.#api.patchDeployment(namespace, name, {
+        // The replicas the source had before spillway managed it, for the record.
+        metadata:
+          original === undefined ? { annotations: { [ANNOTATION_ORIGINAL_REPLICAS]: String(current) } } : {},
+        spec: { replicas },
+      });
+    } catch (err) {
+      throw wrapError(`scaling source Deployment ${namespace}/${name} to ${replicas}`, err);
     }
+    if (current !== replicas) void this.event(ew, scaledSource(name, current, replicas));
   }
 
+  /** Applies (or deletes) one unit's Deployment as the plan says; nothing when it is already so. */
   async applyUnit(
     ew: ElasticWorkload,
     source: V1Deployment,
@@ -126,45 +131,29 @@ export class ElasticWorkloadWriter {
     if (!existing && u.replicas === 0) return;
     const desired = unitDeployment(ew, source, unit, u.replicas);
     if (existing && existing.spec?.replicas === u.replicas && unitIsCurrent(existing, desired)) return;
+    const name = desired.metadata!.name!;
     try {
       await this.#api.applyDeployment(desired);
     } catch (err) {
-      void this.event(
-        ew,
-        EventType.Warning,
-        'UnitApplyFailed',
-        'Apply',
-        `could not apply unit Deployment ${desired.metadata?.name}: ${apiErrorMessage(err)}`,
-      );
-      throw err;
+      void this.event(ew, unitApplyFailed(name, apiErrorMessage(err)));
+      throw wrapError(`applying unit Deployment ${desired.metadata?.namespace}/${name}`, err);
     }
     const before = existing?.spec?.replicas ?? 0;
-    if (before !== u.replicas) {
-      void this.event(
-        ew,
-        EventType.Normal,
-        'ScaledUnit',
-        'Scale',
-        `scaled unit ${u.name} (Deployment ${desired.metadata?.name}) from ${before} to ${u.replicas}`,
-      );
-    }
+    if (before !== u.replicas) void this.event(ew, scaledUnit(u.name, name, before, u.replicas));
   }
 
+  /** Deletes a unit Deployment (already gone: fine). */
   async deleteUnit(ew: ElasticWorkload, unit: V1Deployment): Promise<void> {
+    const { namespace, name } = unit.metadata as { namespace: string; name: string };
     try {
-      await this.#api.deleteDeployment(unit.metadata!.namespace!, unit.metadata!.name!);
-      void this.event(
-        ew,
-        EventType.Normal,
-        'DeletedUnit',
-        'Delete',
-        `deleted unit Deployment ${unit.metadata?.name}`,
-      );
+      await this.#api.deleteDeployment(namespace, name);
+      void this.event(ew, deletedUnit(name));
     } catch (err) {
-      if (!isApiError(err, 404)) throw err;
+      if (!isApiError(err, 404)) throw wrapError(`deleting unit Deployment ${namespace}/${name}`, err);
     }
   }
 
+  /** Deletes the units, then releases the ElasticWorkload's finalizer. */
   async removeFinalizer(ew: ElasticWorkload, units: Map<string, V1Deployment>): Promise<void> {
     for (const d of units.values()) await this.deleteUnit(ew, d);
     await this.patchEw(ew, {
@@ -175,15 +164,30 @@ export class ElasticWorkloadWriter {
     });
   }
 
+  /** Adds the finalizer (preconditioned on the version read). */
+  async addFinalizer(ew: ElasticWorkload): Promise<void> {
+    await this.patchEw(ew, {
+      metadata: {
+        finalizers: [...(ew.metadata.finalizers ?? []), FINALIZER],
+        resourceVersion: ew.metadata.resourceVersion,
+      },
+    });
+  }
+
   /** A merge patch of the ElasticWorkload (or its status subresource); a 404 means it is already gone. */
   async patchEw(ew: ElasticWorkload, body: object, subresource?: 'status'): Promise<void> {
     try {
       await this.#api.patchElasticWorkload(ew.metadata.namespace!, ew.metadata.name, body, subresource);
     } catch (err) {
-      if (!isApiError(err, 404)) throw err;
+      if (!isApiError(err, 404))
+        throw wrapError(
+          `patching ElasticWorkload ${ew.metadata.namespace}/${ew.metadata.name}${subresource ? ' status' : ''}`,
+          err,
+        );
     }
   }
 
+  /** Writes `status` unless it is what is stored. */
   async writeStatus(ew: ElasticWorkload, status: ElasticWorkload['status']): Promise<void> {
     if (!sameStatus(status, ew.status)) await this.patchEw(ew, { status }, 'status');
   }
@@ -198,7 +202,8 @@ export class ElasticWorkloadWriter {
     }
   }
 
-  event(ew: ElasticWorkload, type: EventType, reason: string, action: string, note: string): Promise<void> {
+  /** Records `e` on the ElasticWorkload; never rejects (a failure is the recorder's to report). */
+  event(ew: ElasticWorkload, e: WorkloadEvent): Promise<void> {
     return this.#events.record(
       {
         apiVersion: API_VERSION,
@@ -207,10 +212,10 @@ export class ElasticWorkloadWriter {
         name: ew.metadata.name,
         uid: ew.metadata.uid,
       },
-      type,
-      reason,
-      action,
-      note,
+      e.type,
+      e.reason,
+      e.action,
+      e.message,
     );
   }
 }
