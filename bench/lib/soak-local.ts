@@ -46,6 +46,16 @@ function startTime(pid: string): string | undefined {
   }
 }
 
+/** Whether the process is PID 1 of its innermost PID namespace (the last NSpid value). */
+function isNsInit(pid: string): boolean {
+  try {
+    const m = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m?.[1]?.trim().split(/\s+/).at(-1) === '1';
+  } catch {
+    return false;
+  }
+}
+
 function pidNs(pid: string | number): string | undefined {
   try {
     return readlinkSync(`/proc/${pid}/ns/pid`);
@@ -62,7 +72,8 @@ export function scanSandboxes(stateDir: string): SandboxScan {
   for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
     const argv = argvOf(p);
     // PID 1 is `bash sandbox-init.sh <dir>`; its `unshare` parent carries the same arguments after its own.
-    if (argv[0] === 'bash' && argv[1] === SANDBOX_INIT_PATH && argv[2]?.startsWith(prefix)) {
+    // Only PID 1 of its namespace: the script's command substitutions fork subshells with the same arguments.
+    if (argv[0] === 'bash' && argv[1] === SANDBOX_INIT_PATH && argv[2]?.startsWith(prefix) && isNsInit(p)) {
       const st = startTime(p);
       if (st !== undefined) {
         const uid = argv[2].slice(prefix.length).split('/')[0]!;
