@@ -248,6 +248,30 @@ describe('pod controller: delete', () => {
     expect(w.controller.knownPods).toBe(0);
   });
 
+  it('does not tell Killing again for a delete a previous run began and recorded', async () => {
+    const provider = new FakeProvider();
+    const web = pod('web');
+    const report = await provider.create(web);
+    const terminating: V1Pod = {
+      ...web,
+      metadata: { ...web.metadata, deletionTimestamp: new Date(), deletionGracePeriodSeconds: 10 },
+      status: podStatusFrom(web, report, '10.0.0.1'),
+    };
+    const killing: CoreV1Event = {
+      metadata: { name: 'web.2', namespace: 'shop' },
+      involvedObject: { kind: 'Pod', uid: 'uid-web' },
+      reason: 'Killing',
+      message: 'Stopping container app',
+      reportingInstance: 'vn',
+      lastTimestamp: new Date(),
+    };
+    const w = await given({ provider, pods: [terminating], recorded: [killing] });
+    await w.controller.reconcile('shop/web');
+    await settle();
+    expect(w.api.writes.at(-1)).toMatchObject({ verb: 'delete', pod: 'web', gracePeriodSeconds: 0 });
+    expect(w.events.filter((e) => e.reason === 'Killing')).toEqual([]);
+  });
+
   it('deletes the old instance of a pod re-created under the same name, and creates the new one', async () => {
     const provider = new FakeProvider();
     const w = await given({ provider });

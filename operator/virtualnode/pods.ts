@@ -43,7 +43,7 @@ import {
 import { PodEvents } from './pod-events.ts';
 import { failedStatus, podStatusFrom, statusFingerprint } from './pod-status.ts';
 import { deletePodNow, evictPod, patchPodStatus } from './pod-writes.ts';
-import { isNewProviderEvent, loadRecordedEvents, type RecordedEvents } from './provider-events.ts';
+import { eventKey, isNewProviderEvent, loadRecordedEvents, type RecordedEvents } from './provider-events.ts';
 import { resolvePodInputs, type MissingReferenceError } from './resolve.ts';
 
 export type { Clock, PodControllerOptions } from './pod-controller-options.ts';
@@ -62,6 +62,8 @@ export class PodController {
   #workers: Promise<void>[] = [];
   #unsubscribe: (() => void) | undefined;
   #unsubscribeEvents: (() => void) | undefined;
+  /** The Events this node recorded before this start (see provider-events.ts); empty until {@link prepare}. */
+  #recorded: Promise<RecordedEvents> = Promise.resolve(new Map());
 
   constructor(opts: PodControllerOptions) {
     this.#settings = podControllerSettings(opts);
@@ -93,13 +95,15 @@ export class PodController {
     const o = this.#settings;
     const startedAt = o.clock.now();
     // The Events this node recorded before a restart, so that provider events it lists again are not repeated.
-    const recorded = loadRecordedEvents(o.recordedEvents, o.nodeName).catch((err: unknown) => {
-      this.#log.warn(
-        { err: apiErrorMessage(err) },
-        'cannot read recorded Events: provider events may repeat',
-      );
-      return new Map<string, number>();
-    });
+    const recorded = (this.#recorded = loadRecordedEvents(o.recordedEvents, o.nodeName).catch(
+      (err: unknown) => {
+        this.#log.warn(
+          { err: apiErrorMessage(err) },
+          'cannot read recorded Events: provider events may repeat',
+        );
+        return new Map<string, number>();
+      },
+    ));
     this.#unsubscribe = o.provider.onStatus((s) => this.#onReport(s));
     this.#unsubscribeEvents = o.provider.onEvent?.(
       (e) => void this.#providerEvent(e, recorded, startedAt).catch(() => {}),
@@ -260,8 +264,12 @@ export class PodController {
     if (known?.hasInstance) {
       const report = known.report;
       const views = report ? viewsFromReport(report) : viewsFromPodStatus(pod.status);
-      if (!this.#settings.provider.reportsContainerEvents)
-        for (const e of killingEvents(pod, views)) this.#events.container(pod, e);
+      if (!this.#settings.provider.reportsContainerEvents) {
+        // A delete that a previous run of this node began (and recorded) is not told again after a restart.
+        const recorded = await this.#recorded;
+        for (const e of killingEvents(pod, views))
+          if (!recorded.has(eventKey(k.uid, e.reason, e.message))) this.#events.container(pod, e);
+      }
       const grace = pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30;
       await this.#deleteInstance(k, grace);
     }
