@@ -7,7 +7,10 @@ import { AppsV1Api, CoreV1Api, CustomObjectsApi, type V1Deployment } from '@kube
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
-import { ElasticWorkloadController, elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import {
+  ElasticWorkloadController,
+  elasticWorkloadController,
+} from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { getDeployment } from '../support/kube.ts';

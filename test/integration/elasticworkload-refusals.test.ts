@@ -14,7 +14,10 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Condition, ElasticWorkload, ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
-import { ElasticWorkloadController, elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import {
+  ElasticWorkloadController,
+  elasticWorkloadController,
+} from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { FakeProvider } from '../../operator/providers/fake/fake-provider.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';

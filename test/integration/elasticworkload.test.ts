@@ -8,7 +8,10 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ElasticWorkload, ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
-import { ElasticWorkloadController, elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import {
+  ElasticWorkloadController,
+  elasticWorkloadController,
+} from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { getCustomObject, getDeployment, kubectl } from '../support/kube.ts';

@@ -17,7 +17,10 @@ import {
   VERSION,
   type ElasticWorkload,
 } from '../../operator/elasticworkload/api.ts';
-import { ElasticWorkloadController, elasticWorkloadController } from '../../operator/elasticworkload/controller.ts';
+import {
+  ElasticWorkloadController,
+  elasticWorkloadController,
+} from '../../operator/elasticworkload/controller.ts';
 import { installCrd } from '../../operator/elasticworkload/install.ts';
 import { createLogger } from '../../operator/shared/log.ts';
 import { renderChart, scratchDir, serviceAccountKubeconfig, type KubeObject } from '../support/chart.ts';
