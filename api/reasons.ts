@@ -24,6 +24,8 @@ export type PodReason = (typeof PodReason)[keyof typeof PodReason];
 export const ConditionReason = {
   /** Ready False: another, older ElasticWorkload splits the same Deployment. */
   SourceClaimed: 'SourceClaimed',
+  /** Ready False: the source Deployment does not exist. */
+  SourceNotFound: 'SourceNotFound',
   /** Ready True: every placed replica is ready. */
   AllReplicasReady: 'AllReplicasReady',
   /** Ready False: some placed replicas are not ready yet. */

@@ -429,11 +429,10 @@ export async function buildImage(): Promise<{ path: string; digest: string }> {
   if (process.platform !== 'linux' || process.arch !== 'x64')
     throw new Error('builds linux/amd64 on linux/amd64 only');
   const version = appVersion();
-  const cliVersion = /export const VERSION = '([^']+)'/.exec(
-    readFileSync(join(ROOT, 'operator/cli.ts'), 'utf8'),
-  )?.[1];
-  if (cliVersion !== version)
-    throw new Error(`operator/cli.ts VERSION ${cliVersion} differs from the chart's appVersion ${version}`);
+  const packageVersion = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string })
+    .version;
+  if (packageVersion !== version)
+    throw new Error(`package.json version ${packageVersion} differs from the chart's appVersion ${version}`);
   const name = `${REPOSITORY}:${version}`;
   const node = nodeBinary();
   const libs = runtimeLibraries(node.path);

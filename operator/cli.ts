@@ -51,8 +51,7 @@ import {
   refusal,
   spillwayWebhookConfigurations,
 } from '../webhooks/ownership.ts';
-
-export const VERSION = '0.1.0';
+import { VERSION } from './shared/version.ts';
 
 const usage = `usage: spillway <run|controller|virtual-node|crds|version> [flags]
 

@@ -10,8 +10,6 @@ import { VIRTUAL_NODE_LABEL } from '../api/labels.ts';
 import { virtualPlacementReason, type IsVirtualNode } from '../api/placement.ts';
 import { describeViolations, sandboxViolations, type SandboxViolation } from '../api/sandbox-rules.ts';
 import { describeRefusal, providerRefusal } from '../operator/providers/refusal.ts';
-// TEMPORARY re-export until the import codemod runs.
-export { virtualPlacementReason, type IsVirtualNode } from '../api/placement.ts';
 
 /** The validating webhook's answer. */
 export type Verdict =

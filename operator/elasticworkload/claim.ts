@@ -2,7 +2,7 @@
  * One source, one owner: a second ElasticWorkload on the same Deployment would fight the first over its replicas
  * for ever. The oldest claim wins; the others say so (SourceClaimed) and touch nothing.
  */
-import type { ElasticWorkload } from './api.ts';
+import type { ElasticWorkload } from '../../api/elasticworkload.ts';
 
 /** The ElasticWorkload among `others` (same namespace) that claimed `ew`'s source first, if any. */
 export function claimRival(

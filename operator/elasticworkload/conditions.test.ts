@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { Condition } from './api.ts';
-import { ConditionType, findCondition, isConditionTrue, kubernetesTime, setCondition } from './conditions.ts';
+import type { Condition } from '../../api/elasticworkload.ts';
+import { ConditionType } from '../../api/elasticworkload.ts';
+import { findCondition, isConditionTrue, kubernetesTime, setCondition } from './conditions.ts';
 
 const t0 = new Date('2026-01-01T10:00:00.123Z');
 const t1 = new Date('2026-01-01T10:05:00.000Z');

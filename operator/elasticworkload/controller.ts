@@ -11,9 +11,10 @@ import { EventRecorder } from '../shared/events.ts';
 import { objectKey, splitKey } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
 import type { CachedInformer } from '../shared/namespaced-informers.ts';
-import { sandboxViolations } from '../shared/sandbox-rules.ts';
+import { sandboxViolations } from '../../api/sandbox-rules.ts';
 import { WorkQueue, runWorkers } from '../shared/workqueue.ts';
-import { FINALIZER, LABEL_ELASTIC_WORKLOAD, LABEL_UNIT, type ElasticWorkload } from './api.ts';
+import { FINALIZER, LABEL_ELASTIC_WORKLOAD, LABEL_UNIT } from '../../api/labels.ts';
+import type { ElasticWorkload } from '../../api/elasticworkload.ts';
 import { claimRival } from './claim.ts';
 import { distribute, foldBack, type DistributionPlan } from './distribute.ts';
 import {
@@ -35,7 +36,8 @@ import {
   unschedulableAges,
   type Seen,
 } from './observe.ts';
-import { ConditionType, setCondition } from './conditions.ts';
+import { ConditionType } from '../../api/elasticworkload.ts';
+import { setCondition } from './conditions.ts';
 import {
   isUnitFailure,
   isUnschedulable,
@@ -103,7 +105,7 @@ export function elasticWorkloadController(
  */
 export class ElasticWorkloadController {
   readonly #log: Logger;
-  readonly #w: ElasticWorkloadWriter;
+  readonly #writer: ElasticWorkloadWriter;
   readonly #queue = new WorkQueue({ name: 'elasticworkload' });
   /** ElasticWorkloads as the apiserver stores them (plain JSON: metadata times are strings). */
   readonly ews: CachedInformer<KubernetesObject>;
@@ -134,7 +136,7 @@ export class ElasticWorkloadController {
     this.#virtualNodesSyncTimeoutMs = opts.virtualNodesSyncTimeoutMs ?? 10_000;
     this.#log = opts.logger ?? componentLogger('elasticworkload');
     this.#now = opts.now ?? (() => new Date());
-    this.#w = opts.writer;
+    this.#writer = opts.writer;
     this.ews = opts.informers.ews;
     this.deployments = opts.informers.deployments;
     this.pendingPods = opts.informers.pendingPods;
@@ -239,7 +241,7 @@ export class ElasticWorkloadController {
       now,
     );
     for (const p of expired) {
-      const err = await this.#w.deleteFailedPod(p.metadata!.namespace!, p.metadata!.name!);
+      const err = await this.#writer.deleteFailedPod(p.metadata!.namespace!, p.metadata!.name!);
       if (err)
         this.#log.warn(
           { pod: objectKey(p), err: apiErrorMessage(err) },
@@ -257,7 +259,7 @@ export class ElasticWorkloadController {
     const deleting = Boolean(ew.metadata.deletionTimestamp);
     if (!ew.metadata.finalizers?.includes(FINALIZER)) {
       // Not yet ours (the finalizer comes first: a deletion must find it), or already released.
-      if (!deleting) await this.#w.addFinalizer(ew);
+      if (!deleting) await this.#writer.addFinalizer(ew);
       return;
     }
     const now = this.#now();
@@ -268,16 +270,16 @@ export class ElasticWorkloadController {
     if (!source) return this.#sourceMissing(ew, units, now);
     const seen = await this.#observe(ew, source, units, now);
     const plan = deleting ? foldBack(ew.spec, seen.observed) : distribute(ew.spec, seen.observed);
-    await this.#w.scaleSource(ew, source, plan.source.replicas);
-    for (const u of plan.units) await this.#w.applyUnit(ew, source, units.get(u.name), u);
+    await this.#writer.scaleSource(ew, source, plan.source.replicas);
+    for (const u of plan.units) await this.#writer.applyUnit(ew, source, units.get(u.name), u);
     let foldBackLeft: number | undefined;
     if (deleting) {
-      if (plan.units.every((u) => u.replicas === 0)) return this.#w.removeFinalizer(ew, units);
+      if (plan.units.every((u) => u.replicas === 0)) return this.#writer.removeFinalizer(ew, units);
       foldBackLeft = foldBackLeftMs(ew, now);
       if (foldBackLeft <= 0) return this.#foldBackTimedOut(ew, source, units, plan);
     }
     this.#tellBlocked(ew, plan, seen);
-    await this.#w.writeStatus(
+    await this.#writer.writeStatus(
       ew,
       elasticWorkloadStatus({
         ew,
@@ -305,10 +307,10 @@ export class ElasticWorkloadController {
     units: Map<string, V1Deployment>,
     now: Date,
   ): Promise<void> {
-    if (ew.metadata.deletionTimestamp) return this.#w.removeFinalizer(ew, units);
+    if (ew.metadata.deletionTimestamp) return this.#writer.removeFinalizer(ew, units);
     const event = sourceClaimed(ew.spec.sourceTarget.name, rival.metadata.name);
-    if (readyReasonIsNew(ew, event.reason)) void this.#w.event(ew, event);
-    await this.#w.writeStatus(ew, {
+    if (readyReasonIsNew(ew, event.reason)) void this.#writer.event(ew, event);
+    await this.#writer.writeStatus(ew, {
       ...ew.status,
       conditions: setCondition(
         ew.status?.conditions,
@@ -320,11 +322,11 @@ export class ElasticWorkloadController {
 
   /** The source does not exist: a deletion is done; otherwise say so (once) and show it in the status. */
   async #sourceMissing(ew: ElasticWorkload, units: Map<string, V1Deployment>, now: Date): Promise<void> {
-    if (ew.metadata.deletionTimestamp) return this.#w.removeFinalizer(ew, units);
+    if (ew.metadata.deletionTimestamp) return this.#writer.removeFinalizer(ew, units);
     const onUnits = [...units.values()].reduce((n, d) => n + (d.spec?.replicas ?? 0), 0);
     const event = sourceNotFound(ew.spec.sourceTarget.name, ew.metadata.namespace!, onUnits);
-    if (readyReasonIsNew(ew, event.reason)) void this.#w.event(ew, event);
-    await this.#w.writeStatus(
+    if (readyReasonIsNew(ew, event.reason)) void this.#writer.event(ew, event);
+    await this.#writer.writeStatus(
       ew,
       elasticWorkloadStatus({ ew, source: undefined, units, plan: undefined, violations: [], now }),
     );
@@ -373,7 +375,7 @@ export class ElasticWorkloadController {
     plan: DistributionPlan,
   ): Promise<void> {
     const onUnits = plan.units.reduce((n, u) => n + u.replicas, 0);
-    void this.#w.event(
+    void this.#writer.event(
       ew,
       foldBackTimedOut(
         source.status?.readyReplicas ?? 0,
@@ -382,7 +384,7 @@ export class ElasticWorkloadController {
         onUnits,
       ),
     );
-    return this.#w.removeFinalizer(ew, units);
+    return this.#writer.removeFinalizer(ew, units);
   }
 
   /**
@@ -393,12 +395,12 @@ export class ElasticWorkloadController {
     const { violations, refusals, troubles } = seen;
     const blocked = burstBlocked(ew.spec.sourceTarget.name, violations, refusals, troubles);
     if (blocked.blocked && burstBlockedIsNew(ew, blocked.message))
-      void this.#w.event(ew, burstBlockedEvent(blocked, violations));
+      void this.#writer.event(ew, burstBlockedEvent(blocked, violations));
     for (const [unit, { until, kind }] of troubles) {
       const fell = plan.units.find((u) => u.name === unit);
       const max = ew.spec.elasticUnit?.find((x) => x.name === unit)?.max ?? Infinity;
       if (kind === 'NoCapacity' && fell && fell.goal < max)
-        void this.#w.event(ew, spotFallback(unit, fell.goal, until));
+        void this.#writer.event(ew, spotFallback(unit, fell.goal, until));
     }
   }
 }

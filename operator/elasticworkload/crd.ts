@@ -4,7 +4,7 @@
  * the same object at start-up, so the two never disagree.
  */
 import { customResourceDefinition, type CustomResourceDefinition } from '../shared/crd-schema.ts';
-import { ElasticWorkloadSchema, GROUP, KIND, PLURAL, VERSION } from './api.ts';
+import { ElasticWorkloadSchema, GROUP, KIND, PLURAL, VERSION } from '../../api/elasticworkload.ts';
 
 /**
  * The CRD. Printer columns answer "where are my replicas": DESIRED (spec.replicas), SOURCE and UNITS (what

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ElasticWorkloadSpec } from './api.ts';
+import type { ElasticWorkloadSpec } from '../../api/elasticworkload.ts';
 import { distribute, type Observation } from './distribute.ts';
 import { seen, spec, summary, type Expected } from './distribute.fixtures.ts';
 

@@ -1,5 +1,9 @@
 /** Shared fixtures of the distribution tests: specs as users write them, observations, plan summaries. */
-import { ElasticWorkloadSpecSchema, type ElasticWorkloadSpec, type OverflowPolicy } from './api.ts';
+import {
+  ElasticWorkloadSpecSchema,
+  type ElasticWorkloadSpec,
+  type OverflowPolicy,
+} from '../../api/elasticworkload.ts';
 import type { DistributionPlan, Observation } from './distribute.ts';
 
 /** A spec as a user writes it, defaults applied by the real schema. */

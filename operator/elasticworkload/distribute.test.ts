@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ElasticWorkloadSpec } from './api.ts';
+import type { ElasticWorkloadSpec } from '../../api/elasticworkload.ts';
 import { distribute, foldBack, type DistributionPlan, type Observation } from './distribute.ts';
 import { nothing, seen, spec, summary, twoUnits, type Expected } from './distribute.fixtures.ts';
 

@@ -10,7 +10,7 @@
  *    fold-back on delete, the first take-over of a source) never drops the workload below its ready count,
  *    while a plain scale-in (`replicas` lowered) removes ready replicas at once, last unit first, source last.
  */
-import type { ElasticWorkloadSpec } from './api.ts';
+import type { ElasticWorkloadSpec } from '../../api/elasticworkload.ts';
 
 /** The parts of the spec the distribution reads. */
 export type DistributionSpec = Pick<

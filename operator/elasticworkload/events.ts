@@ -3,9 +3,10 @@
  * shows), and when a standing one is told again. Pure: the writer records what these return.
  */
 import { EventType } from '../shared/events.ts';
-import { describeViolations, type SandboxViolation } from '../shared/sandbox-rules.ts';
-import type { ElasticWorkload } from './api.ts';
-import { ConditionType } from './conditions.ts';
+import { describeViolations, type SandboxViolation } from '../../api/sandbox-rules.ts';
+import type { ElasticWorkload } from '../../api/elasticworkload.ts';
+import { ConditionType } from '../../api/elasticworkload.ts';
+import { EventReason, ConditionReason } from '../../api/reasons.ts';
 
 /** An Event to record on the ElasticWorkload: its type, reason, action (what the controller did) and message. */
 export interface WorkloadEvent {
@@ -31,7 +32,7 @@ const normal = (reason: string, action: string, message: string): WorkloadEvent 
 /** Another ElasticWorkload (`rival`) splits the same source first. */
 export function sourceClaimed(source: string, rival: string): WorkloadEvent {
   return warning(
-    'SourceClaimed',
+    EventReason.SourceClaimed,
     'Claim',
     `Deployment ${source} is already split by ElasticWorkload ${rival}: delete one of the two`,
   );
@@ -40,7 +41,7 @@ export function sourceClaimed(source: string, rival: string): WorkloadEvent {
 /** The source Deployment does not exist; `onUnits` replicas still run on units. */
 export function sourceNotFound(source: string, namespace: string, onUnits: number): WorkloadEvent {
   return warning(
-    'SourceNotFound',
+    EventReason.SourceNotFound,
     'Scale',
     onUnits > 0
       ? `Deployment ${source} is gone while ${onUnits} replicas still run on elastic units: re-create it, or delete this ElasticWorkload to remove the units`
@@ -56,7 +57,7 @@ export function foldBackTimedOut(
   onUnits: number,
 ): WorkloadEvent {
   return warning(
-    'FoldBackTimedOut',
+    EventReason.FoldBackTimedOut,
     'Delete',
     `the source ran ${ready} of ${wanted} replicas ${timeoutSeconds} s after the deletion: removing the units anyway, so ${onUnits} replicas wait as pending pods of the source`,
   );
@@ -70,15 +71,19 @@ export function burstBlockedEvent(
   blocked: { reason: string; message: string },
   violations: readonly SandboxViolation[],
 ): WorkloadEvent {
-  return blocked.reason === 'UnsupportedPodSpec'
-    ? warning('BurstBlocked', 'Block', `no replica can burst: ${describeViolations([...violations])}`)
+  return blocked.reason === ConditionReason.UnsupportedPodSpec
+    ? warning(
+        EventReason.BurstBlocked,
+        'Block',
+        `no replica can burst: ${describeViolations([...violations])}`,
+      )
     : warning(blocked.reason, 'Block', blocked.message);
 }
 
 /** Unit `unit`'s provider has no capacity: it keeps `keeps` ready replicas and the rest overflow until `until`. */
 export function spotFallback(unit: string, keeps: number, until: number): WorkloadEvent {
   return warning(
-    'SpotFallback',
+    EventReason.SpotFallback,
     'Scale',
     `unit ${unit} has no provider capacity (its pods failed with InsufficientCapacity): it keeps its ${keeps} ready replicas and the rest overflow into the next unit until ${new Date(until).toISOString()}`,
   );
@@ -86,13 +91,17 @@ export function spotFallback(unit: string, keeps: number, until: number): Worklo
 
 /** The source Deployment was scaled. */
 export function scaledSource(source: string, from: number, to: number): WorkloadEvent {
-  return normal('ScaledSource', 'Scale', `scaled source Deployment ${source} from ${from} to ${to}`);
+  return normal(
+    EventReason.ScaledSource,
+    'Scale',
+    `scaled source Deployment ${source} from ${from} to ${to}`,
+  );
 }
 
 /** A unit Deployment was scaled. */
 export function scaledUnit(unit: string, deployment: string, from: number, to: number): WorkloadEvent {
   return normal(
-    'ScaledUnit',
+    EventReason.ScaledUnit,
     'Scale',
     `scaled unit ${unit} (Deployment ${deployment}) from ${from} to ${to}`,
   );
@@ -100,12 +109,16 @@ export function scaledUnit(unit: string, deployment: string, from: number, to: n
 
 /** A unit Deployment could not be applied. */
 export function unitApplyFailed(deployment: string, error: string): WorkloadEvent {
-  return warning('UnitApplyFailed', 'Apply', `could not apply unit Deployment ${deployment}: ${error}`);
+  return warning(
+    EventReason.UnitApplyFailed,
+    'Apply',
+    `could not apply unit Deployment ${deployment}: ${error}`,
+  );
 }
 
 /** A unit Deployment was deleted. */
 export function deletedUnit(deployment: string): WorkloadEvent {
-  return normal('DeletedUnit', 'Delete', `deleted unit Deployment ${deployment}`);
+  return normal(EventReason.DeletedUnit, 'Delete', `deleted unit Deployment ${deployment}`);
 }
 
 /**

@@ -6,8 +6,9 @@ import type { KubeConfig, KubernetesObject, V1Deployment, V1Node, V1Pod } from '
 import type { Clients } from '../shared/client.ts';
 import { informerFor } from '../shared/informer.ts';
 import { scopedInformer, type CachedInformer } from '../shared/namespaced-informers.ts';
-import { VIRTUAL_NODE_LABEL } from '../../webhooks/contract.ts';
-import { GROUP, LABEL_ELASTIC_WORKLOAD, PLURAL, VERSION } from './api.ts';
+import { VIRTUAL_NODE_LABEL } from '../../api/labels.ts';
+import { GROUP, PLURAL, VERSION } from '../../api/elasticworkload.ts';
+import { LABEL_ELASTIC_WORKLOAD } from '../../api/labels.ts';
 
 /** The label selector of the virtual-node informer. */
 const VIRTUAL_NODE_SELECTOR = `${VIRTUAL_NODE_LABEL}=true`;

@@ -4,8 +4,9 @@
  * out-of-capacity pods). Pure functions of cached objects and the time.
  */
 import type { V1Deployment, V1Node, V1Pod } from '@kubernetes/client-node';
-import type { SandboxViolation } from '../shared/sandbox-rules.ts';
-import { LABEL_ELASTIC_WORKLOAD, LABEL_UNIT, type ElasticWorkload } from './api.ts';
+import type { SandboxViolation } from '../../api/sandbox-rules.ts';
+import { LABEL_ELASTIC_WORKLOAD, LABEL_UNIT } from '../../api/labels.ts';
+import type { ElasticWorkload } from '../../api/elasticworkload.ts';
 import type { DistributionPlan, Observation } from './distribute.ts';
 import {
   failedUnitPod,

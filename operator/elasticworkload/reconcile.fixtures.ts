@@ -9,7 +9,13 @@ import { expect } from 'vitest';
 import type { EventType, Regarding } from '../shared/events.ts';
 import type { UpdateHandler } from '../shared/informer.ts';
 import type { CachedInformer } from '../shared/namespaced-informers.ts';
-import { API_VERSION, ElasticWorkloadSpecSchema, FINALIZER, KIND, type ElasticWorkload } from './api.ts';
+import {
+  API_VERSION,
+  ElasticWorkloadSpecSchema,
+  KIND,
+  type ElasticWorkload,
+} from '../../api/elasticworkload.ts';
+import { FINALIZER } from '../../api/labels.ts';
 import { ElasticWorkloadController } from './controller.ts';
 import { unitDeployment } from './units.ts';
 import { ElasticWorkloadWriter, type ElasticWorkloadApi, type EventSink } from './writer.ts';

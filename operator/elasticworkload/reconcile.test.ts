@@ -4,7 +4,7 @@
  * and Events. test/integration/elasticworkload*.test.ts prove the real apiserver agrees.
  */
 import { describe, expect, it } from 'vitest';
-import { FINALIZER } from './api.ts';
+import { FINALIZER } from '../../api/labels.ts';
 import {
   T0,
   condition,

@@ -8,10 +8,11 @@
  */
 import type { V1Node, V1Pod, V1PodTemplateSpec } from '@kubernetes/client-node';
 import { providerRules, type PodSpecRules } from '../providers/rules.ts';
-import { providerRefusal, type ProviderRefusal } from '../../webhooks/provider-refusal.ts';
-import { virtualPlacementReason } from '../../webhooks/validate.ts';
-import { LABEL_ELASTIC_WORKLOAD, LABEL_UNIT } from './api.ts';
+import { providerRefusal, type ProviderRefusal } from '../providers/refusal.ts';
+import { virtualPlacementReason } from '../../api/placement.ts';
+import { LABEL_ELASTIC_WORKLOAD, LABEL_UNIT } from '../../api/labels.ts';
 import type { UnschedulableUnitPods } from './status.ts';
+import { PodReason } from '../../api/reasons.ts';
 
 /** A provider that refuses a unit's pod template, and the fields it names (paths in the source Deployment). */
 export type TemplateRefusal = ProviderRefusal;
@@ -46,9 +47,12 @@ export function templateRefusal(
 }
 
 /** Pod reasons the virtual node fails a pod with when its provider refused or could not create it. */
-export const PROVIDER_FAILURE_REASONS: readonly string[] = ['UnsupportedPodSpec', 'ProviderFailed'];
+export const PROVIDER_FAILURE_REASONS: readonly string[] = [
+  PodReason.UnsupportedPodSpec,
+  PodReason.ProviderFailed,
+];
 /** The reason the virtual node fails a pod with when its provider has no capacity (spot stock ran out). */
-export const NO_CAPACITY_REASON = 'InsufficientCapacity';
+export const NO_CAPACITY_REASON = PodReason.InsufficientCapacity;
 /** Provider failures within one cooldown that make a unit fall back: one may be a fluke, this many are not. */
 export const FAILING_THRESHOLD = 3;
 

@@ -1,6 +1,6 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import type { ElasticWorkload } from './api.ts';
+import type { ElasticWorkload } from '../../api/elasticworkload.ts';
 import { distribute, type Observation } from './distribute.ts';
 import { spec, twoUnits } from './distribute.fixtures.ts';
 import type { TemplateRefusal, UnitTrouble } from './refusals.ts';

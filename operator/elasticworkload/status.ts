@@ -4,13 +4,15 @@
  * Pure: the controller writes it only when it differs from what is stored.
  */
 import type { V1Deployment } from '@kubernetes/client-node';
-import type { SandboxViolation } from '../shared/sandbox-rules.ts';
-import { describeViolations } from '../shared/sandbox-rules.ts';
-import type { ElasticWorkload, ElasticWorkloadStatus } from './api.ts';
-import { ConditionType, kubernetesTime, setCondition } from './conditions.ts';
+import type { SandboxViolation } from '../../api/sandbox-rules.ts';
+import { describeViolations } from '../../api/sandbox-rules.ts';
+import type { ElasticWorkload, ElasticWorkloadStatus } from '../../api/elasticworkload.ts';
+import { ConditionType } from '../../api/elasticworkload.ts';
+import { kubernetesTime, setCondition } from './conditions.ts';
 import type { DistributionPlan } from './distribute.ts';
 import type { TemplateRefusal, UnitTrouble } from './refusals.ts';
 import { stableJson, workloadSelector } from './units.ts';
+import { ConditionReason } from '../../api/reasons.ts';
 
 /** Unit pods the scheduler could not place (PodScheduled=False, reason Unschedulable). */
 export interface UnschedulableUnitPods {
@@ -45,27 +47,31 @@ export function burstBlocked(
   const parts: string[] = [];
   let reason: string | undefined;
   if (violations.length > 0) {
-    reason = 'UnsupportedPodSpec';
+    reason = ConditionReason.UnsupportedPodSpec;
     parts.push(
       `the source's pod template uses what a sandbox cannot run, so no unit is created and the source keeps up to its max: ${describeViolations(violations)}`,
     );
   }
   for (const [unit, r] of refusals) {
-    reason ??= 'ProviderRefusesPodSpec';
+    reason ??= ConditionReason.ProviderRefusesPodSpec;
     parts.push(
       `unit ${unit} gets no replica: provider ${r.provider} cannot run Deployment ${sourceName}'s pod template: ${r.causes.map((c) => `${c.path}: ${c.message}`).join('; ')}`,
     );
   }
   for (const [unit, t] of troubles) {
     if (t.kind !== 'PodsFailing') continue;
-    reason ??= 'UnitPodsFailing';
+    reason ??= ConditionReason.UnitPodsFailing;
     parts.push(
       `unit ${unit} keeps only its ready replicas until ${kubernetesTime(new Date(t.until))}: ${t.failed} of its pods failed on the virtual node (last: ${t.reason}: ${t.message})`,
     );
   }
   return reason
     ? { blocked: true, reason, message: parts.join('. ') }
-    : { blocked: false, reason: 'NoUnsupportedFeatures', message: 'the pod template can run in a sandbox' };
+    : {
+        blocked: false,
+        reason: ConditionReason.NoUnsupportedFeatures,
+        message: 'the pod template can run in a sandbox',
+      };
 }
 
 /**
@@ -81,26 +87,26 @@ export function cappedCondition(
   const parts: string[] = [];
   let reason: string | undefined;
   if (plan.unplaceable > 0) {
-    reason = 'UnitsCannotRun';
+    reason = ConditionReason.UnitsCannotRun;
     parts.push(
       `${plan.unplaceable} replicas are not placed: the units that would take them cannot run them (see BurstBlocked, and the Events)`,
     );
   }
   if (byMax > 0) {
-    reason ??= 'AllTargetsAtMax';
+    reason ??= ConditionReason.AllTargetsAtMax;
     parts.push(
       `${byMax} replicas are not placed: the source and every unit are at their max; raise a max or add an unbounded last unit`,
     );
   }
   if (unschedulable.pods > 0) {
-    reason ??= 'NoVirtualNodeCapacity';
+    reason ??= ConditionReason.NoVirtualNodeCapacity;
     parts.push(
       `${unschedulable.pods} unit pods are Pending: the scheduler finds no room for them${unschedulable.message ? ` (${unschedulable.message})` : ''}`,
     );
   }
   return reason
     ? { capped: true, reason, message: parts.join('; ') }
-    : { capped: false, reason: 'AllPlaced', message: 'every replica is placed' };
+    : { capped: false, reason: ConditionReason.AllPlaced, message: 'every replica is placed' };
 }
 
 /** The status for `inputs`, keeping condition transition times of the stored status. */
@@ -134,7 +140,7 @@ export function elasticWorkloadStatus({
     set(
       ConditionType.Ready,
       false,
-      'SourceNotFound',
+      ConditionReason.SourceNotFound,
       `Deployment ${ew.spec.sourceTarget.name} not found in namespace ${ew.metadata.namespace}: create it or fix sourceTarget.name`,
     );
     return { ...ew.status, observedGeneration: gen, conditions };
@@ -161,21 +167,21 @@ export function elasticWorkloadStatus({
     set(
       ConditionType.Ready,
       false,
-      blocked.blocked ? blocked.reason : 'UnitsWithoutCapacity',
+      blocked.blocked ? blocked.reason : ConditionReason.UnitsWithoutCapacity,
       `${plan.unplaceable} of ${ew.spec.replicas} replicas run nowhere: ${blocked.blocked ? blocked.message : 'the units that would take them have no provider capacity'}; ${readyMessage}`,
     );
   } else {
     set(
       ConditionType.Ready,
       ready >= placed && placed === ew.spec.replicas - plan.capped,
-      ready >= placed ? 'AllReplicasReady' : 'ReplicasNotReady',
+      ready >= placed ? 'AllReplicasReady' : ConditionReason.ReplicasNotReady,
       readyMessage,
     );
   }
   set(
     ConditionType.Bursting,
     onUnits > 0,
-    onUnits > 0 ? 'ReplicasOnUnits' : 'AllOnSource',
+    onUnits > 0 ? 'ReplicasOnUnits' : ConditionReason.AllOnSource,
     onUnits > 0
       ? `${onUnits} of ${placed} replicas run on elastic units (${plan.decision})`
       : `every replica runs on the source (${plan.decision})`,

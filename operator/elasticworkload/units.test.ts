@@ -1,6 +1,6 @@
 import type { V1Deployment, V1LabelSelector } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { ElasticWorkloadSchema, type ElasticUnit, type ElasticWorkload } from './api.ts';
+import { ElasticWorkloadSchema, type ElasticUnit, type ElasticWorkload } from '../../api/elasticworkload.ts';
 import {
   labelSelectorString,
   templateHash,

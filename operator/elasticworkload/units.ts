@@ -24,15 +24,8 @@ import type {
   V1PodTemplateSpec,
   V1Toleration,
 } from '@kubernetes/client-node';
-import {
-  ANNOTATION_TEMPLATE_HASH,
-  API_VERSION,
-  KIND,
-  LABEL_ELASTIC_WORKLOAD,
-  LABEL_UNIT,
-  type ElasticUnit,
-  type ElasticWorkload,
-} from './api.ts';
+import { ANNOTATION_TEMPLATE_HASH, LABEL_ELASTIC_WORKLOAD, LABEL_UNIT } from '../../api/labels.ts';
+import { API_VERSION, KIND, type ElasticUnit, type ElasticWorkload } from '../../api/elasticworkload.ts';
 
 /** The unit Deployment's name: `<source>-unit-<unit>`. */
 export function unitDeploymentName(source: string, unit: string): string {

@@ -8,16 +8,15 @@ import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { applyObject } from '../shared/apply.ts';
 import { apiErrorMessage, isApiError, type Clients } from '../shared/client.ts';
 import type { EventRecorder } from '../shared/events.ts';
+import { ANNOTATION_ORIGINAL_REPLICAS, FINALIZER } from '../../api/labels.ts';
 import {
-  ANNOTATION_ORIGINAL_REPLICAS,
   API_VERSION,
-  FINALIZER,
   GROUP,
   KIND,
   PLURAL,
   VERSION,
   type ElasticWorkload,
-} from './api.ts';
+} from '../../api/elasticworkload.ts';
 import type { DistributionPlan } from './distribute.ts';
 import { deletedUnit, scaledSource, scaledUnit, unitApplyFailed, type WorkloadEvent } from './events.ts';
 import { sameStatus } from './status.ts';

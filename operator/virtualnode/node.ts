@@ -18,7 +18,9 @@ import { isApiError } from '../shared/client.ts';
 import type { Logger } from '../shared/log.ts';
 import { componentLogger } from '../shared/log.ts';
 import type { NodeCapacity, SandboxProvider } from '../providers/types.ts';
-import { VIRTUAL_NODE_LABELS, virtualNodeTaints } from '../../webhooks/contract.ts';
+import { VIRTUAL_NODE_LABELS } from '../../api/labels.ts';
+import { virtualNodeTaints } from '../../api/taints.ts';
+import { PeriodicLoops } from '../shared/periodic.ts';
 
 /** The kubelet version a virtual node reports (`kubectl get nodes` VERSION). */
 export const VIRTUAL_KUBELET_VERSION = 'v1.36.3-spillway';
@@ -198,7 +200,8 @@ export class NodeController {
   readonly #coordination: CoordinationV1Api;
   readonly #provider: SandboxProvider;
   readonly #log: Logger;
-  #timers: NodeJS.Timeout[] = [];
+  /** Lease renewal, pings and status updates. */
+  readonly #loops = new PeriodicLoops((what, err) => this.#log.warn({ err: String(err) }, `${what} failed`));
   #failedPings = 0;
   #healthy = { ok: true, message: '' };
   #lastWritten = '';
@@ -227,14 +230,7 @@ export class NodeController {
   async start(): Promise<void> {
     await this.register();
     await this.renewLease();
-    const every = (ms: number, fn: () => Promise<void>) => {
-      const t = setInterval(
-        () => void fn().catch((err) => this.#log.warn({ err: String(err) }, 'node loop failed')),
-        ms,
-      );
-      t.unref();
-      this.#timers.push(t);
-    };
+    const every = (ms: number, fn: () => Promise<void>) => this.#loops.every(ms, 'node loop', fn);
     every(this.#config.leaseRenewIntervalMs, () => this.renewLease());
     every(this.#config.pingIntervalMs, () => this.ping());
     every(Math.min(this.#config.statusUpdateIntervalMs, 10_000), () => this.updateStatus());
@@ -242,8 +238,7 @@ export class NodeController {
 
   /** Stops the loops. The Node stays registered; its Lease expires and the node goes NotReady. */
   stop(): void {
-    for (const t of this.#timers) clearInterval(t);
-    this.#timers = [];
+    this.#loops.stop();
   }
 
   /**

@@ -1,6 +1,6 @@
 /**
  * The pod controller driven directly, without a control plane (Karpenter's suite_test.go style): each test sets up
- * its own world (pod-world.ts: pods, a recording Pod API, Events, the fake provider, a fake clock), makes one
+ * its own world (pod-world.fixtures.ts: pods, a recording Pod API, Events, the fake provider, a fake clock), makes one
  * change, calls `reconcile` or `syncStatus` and asserts the writes and Events. The integration tests prove that the
  * real apiserver and scheduler agree with what this fakes.
  */
@@ -10,7 +10,7 @@ import { ThrottledError } from '../providers/errors.ts';
 import { FakeProvider } from '../providers/fake/fake-provider.ts';
 import type { SandboxEvent, SandboxStatus } from '../providers/types.ts';
 import { podStatusFrom } from './pod-status.ts';
-import { podWorld, settle, type PodWorld } from './pod-world.ts';
+import { podWorld, settle, type PodWorld } from './pod-world.fixtures.ts';
 
 const pod = (
   name: string,

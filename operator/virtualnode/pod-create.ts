@@ -10,11 +10,16 @@ import { isInsufficientCapacity, isInvalidPodSpec, isThrottled } from '../provid
 import { withContainerWaiting, type ContainerEvent } from './container-events.ts';
 import { pendingStatus } from './pod-status.ts';
 import { MissingReferenceError } from './resolve.ts';
+import { PodReason } from '../../api/reasons.ts';
 
 /** What to do after a create threw. */
 export type CreateFailure =
   /** Fail the pod now with `reason`: retrying cannot help. */
-  | { kind: 'fail'; reason: 'UnsupportedPodSpec' | 'InsufficientCapacity'; message: string }
+  | {
+      kind: 'fail';
+      reason: typeof PodReason.UnsupportedPodSpec | typeof PodReason.InsufficientCapacity;
+      message: string;
+    }
   /** The provider is pacing us: retry after `requeueAfter`, without counting an attempt. */
   | { kind: 'throttled'; requeueAfter: number }
   /** A referenced ConfigMap/Secret/volume source is missing: report it as a kubelet does and retry. */
@@ -27,7 +32,7 @@ export function classifyCreateError(err: unknown, provider: string): CreateFailu
   if (isInvalidPodSpec(err)) {
     return {
       kind: 'fail',
-      reason: 'UnsupportedPodSpec',
+      reason: PodReason.UnsupportedPodSpec,
       message: `provider ${provider} cannot run this pod: ${(err as Error).message}`,
     };
   }
@@ -36,7 +41,7 @@ export function classifyCreateError(err: unknown, provider: string): CreateFailu
     // controller reads, so that a spot unit falls back to its next unit instead of waiting here.
     return {
       kind: 'fail',
-      reason: 'InsufficientCapacity',
+      reason: PodReason.InsufficientCapacity,
       message: `provider ${provider} has no capacity for this pod: ${(err as Error).message}`,
     };
   }

@@ -2,7 +2,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { PodEvents, type PodEventRecorder } from './pod-events.ts';
-import { settle } from './pod-world.ts';
+import { settle } from './pod-world.fixtures.ts';
 
 const pod = (name: string): V1Pod => ({ metadata: { name, namespace: 'shop', uid: `uid-${name}` } });
 const started = {

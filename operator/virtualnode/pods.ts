@@ -17,7 +17,7 @@ import { apiErrorMessage } from '../shared/client.ts';
 import { EventType } from '../shared/events.ts';
 import { objectKey, splitKey, type SupervisedInformer } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
-import { describeViolations, sandboxViolations } from '../shared/sandbox-rules.ts';
+import { describeViolations, sandboxViolations } from '../../api/sandbox-rules.ts';
 import { WorkQueue, runWorkers, type ReconcileResult } from '../shared/workqueue.ts';
 import {
   isNotFound,
@@ -45,6 +45,8 @@ import { failedStatus, podStatusFrom, statusFingerprint } from './pod-status.ts'
 import { deletePodNow, evictPod, patchPodStatus } from './pod-writes.ts';
 import { eventKey, isNewProviderEvent, loadRecordedEvents, type RecordedEvents } from './provider-events.ts';
 import { resolvePodInputs, type MissingReferenceError } from './resolve.ts';
+import { PodReason, EventReason } from '../../api/reasons.ts';
+import { PeriodicLoops } from '../shared/periodic.ts';
 
 export type { Clock, PodControllerOptions } from './pod-controller-options.ts';
 
@@ -58,7 +60,8 @@ export class PodController {
   readonly #status = new WorkQueue({ name: 'virtualnode_status' });
   /** One record per pod UID: instance, last report, create attempts, failed, evicted, status written. */
   readonly #known = new KnownPods();
-  #timers: NodeJS.Timeout[] = [];
+  /** Orphan collection and volume refresh: a failed round is logged and the next one tries again. */
+  readonly #loops = new PeriodicLoops((what, err) => this.#log.warn({ err: String(err) }, `${what} failed`));
   #workers: Promise<void>[] = [];
   #unsubscribe: (() => void) | undefined;
   #unsubscribeEvents: (() => void) | undefined;
@@ -80,9 +83,9 @@ export class PodController {
     this.#workers.push(
       runWorkers(this.#status, o.statusWorkers, (k) => this.syncStatus(k), { logger: this.#log }),
     );
-    this.#every(o.orphanIntervalMs, 'orphan collection', () => this.collectOrphans());
+    this.#loops.every(o.orphanIntervalMs, 'orphan collection', () => this.collectOrphans());
     if (o.provider.updateVolumes) {
-      this.#every(o.volumeRefreshIntervalMs, 'volume refresh', () => this.refreshVolumes());
+      this.#loops.every(o.volumeRefreshIntervalMs, 'volume refresh', () => this.refreshVolumes());
     }
     for (const key of this.pods.keys()) this.#enqueue(key);
   }
@@ -154,19 +157,9 @@ export class PodController {
     await this.#events.record(pod, e.type, e.reason, 'Provider', e.message);
   }
 
-  /** Runs `fn` every `ms` until stop; a failure is logged and the next round tries again. */
-  #every(ms: number, what: string, fn: () => Promise<unknown>): void {
-    const t = setInterval(
-      () => void fn().catch((err) => this.#log.warn({ err: String(err) }, `${what} failed`)),
-      ms,
-    );
-    t.unref();
-    this.#timers.push(t);
-  }
-
   /** Stops the queues and the informer; instances keep running. */
   async stop(): Promise<void> {
-    for (const t of this.#timers) clearInterval(t);
+    this.#loops.stop();
     this.#unsubscribe?.();
     this.#unsubscribeEvents?.();
     await Promise.all([this.#sync.shutDown(), this.#status.shutDown()]);
@@ -218,7 +211,7 @@ export class PodController {
     const violations = sandboxViolations(pod.spec, pod.metadata?.ownerReferences);
     if (violations.length > 0) {
       const message = `a sandbox cannot run this pod: ${describeViolations(violations)}`;
-      await this.#fail(pod, 'UnsupportedPodSpec', message);
+      await this.#fail(pod, PodReason.UnsupportedPodSpec, message);
       return;
     }
     try {
@@ -239,10 +232,10 @@ export class PodController {
         return { requeueAfter: missingReferenceBackoffMs(attempts) };
       }
       const message = refusedCreateMessage(o.provider.name, attempts, o.maxCreateAttempts, failure.detail);
-      void this.#events.record(pod, EventType.Warning, 'ProviderCreateFailed', 'Create', message);
+      void this.#events.record(pod, EventType.Warning, EventReason.ProviderCreateFailed, 'Create', message);
       if (attempts >= o.maxCreateAttempts) {
         known.resetCreateFailures();
-        await this.#fail(pod, 'ProviderFailed', message);
+        await this.#fail(pod, PodReason.ProviderFailed, message);
         return;
       }
       return { requeueAfter: createBackoffMs(attempts) };
@@ -253,7 +246,7 @@ export class PodController {
   async #missingReference(pod: V1Pod, err: MissingReferenceError): Promise<void> {
     const report = missingReferenceReport(pod, err, this.#settings.hostIP);
     if (report.failedMount)
-      void this.#events.record(pod, EventType.Warning, 'FailedMount', 'Create', report.failedMount);
+      void this.#events.record(pod, EventType.Warning, EventReason.FailedMount, 'Create', report.failedMount);
     if (report.containerEvent) this.#events.container(pod, report.containerEvent);
     await this.#writeStatus(pod, report.status);
   }
@@ -311,7 +304,7 @@ export class PodController {
       void this.#events.record(
         pod,
         EventType.Warning,
-        'Evicting',
+        EventReason.Evicting,
         'Delete',
         `evicted before its instance is reclaimed: ${disruption.message ?? disruption.reason ?? ''}`,
       );
@@ -360,7 +353,7 @@ export class PodController {
         void this.#events.record(
           pod,
           EventType.Warning,
-          'FailedMount',
+          EventReason.FailedMount,
           'Refresh',
           `could not refresh volumes: ${apiErrorMessage(err)}`,
         );

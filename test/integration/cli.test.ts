@@ -14,7 +14,7 @@ import {
   CustomObjectsApi,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
+import { GROUP, PLURAL, VERSION } from '../../api/elasticworkload.ts';
 import { PROVIDER_NAMES } from '../../operator/providers/index.ts';
 import { repoRoot, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';

@@ -5,8 +5,8 @@
  */
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
-import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
+import type { ElasticWorkloadInput } from '../../api/elasticworkload.ts';
+import { GROUP, PLURAL, VERSION } from '../../api/elasticworkload.ts';
 import {
   ElasticWorkloadController,
   elasticWorkloadController,

@@ -12,8 +12,8 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Condition, ElasticWorkload, ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
-import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
+import type { Condition, ElasticWorkload, ElasticWorkloadInput } from '../../api/elasticworkload.ts';
+import { GROUP, PLURAL, VERSION } from '../../api/elasticworkload.ts';
 import {
   ElasticWorkloadController,
   elasticWorkloadController,

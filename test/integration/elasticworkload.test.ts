@@ -6,8 +6,8 @@ import {
   type V1Deployment,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ElasticWorkload, ElasticWorkloadInput } from '../../operator/elasticworkload/api.ts';
-import { GROUP, PLURAL, VERSION } from '../../operator/elasticworkload/api.ts';
+import type { ElasticWorkload, ElasticWorkloadInput } from '../../api/elasticworkload.ts';
+import { GROUP, PLURAL, VERSION } from '../../api/elasticworkload.ts';
 import {
   ElasticWorkloadController,
   elasticWorkloadController,

@@ -10,13 +10,8 @@ import { join } from 'node:path';
 import { CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  FINALIZER,
-  GROUP,
-  PLURAL,
-  VERSION,
-  type ElasticWorkload,
-} from '../../operator/elasticworkload/api.ts';
+import { FINALIZER } from '../../api/labels.ts';
+import { GROUP, PLURAL, VERSION, type ElasticWorkload } from '../../api/elasticworkload.ts';
 import {
   ElasticWorkloadController,
   elasticWorkloadController,

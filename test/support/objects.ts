@@ -13,7 +13,7 @@ import {
   PLURAL,
   VERSION,
   type ElasticWorkloadInput,
-} from '../../operator/elasticworkload/api.ts';
+} from '../../api/elasticworkload.ts';
 
 /**
  * A Deployment `name` of `replicas` pods labelled `app: <name>` (plus `labels`), one container `name` running

@@ -13,6 +13,7 @@ import type {
 } from '../types.ts';
 import type { ContainerGroup } from './client.ts';
 import { KUBE_PROXY_CONTAINER, TAGS } from './mapping.ts';
+import { PodReason } from '../../../api/reasons.ts';
 
 /** An ECI event, as DescribeContainerGroups with WithEvent returns it. */
 export interface EciEvent {
@@ -159,8 +160,8 @@ export function groupToStatus(g: ContainerGroup, key: SandboxKey): SandboxStatus
       .filter((e) => e.type === 'Warning')
       .at(-1);
     reason = /NoStock/i.test(`${last?.reason ?? ''} ${last?.message ?? ''}`)
-      ? 'InsufficientCapacity'
-      : 'ProviderFailed';
+      ? PodReason.InsufficientCapacity
+      : PodReason.ProviderFailed;
     message = last ? `${last.reason}: ${last.message}` : `ECI reports the instance ${g.status}`;
   }
   const visible = (c: RawContainer) => c.name !== KUBE_PROXY_CONTAINER;

@@ -90,7 +90,7 @@ export class LocalProvider implements SandboxProvider {
   readonly name = 'local';
   readonly network: LocalNetwork;
   readonly stateDir: string;
-  readonly #o: LocalProviderOptions;
+  readonly #options: LocalProviderOptions;
   readonly #dns: ClusterDNS;
   readonly #supervision: SupervisionOptions;
   readonly #log: Logger;
@@ -102,7 +102,7 @@ export class LocalProvider implements SandboxProvider {
   #cgroups: CgroupMode = { version: 0, reason: 'not detected yet' };
 
   private constructor(options: LocalProviderOptions) {
-    this.#o = options;
+    this.#options = options;
     this.stateDir = options.stateDir ?? join('/run/spillway', options.nodeName);
     this.network = new LocalNetwork({
       nodeCIDR: options.nodeCIDR ?? LOCAL_NODE_CIDR,
@@ -143,7 +143,7 @@ export class LocalProvider implements SandboxProvider {
   }
 
   #cgroupFor(uid: string) {
-    return (container: string) => new ContainerCgroup(this.#cgroups, this.#o.nodeName, uid, container);
+    return (container: string) => new ContainerCgroup(this.#cgroups, this.#options.nodeName, uid, container);
   }
 
   /**
@@ -174,8 +174,8 @@ export class LocalProvider implements SandboxProvider {
     const strays = findSandboxProcesses(root).filter((proc) => !live.has(proc.uid));
     await killProcesses(strays.map((proc) => proc.ref));
     for (const what of await this.network.collect(live)) this.#log.info({ what }, 'removed leftover');
-    for (const uid of podCgroupUids(this.#cgroups, this.#o.nodeName)) {
-      if (!live.has(uid)) removePodCgroups(this.#cgroups, this.#o.nodeName, uid);
+    for (const uid of podCgroupUids(this.#cgroups, this.#options.nodeName)) {
+      if (!live.has(uid)) removePodCgroups(this.#cgroups, this.#options.nodeName, uid);
     }
   }
 
@@ -194,7 +194,7 @@ export class LocalProvider implements SandboxProvider {
     const procs = findSandboxProcesses(join(this.stateDir, 'sandboxes')).filter((p) => p.uid === uid);
     await killProcesses(procs.map((p) => p.ref));
     await this.network.detach(uid);
-    removePodCgroups(this.#cgroups, this.#o.nodeName, uid);
+    removePodCgroups(this.#cgroups, this.#options.nodeName, uid);
     rmSync(this.#sandboxDir(uid), { recursive: true, force: true });
   }
 
@@ -227,7 +227,7 @@ export class LocalProvider implements SandboxProvider {
   async #create(key: SandboxKey, pod: V1Pod, inputs: ResolvedPodInputs): Promise<SandboxStatus> {
     const plan = planSandbox(key, pod, inputs);
     const dir = this.#sandboxDir(key.uid);
-    const step = (name: SetupStep) => this.#o.step?.(name, key.uid);
+    const step = (name: SetupStep) => this.#options.step?.(name, key.uid);
     await this.#removeTraces(key.uid, undefined); // a create that died half-way leaves nothing to build on
     mkdirSync(join(dir, 'containers'), { recursive: true });
     step('state-dir');
@@ -462,7 +462,7 @@ export class LocalProvider implements SandboxProvider {
   }
 
   async capacity(): Promise<NodeCapacity> {
-    const custom = this.#o.capacity ?? {};
+    const custom = this.#options.capacity ?? {};
     return {
       cpu: String(cpus().length),
       memory: `${Math.floor(totalmem() / 1024)}Ki`,

@@ -1,2 +1,0 @@
-// TEMPORARY: moved to api/sandbox-rules.ts; removed when the import codemod runs.
-export * from '../../api/sandbox-rules.ts';

@@ -1,2 +1,0 @@
-// TEMPORARY: moved to operator/providers/refusal.ts; removed when the import codemod runs.
-export * from '../operator/providers/refusal.ts';
