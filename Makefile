@@ -1,4 +1,4 @@
-# spillway — the command contract (DESIGN.md §6). Every target installs what it needs first:
+# spillway — the command contract (docs/architecture.md#command-contract). Every target installs what it needs first:
 # Node >= 22 (from the npm registry when the system's is older), npm deps, and the Go-built binaries.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -47,7 +47,7 @@ test: system tools lint typecheck
 demo: system tools
 	@$(WITH_NODE) node hack/demo.ts
 
-## the benchmarks (DESIGN.md §8): bench/results/<name>.json + .svg and a summary table; BENCH_ARGS=--quick for small sizes
+## the benchmarks (docs/architecture.md#performance-targets): bench/results/<name>.json + .svg and a summary table; BENCH_ARGS=--quick for small sizes
 bench: tools
 	@bash hack/build-tools.sh vegeta vkref
 	@$(WITH_NODE) node bench/run.ts $(BENCH_ARGS)

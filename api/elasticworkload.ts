@@ -1,5 +1,5 @@
 /**
- * The ElasticWorkload API, `elastic.spillway.dev/v1alpha1` (DESIGN.md §2.1): one zod schema from which the
+ * The ElasticWorkload API, `elastic.spillway.dev/v1alpha1` (docs/architecture.md#the-elasticworkload-controller): one zod schema from which the
  * TypeScript types and the CRD (`crds/elasticworkload/`, through operator/shared/crd-schema.ts) are derived,
  * and the condition types it reports. Its labels, annotations and finalizer are in labels.ts.
  *

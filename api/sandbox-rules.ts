@@ -1,5 +1,5 @@
 /**
- * What a sandbox cannot run (DESIGN.md §2.3). One function, used by the validating webhook, the
+ * What a sandbox cannot run (docs/architecture.md#what-a-sandbox-cannot-run). One function, used by the validating webhook, the
  * ElasticWorkload controller (BurstBlocked) and the virtual node (UnsupportedPodSpec), so that all three
  * name the same fields with the same words.
  */

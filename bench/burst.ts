@@ -1,5 +1,5 @@
 /**
- * Burst benchmark (issue 5, DESIGN.md §8): one Deployment of 1000 `burst: always`-placed replicas (tolerations
+ * Burst benchmark (issue 5, docs/architecture.md#performance-targets): one Deployment of 1000 `burst: always`-placed replicas (tolerations
  * and a nodeSelector for the node under test; webhooks not involved) on the real control plane, and the time
  * until all of them are Running — on spillway's virtual node (fake provider, zero start latency, in its own
  * process) and, in the same run and on the same control plane, on the two references:
@@ -388,7 +388,7 @@ export async function burstBench(opts: BurstBenchOptions = {}): Promise<BenchOut
         : null,
     },
     anchors: {
-      'ASK (quoted in DESIGN.md §8, not measured)': '500 pods Running in 30 s',
+      'ASK (quoted, not measured)': '500 pods Running in 30 s',
       'virtual-kubelet status polling without PodNotifier (quoted)': '5 s',
     },
     ratios,

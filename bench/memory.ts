@@ -1,5 +1,5 @@
 /**
- * Memory benchmark (DESIGN.md §8: "operator memory with 5000 pods on a virtual node and 1000 ElasticWorkloads:
+ * Memory benchmark (docs/architecture.md#performance-targets: "operator memory with 5000 pods on a virtual node and 1000 ElasticWorkloads:
  * ≤ 150 MiB RSS"): the operator exactly as a user runs it in one process — `spillway run --provider fake`
  * (webhooks, the ElasticWorkload controller under leader election, one virtual node) — on the real control
  * plane, while the benchmark creates 1000 ElasticWorkloads over small source Deployments (the reconcile

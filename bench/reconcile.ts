@@ -1,5 +1,5 @@
 /**
- * Reconcile benchmark (issue 3, DESIGN.md §8): how fast the ElasticWorkload controller turns ElasticWorkload
+ * Reconcile benchmark (issue 3, docs/architecture.md#performance-targets): how fast the ElasticWorkload controller turns ElasticWorkload
  * changes into unit Deployments with the right replicas, on the real control plane, with kwok nodes running
  * the pods (so the controller also sees the Deployment status churn it would see in a cluster).
  *
@@ -10,7 +10,7 @@
  * 1. create: all ElasticWorkloads created at once (32 requests in flight) → unit at 1 replica;
  * 2. bulk scale: every ElasticWorkload scaled to 3 through the scale subresource at once → unit at 2;
  * 3. paced scale: a subset scaled to 4 one at a time at a steady rate → unit at 3 (a change on a quiet
- *    controller: the DESIGN.md §8 target "ElasticWorkload change → unit workloads updated, p99 ≤ 1 s").
+ *    controller: the target in docs/architecture.md#performance-targets "ElasticWorkload change → unit workloads updated, p99 ≤ 1 s").
  *
  * The controller runs in its own process (bench/entries/elasticworkload-controller.ts); its RSS and CPU are
  * sampled throughout.

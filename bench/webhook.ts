@@ -1,5 +1,5 @@
 /**
- * Webhook benchmark (issue 4, DESIGN.md §8): realistic pod AdmissionReviews POSTed over HTTPS on loopback at
+ * Webhook benchmark (issue 4, docs/architecture.md#performance-targets): realistic pod AdmissionReviews POSTed over HTTPS on loopback at
  * fixed rates by vegeta (an open-model load generator: requests go out on schedule whether or not earlier ones
  * were answered, so a slow server shows up as latency rather than as a politely lower rate). The webhook server
  * runs alone in a child process so that its RSS and CPU can be read.
@@ -203,7 +203,7 @@ export async function webhookBench(opts: WebhookBenchOptions = {}): Promise<Benc
         met: at1000 ? at1000.latencyMs.p99 <= TARGET_P99_MS : null,
       },
       anchor: {
-        name: 'Kyverno average admission latency (quoted in DESIGN.md §8, not measured here)',
+        name: 'Kyverno average admission latency (quoted, not measured here)',
         averageMs: KYVERNO_AVG_MS,
         ratioOfOurMeanAt1000: at1000
           ? Number((at1000.latencyMs.mean / ((KYVERNO_AVG_MS[0]! + KYVERNO_AVG_MS[1]!) / 2)).toFixed(3))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates a kind cluster and installs spillway's Helm chart into it, with one fake virtual node, for users who
 # have Docker. NOT exercised by this repository's CI: the CI machines have no Docker engine (the tests run against
-# a local control plane built from source instead, see DESIGN.md §5). docs/kind.md explains each step.
+# a local control plane built from source instead, see docs/architecture.md#local-control-plane). docs/kind.md explains each step.
 #
 #   hack/kind-install.sh                 # cluster "spillway", image ghcr.io/spillway-dev/spillway:<appVersion>
 #   CLUSTER=demo IMAGE=my.registry/spillway:dev hack/kind-install.sh

@@ -1,5 +1,5 @@
 /**
- * Pod placement (mutating): turns spillway's labels (DESIGN.md §2.2) into scheduling constraints and provider
+ * Pod placement (mutating): turns spillway's labels (docs/architecture.md#labels-annotations-taints-and-finalizers) into scheduling constraints and provider
  * annotations. A pure function of the pod, its namespace's labels and a policy; it returns the edited pod and
  * the JSON Patch that makes the same edits to the raw request object (patch.ts).
  */

@@ -9,7 +9,7 @@ export interface Series {
   points: readonly (readonly [number, number])[];
 }
 
-/** A horizontal reference line, e.g. a target from DESIGN.md §8. */
+/** A horizontal reference line, e.g. a target from docs/architecture.md#performance-targets. */
 export interface RefLine {
   y: number;
   label: string;

@@ -1,6 +1,6 @@
 /**
  * The ElasticWorkload controller: owns how many replicas run on the source Deployment and on each unit
- * Deployment (DESIGN.md §2.1). It never places pods. Level-based: each reconcile reads the ElasticWorkload,
+ * Deployment (docs/architecture.md#the-elasticworkload-controller). It never places pods. Level-based: each reconcile reads the ElasticWorkload,
  * the source, its units and (for capacity-aware overflow) the source's Unschedulable pods from the informer
  * caches, asks the pure `distribute`/`foldBack` for a plan, applies it, and writes status once.
  */

@@ -1,5 +1,5 @@
 /**
- * How many replicas run where (DESIGN.md §2.1): a pure function of the spec and of what the controller observes,
+ * How many replicas run where (docs/architecture.md#distribution-rules): a pure function of the spec and of what the controller observes,
  * so that the controller stays level-based: every decision is re-derived from the current replica counts of the
  * source and unit Deployments, never from memory of a previous reconcile.
  *
@@ -43,7 +43,7 @@ export interface Observation {
    * unit does.
    */
   units?: Array<TargetObservation & { name: string; capacityLimited?: boolean; refused?: boolean }>;
-  /** The source's pod template breaks the sandbox rules (DESIGN.md §2.3): no replica may go to a unit. */
+  /** The source's pod template breaks the sandbox rules (docs/architecture.md#what-a-sandbox-cannot-run): no replica may go to a unit. */
   blocked?: boolean;
   /** Seconds since replicas last moved to units because of Unschedulable pods (status.lastOverflowTime). */
   secondsSinceLastOverflow?: number;

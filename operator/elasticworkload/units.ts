@@ -1,6 +1,7 @@
 /**
- * Unit Deployments: clones of the source Deployment with an elastic unit's scheduling merged in (DESIGN.md
- * §2.1). Pure builders; the controller applies their output server-side.
+ * Unit Deployments: clones of the source Deployment with an elastic unit's scheduling merged in
+ * (docs/architecture.md#the-elasticworkload-controller). Pure builders; the controller applies their output
+ * server-side.
  *
  * Selectors. A unit's pods carry the source template's labels, so that the Services, PodDisruptionBudgets and
  * the HPA that select the source's pods select the unit's too: the workload is one set of pods wherever they run.

@@ -1,5 +1,5 @@
 /**
- * Typed provider errors (DESIGN.md §3). Controllers branch on them through the `isX()` guards, never
+ * Typed provider errors (docs/architecture.md#typed-errors). Controllers branch on them through the `isX()` guards, never
  * through `instanceof`: a provider may be loaded from another copy of this module (a plug-in bundled with
  * its own dependencies), and a class from one copy is not an instance of the same class from another.
  * The guards therefore check a global brand (`Symbol.for`) plus a string `code`.

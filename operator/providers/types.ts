@@ -1,5 +1,5 @@
 /**
- * The `SandboxProvider` plug-in interface (DESIGN.md §3): what the virtual node asks of a backend that runs
+ * The `SandboxProvider` plug-in interface (docs/architecture.md#provider-contract): what the virtual node asks of a backend that runs
  * pods as sandboxed instances (`eci`, `local`, `fake`). Modelled on virtual-kubelet's `PodLifecycleHandler`
  * + `PodNotifier` and Karpenter's `CloudProvider`: small, level-based, with a contract on every method.
  *
@@ -349,7 +349,7 @@ export interface SandboxProvider {
    * Subscribes to status changes. The provider calls `listener` asynchronously (never inside `create`)
    * with the full status whenever anything in it changes: phase, a container state, readiness, IPs.
    * It may repeat an unchanged status; the node compares. Providers that cannot push must poll
-   * internally, often enough for a p99 propagation of 1 s (DESIGN.md §8). A listener must not throw.
+   * internally, often enough for a p99 propagation of 1 s (docs/architecture.md#performance-targets). A listener must not throw.
    */
   onStatus(listener: (status: SandboxStatus) => void): Unsubscribe;
 

@@ -1,5 +1,5 @@
 /**
- * The network guard (DESIGN.md §4): before any pod or service address is used, the host gets blackhole routes
+ * The network guard (docs/architecture.md#network-guard): before any pod or service address is used, the host gets blackhole routes
  * for the cluster's CIDRs and an nftables table that drops any packet to them leaving through an interface
  * other than the sandbox bridge. Nothing this project runs may send traffic beyond loopback and the network
  * namespaces its tests create; the guard makes a mistake fail closed instead of leaking onto a real network.

@@ -1,6 +1,6 @@
 /**
  * ECI's error codes, sorted into what spillway does with them: retry (throttling, 5xx, network), or turn into
- * the typed provider errors the virtual node branches on (DESIGN.md §3). The SDK throws a `ResponseError` with
+ * the typed provider errors the virtual node branches on (docs/architecture.md#typed-errors). The SDK throws a `ResponseError` with
  * `code` (ECI's code), `statusCode` and `data.RequestId`, and never retries by itself.
  */
 import {

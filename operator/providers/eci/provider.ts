@@ -1,5 +1,5 @@
 /**
- * The `eci` provider (DESIGN.md §3): runs virtual-node pods as Alibaba Cloud ECI container groups.
+ * The `eci` provider (docs/architecture.md#providers): runs virtual-node pods as Alibaba Cloud ECI container groups.
  *
  * - create: pod → CreateContainerGroup (mapping.ts) with a ClientToken from the pod UID; before it, the node's
  *   instances are listed once by tag (the poller's first sync), so a create replayed after a restart finds the

@@ -1,5 +1,5 @@
 /**
- * The in-memory `fake` provider (DESIGN.md §3), for unit tests, integration tests without root, and the
+ * The in-memory `fake` provider (docs/architecture.md#providers), for unit tests, integration tests without root, and the
  * burst benchmark. Like Karpenter's fake cloud provider it records calls (`createCalls`, ...), fails on
  * demand (`nextCreateError`, `errorHook`, `failPing`) and resets between tests (`reset()`).
  *

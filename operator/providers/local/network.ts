@@ -1,5 +1,5 @@
 /**
- * Networking of local sandboxes (DESIGN.md §4): the guard first, then the bridge `spillway0` holding the
+ * Networking of local sandboxes (docs/architecture.md#networking-of-the-local-provider): the guard first, then the bridge `spillway0` holding the
  * node CIDR's first address, one veth pair per sandbox (host end on the bridge, `eth0` in the sandbox's
  * network namespace) and an IP per sandbox from the node CIDR, leased in a file that survives an operator
  * restart. The peer end lives in the sandbox's namespace, so the pair disappears with the sandbox.

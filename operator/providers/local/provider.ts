@@ -1,5 +1,5 @@
 /**
- * The `local` provider (DESIGN.md §3): each pod is a sandbox of real processes on this host, with its own
+ * The `local` provider (docs/architecture.md#providers): each pod is a sandbox of real processes on this host, with its own
  * network, mount, PID, UTS and IPC namespaces, a veth on `spillway0` and an IP from the node's pod CIDR.
  * Images are not pulled: commands run on the host's filesystem. Needs root.
  *

@@ -2,7 +2,7 @@
  * The kubelet side of `kubectl exec` and `kubectl attach` (remote command protocol over SPDY/3.1).
  *
  * kube-apiserver ≥ 1.36 forwards WebSocket to a kubelet only when the node declares
- * `ExtendWebSocketsToKubelet`; a virtual node does not, so it always receives SPDY/3.1 (DESIGN.md §9):
+ * `ExtendWebSocketsToKubelet`; a virtual node does not, so it always receives SPDY/3.1 (docs/architecture.md#kubelet-api-and-streaming):
  * an HTTP upgrade offering `X-Stream-Protocol-Version` v5…v1, then one SPDY stream per `streamtype`
  * (error, stdin, stdout, stderr unless tty, resize when tty). We answer `v4.channel.k8s.io`:
  * - it is what the real kubelet answers: its SPDY path supports v4, v3, v2, v1 and never v5;

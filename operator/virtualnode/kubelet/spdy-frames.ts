@@ -4,7 +4,7 @@
  * replies, pings) is in `spdy.ts`.
  *
  * Why our own codec: kube-apiserver speaks SPDY/3.1 to kubelets for exec/attach/port-forward
- * (DESIGN.md §9) and no npm package fits (`spdy` does not load on Node 24; `spdy-transport` rejects
+ * (docs/architecture.md#kubelet-api-and-streaming) and no npm package fits (`spdy` does not load on Node 24; `spdy-transport` rejects
  * Kubernetes' SYN_STREAM and enforces a 64 KiB window the Go client never opens).
  *
  * Layout (all big-endian):

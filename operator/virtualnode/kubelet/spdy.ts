@@ -1,6 +1,6 @@
 /**
  * A small SPDY/3.1 session over one socket: enough for the kubelet's streaming endpoints (exec, attach,
- * port-forward), which kube-apiserver reaches with SPDY/3.1 (DESIGN.md §9). The peer opens streams
+ * port-forward), which kube-apiserver reaches with SPDY/3.1 (docs/architecture.md#kubelet-api-and-streaming). The peer opens streams
  * (`on('stream')`), each a Duplex: bytes in from DATA frames, bytes out as DATA frames, `end()` sends FIN.
  *
  * Deliberately absent: flow control (the Go client never sends WINDOW_UPDATE, so enforcing a window would
