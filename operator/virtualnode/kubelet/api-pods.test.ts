@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeProvider } from '../../providers/fake/fake-provider.ts';
 import { sandboxKey } from '../../providers/types.ts';
 import { componentLogger } from '../../shared/log.ts';
-import { createCA, issueCert } from '../../shared/pki.ts';
+import { loopbackServingCert } from './api.fixtures.ts';
 import type { KubeletAuth } from './auth.ts';
 import { startKubeletApi } from './api.ts';
 
@@ -39,13 +39,7 @@ describe('kubelet API pod answers', () => {
   const pods = new Map<string, V1Pod>();
 
   beforeAll(async () => {
-    const ca = await createCA('kubelet-test', 3600_000);
-    const serving = await issueCert(ca, {
-      subject: 'CN=node',
-      ipAddresses: ['127.0.0.1'],
-      usage: 'server',
-      validForMs: 3600_000,
-    });
+    const serving = await loopbackServingCert();
     const auth = {
       authenticate: async () => ({ username: 'u', groups: [] }),
       authorize: async () => true,
@@ -56,7 +50,7 @@ describe('kubelet API pod answers', () => {
       auth,
       pod: (_ns, name) => pods.get(name),
       pods: () => [...pods.values()],
-      tls: { cert: serving.certPem, key: serving.keyPem },
+      tls: serving,
       host: '127.0.0.1',
       port: 0,
       logger: componentLogger('test'),

@@ -10,7 +10,7 @@ import { request, type Server } from 'node:https';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeProvider } from '../../providers/fake/fake-provider.ts';
 import { componentLogger } from '../../shared/log.ts';
-import { createCA, issueCert } from '../../shared/pki.ts';
+import { loopbackServingCert } from './api.fixtures.ts';
 import type { KubeletAuth } from './auth.ts';
 import { startKubeletApi } from './api.ts';
 import { encodeHeaderBlock, encodeSynStream, HeaderZlib } from './spdy-frames.ts';
@@ -47,13 +47,7 @@ const uncaught: Error[] = [];
 const onUncaught = (err: Error) => uncaught.push(err);
 
 beforeAll(async () => {
-  const ca = await createCA('kubelet-test', 3600_000);
-  const serving = await issueCert(ca, {
-    subject: 'CN=node',
-    ipAddresses: ['127.0.0.1'],
-    usage: 'server',
-    validForMs: 3600_000,
-  });
+  const serving = await loopbackServingCert();
   const provider = new FakeProvider();
   await provider.create(POD);
   const auth = {
@@ -73,7 +67,7 @@ beforeAll(async () => {
     auth,
     pod: (namespace, name) => (namespace === 'default' && name === 'web' ? POD : undefined),
     pods: () => [POD],
-    tls: { cert: serving.certPem, key: serving.keyPem },
+    tls: serving,
     host: '127.0.0.1',
     port: 0,
     logger: componentLogger('test'),

@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeProvider } from '../../providers/fake/fake-provider.ts';
 import { componentLogger } from '../../shared/log.ts';
-import { createCA, issueCert } from '../../shared/pki.ts';
+import { loopbackServingCert } from './api.fixtures.ts';
 import type { KubeletAuth } from './auth.ts';
 import { startKubeletApi } from './api.ts';
 import { runRemoteCommand } from './exec-client.ts';
@@ -43,13 +43,7 @@ describe('kubelet API', () => {
   const registry = new Registry();
 
   beforeAll(async () => {
-    const ca = await createCA('kubelet-test', 3600_000);
-    const serving = await issueCert(ca, {
-      subject: 'CN=node',
-      ipAddresses: ['127.0.0.1'],
-      usage: 'server',
-      validForMs: 3600_000,
-    });
+    const serving = await loopbackServingCert();
     // A bearer token "good" authenticates; everything authenticated is authorised.
     const auth = {
       authenticate: async (req: { headers: { authorization?: string } }) =>
@@ -62,7 +56,7 @@ describe('kubelet API', () => {
       auth,
       pod: () => undefined,
       pods: () => [],
-      tls: { cert: serving.certPem, key: serving.keyPem },
+      tls: serving,
       host: '127.0.0.1',
       port: 0,
       logger: componentLogger('test'),

@@ -4,7 +4,7 @@ import type { V1SubjectAccessReview, V1SubjectAccessReviewSpec } from '@kubernet
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeProvider } from '../../providers/fake/fake-provider.ts';
 import { componentLogger } from '../../shared/log.ts';
-import { createCA, issueCert } from '../../shared/pki.ts';
+import { loopbackServingCert } from './api.fixtures.ts';
 import { startKubeletApi } from './api.ts';
 import { KubeletAuth, subresourceFor, verbFor } from './auth.ts';
 import { runRemoteCommand } from './exec-client.ts';
@@ -89,13 +89,7 @@ describe('kubelet API with a nodes/proxy get token', () => {
   };
 
   beforeAll(async () => {
-    const ca = await createCA('kubelet-test', 3600_000);
-    const serving = await issueCert(ca, {
-      subject: 'CN=node',
-      ipAddresses: ['127.0.0.1'],
-      usage: 'server',
-      validForMs: 3600_000,
-    });
+    const serving = await loopbackServingCert();
     const provider = new FakeProvider();
     await provider.create(POD);
     const made = authWith(getOnly);
@@ -106,7 +100,7 @@ describe('kubelet API with a nodes/proxy get token', () => {
       auth: made.auth,
       pod: (namespace, name) => (namespace === 'default' && name === 'web' ? POD : undefined),
       pods: () => [POD],
-      tls: { cert: serving.certPem, key: serving.keyPem },
+      tls: serving,
       host: '127.0.0.1',
       port: 0,
       logger: componentLogger('test'),
