@@ -51,7 +51,8 @@ import {
 } from './lib/soak-counts.ts';
 import { eciSoakProvider } from './lib/soak-eci.ts';
 import { localSoakProvider } from './lib/soak-local.ts';
-import { between, killsPerPhase, OperatorProcess, seededRandom } from './lib/soak-operator.ts';
+import { seededRandom } from '../operator/shared/random.ts';
+import { between, killsPerPhase, OperatorProcess } from './lib/soak-operator.ts';
 
 const PROVIDERS = ['eci', 'local'] as const;
 type ProviderName = (typeof PROVIDERS)[number];

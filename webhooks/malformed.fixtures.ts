@@ -116,18 +116,6 @@ export const WRONG_VALUES: readonly unknown[] = [
   [7],
 ];
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same fuzz cases, so a failure can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** `object` with one to three random places set to random values of the wrong kind. */
 export function fuzzed(object: unknown, random: () => number): unknown {
   const places = everyPlace(object);

@@ -1,6 +1,7 @@
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCA, issueCert, type KeyPair } from '../operator/shared/pki.ts';
+import { seededRandom } from '../operator/shared/random.ts';
 import { parseAdmissionReview, type AdmissionRequest } from './admission.ts';
 import { WEBHOOK_PATHS, webhookHandlers } from './handlers.ts';
 import {
@@ -10,7 +11,6 @@ import {
   fieldName,
   fuzzed,
   replaceAt,
-  seededRandom,
 } from './malformed.fixtures.ts';
 import { WebhookServer } from './server.ts';
 import { requestShapeProblem } from './shape.ts';

@@ -8,12 +8,7 @@ import { connect } from 'node:net';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultBinDir, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
-import {
-  removeLocalNetwork,
-  removeNodeState,
-  startLocalNode,
-  type LocalNode,
-} from '../support/local-network.ts';
+import { tearDownLocalNode, startLocalNode, type LocalNode } from '../support/local-network.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 
 const nodeName = 'spillway-local-kubectl-e2e';
@@ -78,15 +73,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const child of children) child.kill();
   await ns?.remove();
-  if (local) {
-    await waitFor('sandboxes deleted', 60_000, async () => (await local.provider.list()).length === 0).catch(
-      () => undefined,
-    );
-    await local.stop();
-  }
-  await core?.deleteNode({ name: nodeName }).catch(() => undefined);
-  removeLocalNetwork();
-  removeNodeState(nodeName);
+  if (cluster) await tearDownLocalNode(cluster.kc, nodeName, local);
 }, 120_000);
 
 describe('kubectl into a local sandbox', () => {

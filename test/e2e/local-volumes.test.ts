@@ -8,12 +8,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isNotFound, sandboxKey, type SandboxKey } from '../../operator/providers/types.ts';
 import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
-import {
-  removeLocalNetwork,
-  removeNodeState,
-  startLocalNode,
-  type LocalNode,
-} from '../support/local-network.ts';
+import { tearDownLocalNode, startLocalNode, type LocalNode } from '../support/local-network.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 
 const nodeName = 'spillway-local-volumes-e2e';
@@ -45,15 +40,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await ns?.remove();
-  if (local) {
-    await waitFor('sandboxes deleted', 60_000, async () => (await local.provider.list()).length === 0).catch(
-      () => undefined,
-    );
-    await local.stop();
-  }
-  await core?.deleteNode({ name: nodeName }).catch(() => undefined);
-  removeLocalNetwork();
-  removeNodeState(nodeName);
+  if (cluster) await tearDownLocalNode(cluster.kc, nodeName, local);
 }, 120_000);
 
 describe('local provider volume refresh', () => {

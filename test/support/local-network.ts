@@ -7,10 +7,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { rmdirSync, rmSync } from 'node:fs';
-import type { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { LocalProvider } from '../../operator/providers/local/provider.ts';
 import { PROXY_TABLE } from '../../operator/providers/local/service-proxy.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
+import { waitFor } from '../../operator/shared/wait.ts';
 import { freePort } from './ports.ts';
 
 /** A virtual node over a local provider. */
@@ -74,4 +75,27 @@ export function removeLocalNetwork(bridge = 'spillway0'): void {
       /* already gone */
     }
   }
+}
+
+/**
+ * The end of an e2e file that ran `local`: waits (up to a minute) for its sandboxes to go, stops the node, deletes
+ * the Node object, then removes the bridge, the proxy table and the node's state.
+ */
+export async function tearDownLocalNode(
+  kc: KubeConfig,
+  nodeName: string,
+  local: LocalNode | undefined,
+): Promise<void> {
+  if (local) {
+    await waitFor('sandboxes deleted', 60_000, async () => (await local.provider.list()).length === 0).catch(
+      () => undefined,
+    );
+    await local.stop();
+  }
+  await kc
+    .makeApiClient(CoreV1Api)
+    .deleteNode({ name: nodeName })
+    .catch(() => undefined);
+  removeLocalNetwork();
+  removeNodeState(nodeName);
 }
