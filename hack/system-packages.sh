@@ -13,6 +13,8 @@ set -euo pipefail
 # routes, the sandbox bridge and veths; nsenter/unshare: sandboxes' namespaces; make; go: the pinned Kubernetes
 # binaries (hack/build-tools.sh); python3: the demo's and the local provider's e2e web server. Node.js and npm
 # come with the machine; hack/ensure-node.sh fetches a newer Node from the npm registry when it is too old.
+# gcc, pkg-config and libseccomp's headers: runc is built with cgo so that seccomp RuntimeDefault works. An entry
+# whose first word is a path is a file that must exist (a library's header) instead of a command.
 packages=(
   "nft nftables"
   "ip iproute2"
@@ -21,6 +23,9 @@ packages=(
   "make make"
   "go golang-go"
   "python3 python3"
+  "gcc gcc"
+  "pkg-config pkg-config"
+  "/usr/include/seccomp.h libseccomp-dev"
 )
 
 if [[ ${1:-} == --list ]]; then
@@ -34,7 +39,7 @@ fi
 need=()
 for pair in "${packages[@]}"; do
   cmd=${pair%% *} pkg=${pair#* }
-  command -v "$cmd" >/dev/null 2>&1 && continue
+  if [[ $cmd == /* ]]; then [[ -e $cmd ]] && continue; else command -v "$cmd" >/dev/null 2>&1 && continue; fi
   [[ " ${need[*]:-} " == *" $pkg "* ]] || need+=("$pkg")
 done
 ((${#need[@]} == 0)) && exit 0

@@ -1,0 +1,32 @@
+/**
+ * The images `make images` builds and pushes to the local cluster's loopback registry, and the names by which
+ * the examples, the demo, the tests and containerd's sandbox (pause) image refer to them. One list, so that a
+ * name is spelled once: `imageRef('busybox')` → `localhost:5000/spillway/busybox:1.35.0`.
+ *
+ * Tags are the upstream versions of what the image carries (Debian's package version for busybox and nginx,
+ * agnhost's own VERSION at the pinned Kubernetes version, CoreDNS's pin), so a tag changes when its content does.
+ */
+
+/** Where `make cluster-up` serves the registry: containerd treats `localhost` registries as plain HTTP. */
+export const DEFAULT_REGISTRY = 'localhost:5000';
+
+/** Image name (repository under the registry, and tag) by short name. */
+export const IMAGES = {
+  /** The pod sandbox's infra container: a static binary that sleeps until signalled and reaps zombies. */
+  pause: 'spillway/pause:3.10',
+  /** Debian's busybox-static with its applets linked in /bin: `sh`, `wget`, `nc`, `sleep`... */
+  busybox: 'spillway/busybox:1.35.0',
+  /** Debian's nginx-light serving /usr/share/nginx/html on :80, as the upstream `nginx` image does. */
+  nginx: 'spillway/nginx:1.22.1',
+  /** Kubernetes' test image (k8s.io/kubernetes/test/images/agnhost), used by conformance tests. */
+  agnhost: 'spillway/agnhost:2.63.0',
+  /** The pinned CoreDNS, running `/coredns -conf /etc/coredns/Corefile` as upstream's image does. */
+  coredns: 'spillway/coredns:1.14.7',
+} as const;
+
+export type ImageName = keyof typeof IMAGES;
+
+/** The full reference of an image in a registry (default: the local cluster's). */
+export function imageRef(name: ImageName, registry: string = DEFAULT_REGISTRY): string {
+  return `${registry}/${IMAGES[name]}`;
+}
