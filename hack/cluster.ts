@@ -1,7 +1,8 @@
 /**
  * make cluster-up / make cluster-down: the local control plane in the background.
  *
- *   node hack/cluster.ts up      start (or reuse) it; the last line printed is `export KUBECONFIG=<path>`
+ *   node hack/cluster.ts up      start (or reuse) it: the control plane, the image registry and (as root) containerd;
+ *                                prints where the registry and the CRI endpoint are, and last `export KUBECONFIG=<path>`
  *   node hack/cluster.ts down    stop every process it started, by pid, and the sandboxes its local virtual nodes
  *                                left running (test/support/local-leftovers.ts)
  *   node hack/cluster.ts status  exit 0 when it is running
@@ -17,6 +18,12 @@ try {
     console.log(
       `cluster ${started ? 'started' : 'already running'} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
     );
+    console.log(`registry: ${cluster.registry} (images: make images)`);
+    if (process.getuid?.() === 0) {
+      console.log(
+        `CRI endpoint: ${cluster.criEndpoint} (bin/crictl --runtime-endpoint ${cluster.criEndpoint} ps)`,
+      );
+    }
     console.log(`export KUBECONFIG=${cluster.kubeconfigPath}`);
   } else if (command === 'status') {
     const running = await cluster.isRunning();

@@ -1,6 +1,8 @@
 /**
  * The local control plane: real etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
- * (two fake "normal" nodes), built from the Go module proxy by hack/build-tools.sh and run on loopback.
+ * (two fake "normal" nodes), an OCI registry (test/support/registry.ts) and, when run as root, containerd with
+ * runc and CNI (test/support/containerd.ts), all built from the Go module proxy by hack/build-tools.sh and run on
+ * loopback.
  *
  * One implementation serves `make cluster-up` / `make cluster-down` (hack/cluster.ts) and vitest's global
  * setup. All state lives in one folder (PKI, etcd data, logs, pid files, kubeconfig, state.json), so a
@@ -19,14 +21,27 @@ import {
 } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { imageRef } from '../../hack/images/catalog.ts';
 import { createCA, createSigningKey, issueCert, type KeyPair } from '../../operator/shared/pki.ts';
 import { waitFor } from '../../operator/shared/wait.ts';
+import {
+  containerdCommand,
+  containerdEnv,
+  criAnswers,
+  criEndpoint,
+  prepareContainerd,
+  releaseContainerd,
+  removeAllPods,
+  type ContainerdOptions,
+} from './containerd.ts';
 import { installNetworkGuard } from './guard.ts';
 import { freePort } from './ports.ts';
+import { registryAnswers, registryCommand, registryEnv } from './registry.ts';
 
 export const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
 export const defaultClusterDir = process.env.SPILLWAY_CLUSTER_DIR ?? join(repoRoot, '.cluster');
@@ -39,6 +54,12 @@ export const kwokPodCIDR = '10.244.0.0/16';
 const kwokNodeIP = '10.244.255.1';
 /** Addresses the fake provider reports for its pods (never reachable either). */
 export const fakePodCIDR = '10.253.0.0/16';
+/** Pod addresses of real sandboxes (containerd's CNI network); reachable only through the sandbox bridge. */
+export const localPodCIDR = '10.250.0.0/16';
+/** This host's share of {@link localPodCIDR}: the CNI network of the cluster's containerd. */
+export const localNodeCIDR = '10.250.0.0/24';
+/** The registry port of the default cluster folder: the catalog's DEFAULT_REGISTRY (hack/images/catalog.ts). */
+const defaultRegistryPort = 5000;
 
 export const components = [
   'etcd',
@@ -46,12 +67,23 @@ export const components = [
   'kube-controller-manager',
   'kube-scheduler',
   'kwok',
+  'registry',
+  'containerd',
 ] as const;
 export type Component = (typeof components)[number];
 
+/** containerd needs root (mounts, namespaces, the bridge); without it the cluster runs no real containers. */
+const runsContainerd = () => process.getuid?.() === 0;
+
+/** The components this process can run, in start order. */
+function activeComponents(): Component[] {
+  return components.filter((c) => c !== 'containerd' || runsContainerd());
+}
+
 interface ClusterState {
-  ports: Record<Component, number> & { etcdPeer: number };
+  ports: Record<Exclude<Component, 'containerd'>, number> & { etcdPeer: number; criStream: number };
   commands: Record<Component, string[]>;
+  containerd: ContainerdOptions;
 }
 
 /** The fake normal nodes every local cluster has. */
@@ -90,6 +122,21 @@ export class LocalCluster {
     return join(this.dir, ...parts);
   }
 
+  /** The registry's host for image references, `localhost:PORT` (see hack/images/catalog.ts `imageRef`). */
+  get registry(): string {
+    return `localhost:${this.#state().ports.registry}`;
+  }
+
+  /** containerd's CRI endpoint, `unix://<dir>/containerd/containerd.sock` (only when run as root). */
+  get criEndpoint(): string {
+    return criEndpoint(this.dir);
+  }
+
+  /** CRI's streaming server (exec, attach, port-forward), `127.0.0.1:PORT`. */
+  get criStreamingAddress(): string {
+    return `127.0.0.1:${this.#state().ports.criStream}`;
+  }
+
   #state(): ClusterState {
     return JSON.parse(readFileSync(this.#path('state.json'), 'utf8')) as ClusterState;
   }
@@ -110,7 +157,7 @@ export class LocalCluster {
   async isRunning(): Promise<boolean> {
     if (!existsSync(this.#path('state.json'))) return false;
     if (
-      !components.every((c) => {
+      !activeComponents().every((c) => {
         const pid = this.#pid(c);
         return pid !== undefined && isAlive(pid);
       })
@@ -129,12 +176,23 @@ export class LocalCluster {
       return false;
     }
     await this.down();
-    for (const c of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'etcd', 'kwok']) {
+    const binaries = [
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kube-scheduler',
+      'etcd',
+      'kwok',
+      'registry',
+    ];
+    if (runsContainerd())
+      binaries.push('containerd', 'containerd-shim-runc-v2', 'runc', 'crictl', 'cni/bridge');
+    for (const c of binaries) {
       if (!existsSync(join(this.binDir, c))) {
         throw new Error(`${join(this.binDir, c)} is missing: run \`make tools\` (hack/build-tools.sh) first`);
       }
     }
-    installNetworkGuard([serviceCIDR, kwokPodCIDR, fakePodCIDR], log);
+    // Before any pod address is used: containerd's CNI network hands out addresses of localPodCIDR.
+    installNetworkGuard([serviceCIDR, kwokPodCIDR, fakePodCIDR, localPodCIDR], log);
     rmSync(this.dir, { recursive: true, force: true });
     for (const d of ['pki', 'logs', 'pids', 'etcd'])
       mkdirSync(this.#path(d), { recursive: true, mode: 0o700 });
@@ -143,7 +201,7 @@ export class LocalCluster {
       await this.#writePKI();
       let state = await this.#plan();
       writeFileSync(this.#path('state.json'), JSON.stringify(state, null, 2));
-      for (const c of components) {
+      for (const c of activeComponents()) {
         for (let attempt = 1; ; attempt++) {
           const logFile = this.#path('logs', `${c}.log`);
           const offset = existsSync(logFile) ? statSync(logFile).size : 0;
@@ -159,6 +217,7 @@ export class LocalCluster {
               ...state.ports,
               [c]: undefined,
               ...(c === 'etcd' ? { etcdPeer: undefined } : {}),
+              ...(c === 'containerd' ? { criStream: undefined } : {}),
             });
             writeFileSync(this.#path('state.json'), JSON.stringify(state, null, 2));
           }
@@ -196,7 +255,15 @@ export class LocalCluster {
           );
       }
     }
+    // Pods first, through CRI while containerd runs: their netns, IP leases and mounts go with them.
+    const containerd = this.#pid('containerd');
+    if (containerd !== undefined && isAlive(containerd)) {
+      await removeAllPods(this.dir, this.binDir).catch((err: Error) =>
+        log(`containerd: could not remove its pods through CRI (${err.message.trim()}); killing them`),
+      );
+    }
     for (const c of [...components].reverse()) await this.stop(c);
+    if (existsSync(join(this.dir, 'containerd'))) await releaseContainerd(this.dir);
   }
 
   /** Stops one component (SIGTERM, then SIGKILL after 10 s) and waits until its process is gone. */
@@ -225,9 +292,18 @@ export class LocalCluster {
 
   /** Starts one component with the arguments recorded at `up` and waits until it is ready. */
   async start(component: Component): Promise<void> {
-    const [bin, ...args] = this.#state().commands[component];
+    const state = this.#state();
+    const [bin, ...args] = state.commands[component];
+    // Idempotent: a restart re-enters the mount namespace that holds the running pods' mounts.
+    if (component === 'containerd') await prepareContainerd(state.containerd);
+    const env =
+      component === 'registry'
+        ? registryEnv
+        : component === 'containerd'
+          ? containerdEnv(this.binDir)
+          : process.env;
     const out = openSync(this.#path('logs', `${component}.log`), 'a');
-    const child = spawn(bin!, args, { detached: true, stdio: ['ignore', out, out], cwd: this.dir });
+    const child = spawn(bin!, args, { detached: true, stdio: ['ignore', out, out], cwd: this.dir, env });
     closeSync(out);
     child.unref();
     if (child.pid === undefined) throw new Error(`could not start ${component}`);
@@ -246,8 +322,10 @@ export class LocalCluster {
   }
 
   async #probe(component: Component): Promise<boolean> {
+    if (component === 'containerd') return criAnswers(this.dir, this.binDir);
     const { ports } = this.#state();
     const port = ports[component];
+    if (component === 'registry') return registryAnswers(`localhost:${port}`);
     if (component === 'etcd') return (await httpGet(`http://127.0.0.1:${port}/health`)).includes('"true"');
     if (component === 'kwok') return (await httpGet(`http://127.0.0.1:${port}/healthz`)) === 'ok';
     const tls =
@@ -314,6 +392,13 @@ export class LocalCluster {
     keep: Partial<Record<keyof ClusterState['ports'], number | undefined>> = {},
   ): Promise<ClusterState> {
     const port = async (k: keyof ClusterState['ports']) => keep[k] ?? (await freePort());
+    // `make cluster-up`'s registry is the catalog's localhost:5000; any other folder's (tests, a second
+    // cluster) takes a free port.
+    const registryPort =
+      keep.registry ??
+      (this.dir === join(repoRoot, '.cluster') && (await portIsFree(defaultRegistryPort))
+        ? defaultRegistryPort
+        : await freePort());
     const ports = {
       etcd: await port('etcd'),
       etcdPeer: await port('etcdPeer'),
@@ -321,6 +406,17 @@ export class LocalCluster {
       'kube-controller-manager': await port('kube-controller-manager'),
       'kube-scheduler': await port('kube-scheduler'),
       kwok: await port('kwok'),
+      registry: registryPort,
+      criStream: await port('criStream'),
+    };
+    const registry = `localhost:${ports.registry}`;
+    const containerd: ContainerdOptions = {
+      dir: this.dir,
+      binDir: this.binDir,
+      pauseImage: imageRef('pause', registry),
+      registries: [registry],
+      streamPort: ports.criStream,
+      nodeCIDR: localNodeCIDR,
     };
     const pki = (f: string) => this.#path('pki', f);
     const bin = (b: string) => join(this.binDir, b);
@@ -343,7 +439,10 @@ export class LocalCluster {
     ];
     return {
       ports,
+      containerd,
       commands: {
+        registry: registryCommand({ dir: this.dir, binDir: this.binDir, port: ports.registry }),
+        containerd: containerdCommand(this.dir, this.binDir),
         etcd: [
           bin('etcd'),
           '--name=spillway',
@@ -483,6 +582,15 @@ export class LocalCluster {
       return true;
     });
   }
+}
+
+/** True when nothing listens on 127.0.0.1:`port`. */
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
 }
 
 /** Re-exported for tests: polls until a check holds (operator/shared/wait.ts). */
