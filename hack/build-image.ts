@@ -19,15 +19,12 @@
  * gzip blobs by the digest of their uncompressed tar), so a rebuild with unchanged inputs takes seconds and
  * leaves the tarball untouched.
  */
-import { execFileSync } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
-  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -36,33 +33,26 @@ import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { importClosure } from './import-closure.ts';
 import {
-  gzipLayer,
-  imageLayout,
-  layoutEntries,
-  sha256,
-  tarArchive,
-  withParents,
-  type Layer,
-  type TarEntry,
-} from './oci.ts';
+  copyrightEntries,
+  debianPackage,
+  fileEntry,
+  libraryClosure,
+  neededLibraries,
+  run as runIn,
+  treeEntries,
+  type DebianTree,
+} from './images/debian.ts';
+import { LAYER_MTIME, LayerCache, mb, textEntry, writeLayoutTarball } from './images/store.ts';
+import { imageLayout, sha256, withParents, type ImageLayout, type TarEntry } from './oci.ts';
 
 /** The repository root. */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT_DIR = join(ROOT, 'dist/image');
 const CACHE = join(OUT_DIR, '.cache');
+const DEBS = join(CACHE, 'debs');
 export const REPOSITORY = 'ghcr.io/spillway-dev/spillway';
-/** Every file in every layer has this mtime (2026-01-01T00:00:00Z), so content alone decides a digest. */
-const LAYER_MTIME = Date.UTC(2026, 0, 1) / 1000;
 const NONROOT = 65532;
 const DEBIAN_PACKAGES = ['libc6', 'libstdc++6', 'libgcc-s1'];
-const LIBRARY_DIRS = [
-  'lib/x86_64-linux-gnu',
-  'usr/lib/x86_64-linux-gnu',
-  'lib64',
-  'usr/lib64',
-  'lib',
-  'usr/lib',
-];
 /**
  * Removed from node_modules: nothing loads them at runtime (no --enable-source-maps). Some dependencies
  * list @types packages as dependencies; those hold declarations only.
@@ -88,15 +78,8 @@ function log(line: string): void {
 }
 
 function run(cmd: string, args: string[], cwd = ROOT): string {
-  try {
-    return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr || e.message).trim()}`, { cause: err });
-  }
+  return runIn(cmd, args, cwd);
 }
-
-const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
 /** The Node binary the repository pins (.node-version), installed into .tools/ as hack/ensure-node.sh does. */
 function nodeBinary(): { path: string; version: string } {
@@ -113,162 +96,37 @@ function nodeBinary(): { path: string; version: string } {
   return { path, version: want };
 }
 
-/** The sonames a binary needs and the absolute paths this host resolves them to (from ldd). */
-function neededLibraries(binary: string): Array<{ soname: string; hostPath: string }> {
-  let out: string;
-  try {
-    out = run('ldd', [binary]);
-  } catch {
-    return []; // "not a dynamic executable": the dynamic loader itself
-  }
-  const libs: Array<{ soname: string; hostPath: string }> = [];
-  for (const line of out.split('\n').map((l) => l.trim())) {
-    if (line.includes('not found')) throw new Error(`${binary}: ${line}`);
-    const linked = /^(\S+) => (\/\S+)/.exec(line);
-    const loader = /^(\/\S+) \(0x/.exec(line);
-    if (linked) libs.push({ soname: linked[1]!, hostPath: linked[2]! });
-    else if (loader) libs.push({ soname: loader[1]!, hostPath: loader[1]! }); // PT_INTERP: an absolute path
-  }
-  return libs;
-}
-
-/** A Debian package (apt's candidate version for amd64), downloaded and unpacked once into the cache. */
-function debianPackage(pkg: string): DebianTree {
-  const dir = join(CACHE, 'debs');
-  mkdirSync(dir, { recursive: true });
-  const version = candidateVersion(pkg);
-  const deb = join(dir, `${pkg}_${version.replace(':', '%3a')}_amd64.deb`);
-  if (!existsSync(deb)) run('apt-get', ['download', '-qq', `${pkg}:amd64=${version}`], dir);
-  const root = `${deb}.d`;
-  if (!existsSync(root)) {
-    rmSync(`${root}.tmp`, { recursive: true, force: true });
-    run('dpkg-deb', ['-x', deb, `${root}.tmp`]);
-    renameSync(`${root}.tmp`, root);
-  }
-  return { pkg, version, root };
-}
-
-/**
- * apt's candidate version of a package. `apt-cache` takes over half a second to load its cache, so the answer
- * is remembered until the package lists, dpkg's status or apt's configuration change.
- */
-function candidateVersion(pkg: string): string {
-  const file = join(CACHE, 'debs', 'candidates.json');
-  const stamp = [
-    '/var/lib/apt/lists',
-    '/var/lib/dpkg/status',
-    '/etc/apt/sources.list.d',
-    '/etc/apt/preferences.d',
-  ]
-    .map((p) => (existsSync(p) ? statSync(p).mtimeMs : 0))
-    .join(' ');
-  const known = (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {}) as Record<string, string>;
-  if (known[pkg] && known.stamp === stamp) return known[pkg];
-  const version = /^Version: (\S+)$/m.exec(
-    run('apt-cache', ['show', '--no-all-versions', `${pkg}:amd64`]),
-  )?.[1];
-  if (!version) throw new Error(`apt-cache knows no version of ${pkg}`);
-  const next = known.stamp === stamp ? { ...known, [pkg]: version } : { stamp, [pkg]: version };
-  writeFileSync(file, JSON.stringify(next, null, 2));
-  return version;
-}
-
-interface DebianTree {
-  pkg: string;
-  version: string;
-  root: string;
-}
-
-/**
- * The copyright file of each package (glibc is LGPL, libstdc++ GPL with the runtime exception: a binary
- * distribution carries their notices). libstdc++6's and libgcc-s1's doc directories are symlinks to
- * gcc-<n>-base's, so that package is fetched for its copyright file too.
- */
-function copyrightEntries(trees: DebianTree[], into: Map<string, TarEntry>): void {
-  for (const tree of trees) {
-    const doc = `usr/share/doc/${tree.pkg}`;
-    let root = tree.root;
-    let dir = doc;
-    if (lstatSync(join(root, doc)).isSymbolicLink()) {
-      const base = readlinkSync(join(root, doc));
-      into.set(doc, { path: doc, type: 'symlink', mode: 0o777, target: base });
-      root = debianPackage(base).root;
-      dir = `usr/share/doc/${base}`;
-    }
-    into.set(`${dir}/copyright`, fileEntry(`${dir}/copyright`, join(root, dir, 'copyright')));
-  }
-}
-
-/** A file or symlink of a tree as a layer entry at `path` (symlinks kept, their targets added too). */
-function entriesFromTree(root: string, path: string, into: Map<string, TarEntry>): void {
-  for (let hops = 0; hops < 10 && !into.has(path); hops++) {
-    const st = lstatSync(join(root, path));
-    if (st.isSymbolicLink()) {
-      const target = readlinkSync(join(root, path));
-      into.set(path, { path, type: 'symlink', mode: 0o777, target });
-      path = target.startsWith('/') ? target.slice(1) : posix.join(posix.dirname(path), target);
-      continue;
-    }
-    into.set(path, fileEntry(path, join(root, path)));
-    return;
-  }
-}
-
-/** Whether a path exists, a dangling or absolute symlink included (existsSync would follow it on this host). */
-function lexists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function fileEntry(path: string, source: string): TarEntry {
-  const st = statSync(source);
-  return { path, type: 'file', mode: st.mode & 0o111 ? 0o755 : 0o644, data: readFileSync(source) };
-}
-
 /**
  * The node binary's shared libraries (and theirs, transitively), at the paths the dynamic loader looks them
  * up by, taken from Debian packages; from this host's files when apt cannot fetch them.
  */
 function runtimeLibraries(node: string): { entries: TarEntry[]; source: string } {
-  const entries = new Map<string, TarEntry>();
-  let trees: DebianTree[] | undefined;
+  let trees: DebianTree[];
   try {
-    trees = DEBIAN_PACKAGES.map(debianPackage);
+    trees = DEBIAN_PACKAGES.map((p) => debianPackage(p, DEBS));
   } catch (err) {
     log(`apt cannot fetch ${DEBIAN_PACKAGES.join(', ')} (${(err as Error).message.split('\n')[0]})`);
     log('falling back to copying the shared libraries from this host (run `apt-get update` to use Debian)');
+    return { entries: hostLibraries(node), source: 'host libraries' };
   }
-  const locate = (lib: { soname: string; hostPath: string }): { root: string; path: string } => {
-    if (!trees) return { root: '/', path: lib.hostPath.slice(1) };
-    const candidates = lib.soname.startsWith('/')
-      ? [lib.soname.slice(1)]
-      : LIBRARY_DIRS.map((d) => `${d}/${lib.soname}`);
-    for (const tree of trees)
-      for (const path of candidates) if (lexists(join(tree.root, path))) return { root: tree.root, path };
-    throw new Error(`${lib.soname} (needed by node) is in none of ${DEBIAN_PACKAGES.join(', ')}`);
-  };
-  const queue = neededLibraries(node);
-  const seen = new Set<string>();
+  const entries = libraryClosure([node], trees);
+  // glibc is LGPL, libstdc++ GPL with the runtime exception: a binary distribution carries their notices.
+  copyrightEntries(trees, DEBS, entries);
+  return { entries: [...entries.values()], source: trees.map((t) => `${t.pkg} ${t.version}`).join(', ') };
+}
+
+/** The host's copies of the libraries a binary needs, transitively: the real files at the paths ldd printed. */
+function hostLibraries(binary: string): TarEntry[] {
+  const entries = new Map<string, TarEntry>();
+  const queue = neededLibraries(binary);
   while (queue.length > 0) {
     const lib = queue.shift()!;
-    if (seen.has(lib.soname)) continue;
-    seen.add(lib.soname);
-    const { root, path } = locate(lib);
-    if (root === '/') {
-      // A host copy: the real file at the path ldd printed (no symlinks into a host layout).
-      entries.set(path, fileEntry(path, lib.hostPath));
-    } else {
-      entriesFromTree(root, path, entries);
-    }
-    queue.push(...neededLibraries(join(root, path)));
+    const path = lib.hostPath.slice(1);
+    if (entries.has(path)) continue;
+    entries.set(path, fileEntry(path, lib.hostPath));
+    queue.push(...neededLibraries(lib.hostPath));
   }
-  if (trees) copyrightEntries(trees, entries);
-  const source = trees ? trees.map((t) => `${t.pkg} ${t.version}`).join(', ') : 'host libraries';
-  return { entries: [...entries.values()], source };
+  return [...entries.values()];
 }
 
 /** Production dependencies (`npm ci --omit=dev`) in a staging directory keyed by the lockfile. */
@@ -309,20 +167,6 @@ function prune(dir: string): void {
   }
 }
 
-/** Every file, directory and symlink under `dir`, placed under `prefix` in the image. */
-function treeEntries(dir: string, prefix: string): TarEntry[] {
-  const out: TarEntry[] = [];
-  for (const name of readdirSync(dir)) {
-    const source = join(dir, name);
-    const path = `${prefix}/${name}`;
-    const st = lstatSync(source);
-    if (st.isSymbolicLink()) out.push({ path, type: 'symlink', mode: 0o777, target: readlinkSync(source) });
-    else if (st.isDirectory()) out.push({ path, type: 'dir', mode: 0o755 }, ...treeEntries(source, path));
-    else if (st.isFile()) out.push(fileEntry(path, source));
-  }
-  return out;
-}
-
 /** The app's files: what operator/cli.ts loads, the scripts the local provider reads, package metadata. */
 function appFiles(nodeModules: string): string[] {
   const closure = importClosure('operator/cli.ts', (p) =>
@@ -353,12 +197,7 @@ function sourceAssets(dir: string): string[] {
 }
 
 function runtimeLayerEntries(node: { path: string }, libs: TarEntry[]): TarEntry[] {
-  const text = (path: string, content: string): TarEntry => ({
-    path,
-    type: 'file',
-    mode: 0o644,
-    data: Buffer.from(content),
-  });
+  const text = (path: string, content: string): TarEntry => textEntry(path, content);
   const nodeLicense = join(dirname(dirname(node.path)), 'LICENSE');
   return withParents([
     ...libs,
@@ -374,28 +213,6 @@ function runtimeLayerEntries(node: { path: string }, libs: TarEntry[]): TarEntry
     { path: 'tmp', type: 'dir', mode: 0o1777 },
     { path: 'home/nonroot', type: 'dir', mode: 0o700, uid: NONROOT, gid: NONROOT },
   ]);
-}
-
-/** The uncompressed tar, its diff_id and the gzip blob (from the cache when this tar was compressed before). */
-async function layer(
-  entries: TarEntry[],
-  createdBy: string,
-  used: Set<string>,
-): Promise<Layer & { raw: number }> {
-  const tar = tarArchive(entries, LAYER_MTIME);
-  const diffId = sha256(tar);
-  const cached = join(CACHE, 'layers', `${diffId.slice(7)}.gz`);
-  used.add(`${diffId.slice(7)}.gz`);
-  let gz: Buffer;
-  if (existsSync(cached)) {
-    gz = readFileSync(cached);
-  } else {
-    gz = await gzipLayer(tar);
-    mkdirSync(dirname(cached), { recursive: true });
-    writeFileSync(`${cached}.${process.pid}.tmp`, gz);
-    renameSync(`${cached}.${process.pid}.tmp`, cached);
-  }
-  return { gz, diffId, createdBy, raw: tar.length };
 }
 
 function gitInfo(): { revision: string; created: string; dirty: boolean } {
@@ -424,7 +241,12 @@ function gitInfo(): { revision: string; created: string; dirty: boolean } {
  * Builds (or finds up to date) the image tarball; returns its path and manifest digest. Outside a git checkout
  * the revision label is `unknown`.
  */
-export async function buildImage(): Promise<{ path: string; digest: string }> {
+export async function buildImage(): Promise<{
+  path: string;
+  digest: string;
+  name: string;
+  layout: ImageLayout;
+}> {
   const t0 = performance.now();
   if (process.platform !== 'linux' || process.arch !== 'x64')
     throw new Error('builds linux/amd64 on linux/amd64 only');
@@ -443,17 +265,16 @@ export async function buildImage(): Promise<{ path: string; digest: string }> {
   if (git.dirty)
     log('operator/, webhooks/ or package files have uncommitted changes: the revision label names HEAD');
 
-  const used = new Set<string>();
+  const cache = new LayerCache(join(CACHE, 'layers'));
   const layers = await Promise.all([
-    layer(runtimeLayerEntries(node, libs.entries), `runtime: node ${node.version}, ${libs.source}`, used),
-    layer(withParents(treeEntries(nodeModules, 'app/node_modules')), 'dependencies: npm ci --omit=dev', used),
-    layer(
+    cache.layer(runtimeLayerEntries(node, libs.entries), `runtime: node ${node.version}, ${libs.source}`),
+    cache.layer(withParents(treeEntries(nodeModules, 'app/node_modules')), 'dependencies: npm ci --omit=dev'),
+    cache.layer(
       withParents(app.map((f) => fileEntry(`app/${f}`, join(ROOT, f)))),
       `app: ${app.length} files (operator/cli.ts and what it imports)`,
-      used,
     ),
   ]);
-  for (const f of readdirSync(join(CACHE, 'layers'))) if (!used.has(f)) rmSync(join(CACHE, 'layers', f));
+  cache.prune();
 
   const layout = imageLayout({
     name,
@@ -473,17 +294,7 @@ export async function buildImage(): Promise<{ path: string; digest: string }> {
   });
 
   const out = imageTarball(version);
-  const stamp = join(CACHE, `${posix.basename(out)}.digest`);
-  const upToDate =
-    existsSync(out) &&
-    existsSync(stamp) &&
-    readFileSync(stamp, 'utf8') === `${layout.manifestDigest} ${statSync(out).size}`;
-  if (!upToDate) {
-    const tar = tarArchive(layoutEntries(layout), LAYER_MTIME);
-    writeFileSync(`${out}.${process.pid}.tmp`, tar);
-    renameSync(`${out}.${process.pid}.tmp`, out);
-    writeFileSync(stamp, `${layout.manifestDigest} ${tar.length}`);
-  }
+  const upToDate = !writeLayoutTarball(layout, out, CACHE);
 
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
   log(`${name} → ${posix.relative(ROOT, out)} (${upToDate ? 'up to date' : 'written'}, ${seconds} s)`);
@@ -498,7 +309,7 @@ export async function buildImage(): Promise<{ path: string; digest: string }> {
   const total = layers.reduce((s, l) => s + l.gz.length, 0);
   const raw = layers.reduce((s, l) => s + l.raw, 0);
   log(`  total            ${mb(total).padStart(8)} (${mb(raw)} unpacked); tarball ${mb(statSync(out).size)}`);
-  return { path: out, digest: layout.manifestDigest };
+  return { path: out, digest: layout.manifestDigest, name, layout };
 }
 
 if (import.meta.main) {

@@ -217,13 +217,20 @@ export interface Layer {
   createdBy: string;
 }
 
-/** What the image runs: the OCI config's `config` object. */
+/**
+ * What the image runs: the OCI config's `config` object. Written in the order the fields are given, so the
+ * caller's object decides the config's bytes (and digest).
+ */
 export interface RunConfig {
-  User: string;
-  Env: string[];
-  Entrypoint: string[];
-  WorkingDir: string;
-  Labels: Record<string, string>;
+  User?: string;
+  Env?: string[];
+  Entrypoint?: string[];
+  Cmd?: string[];
+  WorkingDir?: string;
+  /** `{"80/tcp": {}}`: documentation of the ports the image serves, as `EXPOSE` writes it. */
+  ExposedPorts?: Record<string, Record<string, never>>;
+  Labels?: Record<string, string>;
+  StopSignal?: string;
 }
 
 export interface ImageSpec {
