@@ -1,0 +1,240 @@
+/**
+ * The local cluster's container runtime (test/support/containerd.ts), driven through CRI with crictl as a kubelet
+ * would: a pod sandbox and containers from images in the cluster's registry run with a pod address from the node
+ * CIDR, their output lands in CRI log files, exit codes are reported, seccomp RuntimeDefault applies, and a
+ * `kill -9` of containerd leaves the pods running and CRI answering again after a restart. Pulls from a
+ * registry that requires credentials fail without them and succeed with them (CRI PullImage with AuthConfig).
+ *
+ * Needs root (containerd, mounts, network namespaces); the agnhost binary (bin/agnhost) is the image content.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { imageRef, IMAGES } from '../../hack/images/catalog.ts';
+import { gzipLayer, imageLayout, sha256, tarArchive, withParents, type Layer } from '../../hack/oci.ts';
+import { ipToInt, parseCIDR } from '../../operator/providers/local/network.ts';
+import { defaultClusterDir, LocalCluster, localNodeCIDR, waitFor } from '../support/cluster.ts';
+import { allowRegistry, crictl } from '../support/containerd.ts';
+import { freePort } from '../support/ports.ts';
+import { pushLayout, startRegistry, type RegistryAuth, type RunningRegistry } from '../support/registry.ts';
+
+const cluster = new LocalCluster(process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir);
+const cri = (...args: string[]) => crictl(cluster.dir, cluster.binDir, args).then((r) => r.stdout.trim());
+/** `crictl inspect|inspectp <id>` as JSON (crictl reads flags only before the arguments). */
+const inspect = async <T>(command: 'inspect' | 'inspectp', id: string): Promise<T> =>
+  JSON.parse(await cri(command, '-o', 'json', id)) as T;
+
+let agnhostLayer: Layer | undefined;
+/** bin/agnhost as a one-layer image's /agnhost, built once per run. */
+async function agnhost(): Promise<Layer> {
+  if (!agnhostLayer) {
+    const tar = tarArchive(
+      withParents([
+        { path: 'agnhost', type: 'file', mode: 0o755, data: readFileSync(join(cluster.binDir, 'agnhost')) },
+        { path: 'tmp', type: 'dir', mode: 0o1777 },
+      ]),
+      0,
+    );
+    agnhostLayer = { gz: await gzipLayer(tar), diffId: sha256(tar), createdBy: 'COPY bin/agnhost /agnhost' };
+  }
+  return agnhostLayer;
+}
+
+/** Pushes `/agnhost <entrypoint...>` as `<repository>:<tag>` to `registry`; returns its reference. */
+async function pushAgnhost(
+  registry: string,
+  repository: string,
+  tag: string,
+  entrypoint: string[],
+  auth?: RegistryAuth,
+): Promise<string> {
+  const layout = imageLayout({
+    name: `${repository}:${tag}`,
+    created: '2026-01-01T00:00:00Z',
+    config: {
+      User: '',
+      Env: ['PATH=/'],
+      Entrypoint: ['/agnhost', ...entrypoint],
+      WorkingDir: '/',
+      Labels: {},
+    },
+    layers: [await agnhost()],
+  });
+  await pushLayout(registry, repository, tag, layout, auth);
+  return `${registry}/${repository}:${tag}`;
+}
+
+interface PodStatus {
+  status: { id: string; state: string; network: { ip: string } };
+}
+interface ContainerStatus {
+  status: { state: string; exitCode: number; logPath: string };
+  info: { pid: number };
+}
+
+describe('containerd of the local cluster, through CRI', () => {
+  const logDir = mkdtempSync(join(tmpdir(), 'spillway-runtime-logs-'));
+  const work = mkdtempSync(join(tmpdir(), 'spillway-runtime-'));
+  let image: string;
+  let podId: string;
+  const podConfig = join(work, 'pod.json');
+
+  /** A container config file for crictl: `args` after the image's entrypoint, seccomp RuntimeDefault. */
+  function containerConfig(name: string, args: string[], ref = image): string {
+    const file = join(work, `${name}.json`);
+    writeFileSync(
+      file,
+      JSON.stringify({
+        metadata: { name },
+        image: { image: ref },
+        args,
+        log_path: `${name}.log`,
+        linux: { security_context: { seccomp: { profile_type: 0 } } },
+      }),
+    );
+    return file;
+  }
+
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0) {
+      throw new Error(
+        'the runtime tests need root (containerd, mounts, network namespaces): run them as root',
+      );
+    }
+    // The sandbox image containerd pins: `make images` builds the real one; agnhost's `pause` stands in for it.
+    const pause = await fetch(
+      `http://${cluster.registry.replace('localhost', '127.0.0.1')}/v2/${IMAGES.pause.replace(':', '/manifests/')}`,
+      { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } },
+    );
+    if (pause.status === 404) {
+      const [repository, tag] = IMAGES.pause.split(':') as [string, string];
+      await pushAgnhost(cluster.registry, repository, tag, ['pause']);
+    }
+    image = await pushAgnhost(cluster.registry, 'spillway-test/agnhost', 'runtime', []);
+    await cri('pull', image);
+    writeFileSync(
+      podConfig,
+      JSON.stringify({
+        metadata: { name: 'runtime-test', namespace: 'spillway-test', uid: randomUUID(), attempt: 0 },
+        log_directory: logDir,
+        linux: {},
+      }),
+    );
+    podId = await cri('runp', podConfig);
+  });
+
+  afterAll(async () => {
+    if (podId) await cri('rmp', '--force', podId).catch(() => {});
+    rmSync(logDir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('runs a pod sandbox with an address from the node CIDR, from the registry’s pause image', async () => {
+    const pod = await inspect<PodStatus>('inspectp', podId);
+    expect(pod.status.state).toBe('SANDBOX_READY');
+    const { base, bits } = parseCIDR(localNodeCIDR);
+    expect(ipToInt(pod.status.network.ip) >>> (32 - bits)).toBe(base >>> (32 - bits));
+    const images = await cri('images', '-q', imageRef('pause', cluster.registry));
+    expect(images).toMatch(/^sha256:/);
+  });
+
+  it('runs a container: its output in its CRI log file, seccomp RuntimeDefault on, reachable on its pod address', async () => {
+    const id = await cri('create', podId, containerConfig('web', ['netexec', '--http-port=8080']), podConfig);
+    await cri('start', id);
+    const c = await inspect<ContainerStatus>('inspect', id);
+    expect(c.status.state).toBe('CONTAINER_RUNNING');
+    // 2 = SECCOMP_MODE_FILTER: the runtime's default profile is loaded.
+    expect(readFileSync(`/proc/${c.info.pid}/status`, 'utf8')).toMatch(/^Seccomp:\s+2$/m);
+    const { status } = await inspect<PodStatus>('inspectp', podId);
+    await waitFor('netexec answering on the pod address', 30_000, async () => {
+      const res = await fetch(`http://${status.network.ip}:8080/hostname`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      return res.ok;
+    });
+    await waitFor('netexec’s start-up lines in its CRI log file', 30_000, async () =>
+      readFileSync(join(logDir, 'web.log'), 'utf8').includes('Started HTTP server on port 8080'),
+    );
+  });
+
+  it('reports a container’s exit code and keeps what it printed', async () => {
+    const id = await cri('create', podId, containerConfig('refused', ['connect', '127.0.0.1:1']), podConfig);
+    await cri('start', id);
+    await waitFor('the container to exit', 30_000, async () => {
+      return (await inspect<ContainerStatus>('inspect', id)).status.state === 'CONTAINER_EXITED';
+    });
+    expect((await inspect<ContainerStatus>('inspect', id)).status.exitCode).toBe(1);
+    // CRI log format: `<time> <stream> <tag> <line>`.
+    expect(readFileSync(join(logDir, 'refused.log'), 'utf8')).toMatch(/ stderr F REFUSED$/m);
+  });
+
+  it('keeps pods running through a kill -9 of containerd, and answers for them after its restart', async () => {
+    const [web] = (await cri('ps', '-q', '--name', '^web$', '--pod', podId)).split('\n');
+    const before = await inspect<ContainerStatus>('inspect', web!);
+    const pid = Number(readFileSync(join(cluster.dir, 'pids', 'containerd.pid'), 'utf8'));
+    process.kill(pid, 'SIGKILL');
+    await waitFor(
+      'containerd gone',
+      10_000,
+      async () => !existsSync(`/proc/${pid}/cmdline`) || isZombie(pid),
+    );
+    // The container did not notice: same process, still serving.
+    expect(existsSync(`/proc/${before.info.pid}`)).toBe(true);
+
+    await cluster.start('containerd');
+    const after = await inspect<ContainerStatus>('inspect', web!);
+    expect(after.status.state).toBe('CONTAINER_RUNNING');
+    expect(after.info.pid).toBe(before.info.pid);
+    expect((await inspect<PodStatus>('inspectp', podId)).status.state).toBe('SANDBOX_READY');
+    // And it still runs new containers in the pod it found again.
+    const id = await cri(
+      'create',
+      podId,
+      containerConfig('again', ['entrypoint-tester', 'after-restart']),
+      podConfig,
+    );
+    await cri('start', id);
+    await waitFor('the new container to exit', 30_000, async () => {
+      return (await inspect<ContainerStatus>('inspect', id)).status.state === 'CONTAINER_EXITED';
+    });
+    expect(readFileSync(join(logDir, 'again.log'), 'utf8')).toContain('after-restart');
+  });
+});
+
+describe('pulls from a registry that requires credentials', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spillway-runtime-auth-'));
+  const auth = { user: 'puller', password: 'pull-secret' };
+  let registry: RunningRegistry;
+  let ref: string;
+
+  beforeAll(async () => {
+    registry = await startRegistry({ dir, binDir: cluster.binDir, port: await freePort(), auth });
+    allowRegistry(cluster.dir, registry.host);
+    ref = await pushAgnhost(registry.host, 'private/agnhost', 'auth', ['pause'], auth);
+  });
+  afterAll(async () => {
+    if (ref) await cri('rmi', ref).catch(() => {});
+    await registry?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('fails without credentials and succeeds with them', async () => {
+    await expect(cri('pull', ref)).rejects.toThrow(/authorization failed: no basic auth credentials/);
+    await expect(cri('pull', '--creds', `${auth.user}:wrong`, ref)).rejects.toThrow(/401 Unauthorized/);
+    expect(await cri('pull', '--creds', `${auth.user}:${auth.password}`, ref)).toMatch(
+      /Image is up to date for sha256:/,
+    );
+    expect(await cri('images', '-q', ref)).toMatch(/^sha256:/);
+  });
+});
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
+}
