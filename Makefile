@@ -8,7 +8,7 @@ SHELL := /bin/bash
 WITH_NODE = export PATH="$$(bash hack/ensure-node.sh):$(CURDIR)/bin:$(CURDIR)/node_modules/.bin:$$PATH";
 PROVIDER ?= fake
 
-.PHONY: test lint typecheck unit integration e2e system tools deps cluster-up cluster-down run demo bench soak crds image clean
+.PHONY: test lint typecheck unit integration e2e system tools deps cluster-up cluster-down run demo bench soak crds image images clean
 
 deps: node_modules/.installed
 node_modules/.installed: package.json package-lock.json .node-version
@@ -60,8 +60,10 @@ SOAK_PROVIDERS ?= eci,local
 soak: system tools
 	@$(WITH_NODE) node bench/soak.ts --providers $(SOAK_PROVIDERS)
 
-cluster-up: tools
+## the local cluster (control plane, loopback registry, containerd as root), its registry seeded with `make images`
+cluster-up: tools images
 	@$(WITH_NODE) node hack/cluster.ts up
+	@$(WITH_NODE) node hack/build-images.ts --push cluster
 
 cluster-down: deps
 	@$(WITH_NODE) node hack/cluster.ts down
@@ -78,6 +80,12 @@ crds: deps
 ## manifest.json), from the npm registry and Debian packages; cached, so unchanged inputs rebuild in seconds
 image: deps
 	@$(WITH_NODE) node hack/build-image.ts
+
+## the images the local cluster runs (hack/images/catalog.ts: pause, busybox, nginx, agnhost, coredns) and the
+## operator's, without a container engine, into dist/images/*.oci.tar; `node hack/build-images.ts --push HOST:PORT`
+## pushes them (cached: unchanged inputs rebuild in seconds with the same digests)
+images: tools
+	@$(WITH_NODE) node hack/build-images.ts
 
 clean: cluster-down
 	rm -rf .cluster

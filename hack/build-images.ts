@@ -5,7 +5,9 @@
  * operator's own image (`make image`, hack/build-image.ts). Each lands in dist/images/<name>-<tag>.oci.tar
  * (an OCI layout, like `make image`'s) and, with --push, in a registry.
  *
- *   node hack/build-images.ts [--only busybox,nginx] [--push localhost:5000] [--user u --password p]
+ *   node hack/build-images.ts [--only busybox,nginx] [--push localhost:5000|cluster] [--user u --password p]
+ *
+ * `--push cluster` pushes to the local cluster's registry (`make cluster-up`, SPILLWAY_CLUSTER_DIR).
  *
  * Layers are deterministic (hack/oci.ts) and cached under dist/images/.cache by the digest of their tar, so
  * unchanged inputs rebuild in seconds and give the same digests; a new Debian package version, a rebuilt
@@ -53,13 +55,25 @@ function log(line: string): void {
 /** Creation time of every catalog image: fixed, so the config (and manifest) digest depends on content only. */
 const CREATED = '2026-01-01T00:00:00Z';
 
+/** Where and what {@link buildImages} builds. */
+export interface BuildOptions {
+  /** The images to build; all by default. */
+  only?: readonly BuildableImage[];
+  /** Where the tarballs go (default dist/images); its `.cache` holds the layers and the pause binary. */
+  outDir?: string;
+  /** Downloaded Debian packages (default dist/images/.cache/debs): shared by builds into other folders. */
+  debs?: string;
+}
+
 /**
  * Builds the named images (all by default) into dist/images/ and returns them; images whose inputs did not
  * change come from the cache and keep their digests.
  */
-export async function buildImages(only: readonly BuildableImage[] = ALL_IMAGES): Promise<BuiltImageFile[]> {
-  const layers = new LayerCache(join(CACHE, 'layers'));
-  const ctx: BuildContext = { root: ROOT, debs: join(CACHE, 'debs'), cacheDir: CACHE, layers, log };
+export async function buildImages(options: BuildOptions = {}): Promise<BuiltImageFile[]> {
+  const { only = ALL_IMAGES, outDir = OUT_DIR } = options;
+  const cacheDir = join(outDir, '.cache');
+  const layers = new LayerCache(join(cacheDir, 'layers'));
+  const ctx: BuildContext = { root: ROOT, debs: options.debs ?? join(CACHE, 'debs'), cacheDir, layers, log };
   const built: BuiltImageFile[] = [];
   for (const name of only) {
     const t0 = performance.now();
@@ -83,8 +97,8 @@ export async function buildImages(only: readonly BuildableImage[] = ALL_IMAGES):
       layers: image.layers,
     });
     const [repository, tag] = IMAGES[name].split(':');
-    const path = join(OUT_DIR, `${posix.basename(repository!)}-${tag}.oci.tar`);
-    const wrote = writeLayoutTarball(layout, path, CACHE);
+    const path = join(outDir, `${posix.basename(repository!)}-${tag}.oci.tar`);
+    const wrote = writeLayoutTarball(layout, path, cacheDir);
     const size = image.layers.reduce((s, l) => s + l.gz.length, 0);
     const raw = image.layers.reduce((s, l) => s + l.raw, 0);
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
@@ -107,16 +121,20 @@ export async function pushImages(
   credentials?: RegistryCredentials,
 ): Promise<PushResult[]> {
   const results: PushResult[] = [];
+  const pushed = new Map<string, string>(); // digest → a repository that has it now
   for (const image of images) {
     const colon = image.reference.lastIndexOf(':');
+    const repository = image.reference.slice(0, colon);
     const result = await pushImage(image.layout, {
       registry,
-      repository: image.reference.slice(0, colon),
+      repository,
       tag: image.reference.slice(colon + 1),
       credentials,
+      mountFrom: pushed,
     });
+    for (const blob of image.layout.blobs) if (!pushed.has(blob.digest)) pushed.set(blob.digest, repository);
     log(
-      `pushed ${registry}/${image.reference}@${result.digest} (${result.uploaded} blobs, ${mb(result.bytes)} sent; ${result.skipped} already there)`,
+      `pushed ${registry}/${image.reference}@${result.digest} (${result.uploaded} blobs, ${mb(result.bytes)} sent; ${result.mounted} mounted, ${result.skipped} already there)`,
     );
     results.push(result);
   }
@@ -136,6 +154,15 @@ export function parseOnly(value: string | undefined): BuildableImage[] {
   return ALL_IMAGES.filter((n) => names.includes(n));
 }
 
+/** `--push cluster`: the registry of the local cluster (SPILLWAY_CLUSTER_DIR, default .cluster), which must be up. */
+async function localClusterRegistry(): Promise<string> {
+  const { LocalCluster } = await import('../test/support/cluster.ts');
+  const cluster = new LocalCluster();
+  if (!(await cluster.isRunning()))
+    throw new Error('--push cluster: the local cluster is not running; start it with `make cluster-up`');
+  return cluster.registry;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -149,16 +176,17 @@ async function main(): Promise<void> {
     throw new Error('builds linux/amd64 on linux/amd64 only');
   if (Boolean(values.user) !== Boolean(values.password)) throw new Error('--user and --password go together');
   const t0 = performance.now();
-  const images = await buildImages(parseOnly(values.only));
+  const images = await buildImages({ only: parseOnly(values.only) });
   const total = images.reduce((s, i) => s + i.size, 0);
   log(
     `${images.length} images built in ${((performance.now() - t0) / 1000).toFixed(1)} s (${mb(total)} of layers)`,
   );
   if (values.push) {
     const t1 = performance.now();
+    const registry = values.push === 'cluster' ? await localClusterRegistry() : values.push;
     const credentials = values.user ? { username: values.user, password: values.password! } : undefined;
-    await pushImages(images, values.push, credentials);
-    log(`pushed to ${values.push} in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+    await pushImages(images, registry, credentials);
+    log(`pushed to ${registry} in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
   }
 }
 

@@ -22,13 +22,21 @@ export interface PushTarget {
   repository: string;
   tag: string;
   credentials?: RegistryCredentials;
+  /**
+   * Blobs known to be in other repositories of the same registry (digest → repository): mounted from there
+   * instead of uploaded again (a registry keeps blobs per repository; a shared base layer is sent once).
+   */
+  mountFrom?: ReadonlyMap<string, string>;
 }
 
 /** What a push did: the manifest digest the registry now serves under the tag, and the blob traffic. */
 export interface PushResult {
   digest: string;
   uploaded: number;
+  /** Blobs the registry had in this repository already. */
   skipped: number;
+  /** Blobs mounted from another repository (`mountFrom`) instead of uploaded. */
+  mounted: number;
   bytes: number;
 }
 
@@ -121,7 +129,7 @@ export async function pushImage(layout: ImageLayout, target: PushTarget): Promis
   };
   const manifest = layout.blobs.find((b) => b.digest === layout.manifestDigest);
   if (!manifest) throw new Error(`push ${ref}: the image layout has no manifest blob`);
-  const result: PushResult = { digest: layout.manifestDigest, uploaded: 0, skipped: 0, bytes: 0 };
+  const result: PushResult = { digest: layout.manifestDigest, uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
   const seen = new Set<string>([layout.manifestDigest]);
   for (const blob of layout.blobs) {
     if (seen.has(blob.digest)) continue;
@@ -132,6 +140,20 @@ export async function pushImage(layout: ImageLayout, target: PushTarget): Promis
       continue;
     }
     await expect(head, `check blob ${blob.digest}`, [404]);
+    const from = target.mountFrom?.get(blob.digest);
+    if (from) {
+      const mount = await session.request(
+        'POST',
+        `blobs/uploads/?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(from)}`,
+      );
+      await mount.body?.cancel();
+      // 201: mounted. 202: the registry would not (e.g. no access to `from`) and opened an upload instead,
+      // which is dropped here for a fresh one below.
+      if (mount.status === 201) {
+        result.mounted++;
+        continue;
+      }
+    }
     const started = await expect(
       await session.request('POST', 'blobs/uploads/'),
       `start upload of ${blob.digest}`,
