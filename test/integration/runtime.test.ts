@@ -81,16 +81,20 @@ describe('containerd of the local cluster, through CRI', () => {
   let podId: string;
   const podConfig = join(work, 'pod.json');
 
-  /** A container config file for crictl: `args` after the image's entrypoint, seccomp RuntimeDefault. */
-  function containerConfig(name: string, args: string[], ref = image): string {
+  /**
+   * A container config file for crictl: `args` after the image's entrypoint, seccomp RuntimeDefault, and
+   * `mounts` (container path → host path).
+   */
+  function containerConfig(name: string, args: string[], mounts: Record<string, string> = {}): string {
     const file = join(work, `${name}.json`);
     writeFileSync(
       file,
       JSON.stringify({
         metadata: { name },
-        image: { image: ref },
+        image: { image },
         args,
         log_path: `${name}.log`,
+        mounts: Object.entries(mounts).map(([container_path, host_path]) => ({ container_path, host_path })),
         linux: { security_context: { seccomp: { profile_type: 0 } } },
       }),
     );
@@ -168,6 +172,41 @@ describe('containerd of the local cluster, through CRI', () => {
     expect((await inspect<ContainerStatus>('inspect', id)).status.exitCode).toBe(1);
     // CRI log format: `<time> <stream> <tag> <line>`.
     expect(readFileSync(join(logDir, 'refused.log'), 'utf8')).toMatch(/ stderr F REFUSED$/m);
+  });
+
+  it('shows a container what the host wrote into a volume folder made after containerd started', async () => {
+    // As the local provider's volumes (operator/providers/local/volumes.ts): plain folders on the host's disk.
+    const volume = mkdtempSync(join(work, 'volume-'));
+    writeFileSync(join(volume, 'greeting'), 'written on the host');
+    const id = await cri(
+      'create',
+      podId,
+      containerConfig('reader', ['mounttest', '--file-content=/data/greeting'], { '/data': volume }),
+      podConfig,
+    );
+    await cri('start', id);
+    await waitFor('the reader to exit', 30_000, async () => {
+      return (await inspect<ContainerStatus>('inspect', id)).status.state === 'CONTAINER_EXITED';
+    });
+    expect(readFileSync(join(logDir, 'reader.log'), 'utf8')).toContain(
+      'content of file "/data/greeting": written on the host',
+    );
+  });
+
+  it('runs pods under a named runtime handler and refuses one it does not have', async () => {
+    const file = join(work, 'handler-pod.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        metadata: { name: 'handler-test', namespace: 'spillway-test', uid: randomUUID(), attempt: 0 },
+        log_directory: logDir,
+        linux: {},
+      }),
+    );
+    const id = await cri('runp', '--runtime', 'runc', file);
+    expect((await inspect<PodStatus>('inspectp', id)).status.state).toBe('SANDBOX_READY');
+    await cri('rmp', '--force', id);
+    await expect(cri('runp', '--runtime', 'gvisor-not-here', file)).rejects.toThrow(/gvisor-not-here/);
   });
 
   it('keeps pods running through a kill -9 of containerd, and answers for them after its restart', async () => {

@@ -15,6 +15,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  readdirSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -38,6 +39,7 @@ import {
   releaseContainerd,
   removeAllPods,
   type ContainerdOptions,
+  type RuntimeHandler,
 } from './containerd.ts';
 import { installNetworkGuard } from './guard.ts';
 import { freePort } from './ports.ts';
@@ -109,9 +111,20 @@ export class LocalCluster {
   readonly dir: string;
   readonly binDir: string;
 
-  constructor(dir = defaultClusterDir, binDir = defaultBinDir) {
+  readonly #runtimeHandlers: Record<string, RuntimeHandler>;
+
+  /**
+   * @param runtimeHandlers RuntimeClass handlers containerd offers besides `runc` (its default), e.g. kata or
+   *   gVisor on hosts that have them; read when the cluster starts.
+   */
+  constructor(
+    dir = defaultClusterDir,
+    binDir = defaultBinDir,
+    options: { runtimeHandlers?: Record<string, RuntimeHandler> } = {},
+  ) {
     this.dir = dir;
     this.binDir = binDir;
+    this.#runtimeHandlers = options.runtimeHandlers ?? {};
   }
 
   get kubeconfigPath(): string {
@@ -193,7 +206,12 @@ export class LocalCluster {
     }
     // Before any pod address is used: containerd's CNI network hands out addresses of localPodCIDR.
     installNetworkGuard([serviceCIDR, kwokPodCIDR, fakePodCIDR, localPodCIDR], log);
-    rmSync(this.dir, { recursive: true, force: true });
+    // A fresh cluster, except for the registry's storage: what `make images` pushed stays across down and up.
+    if (existsSync(this.dir)) {
+      for (const entry of readdirSync(this.dir)) {
+        if (entry !== 'registry') rmSync(this.#path(entry), { recursive: true, force: true });
+      }
+    }
     for (const d of ['pki', 'logs', 'pids', 'etcd'])
       mkdirSync(this.#path(d), { recursive: true, mode: 0o700 });
     const t0 = performance.now();
@@ -210,7 +228,9 @@ export class LocalCluster {
             break;
           } catch (err) {
             // A free port picked at planning time can be taken by another process before the component binds it.
-            const taken = readFileSync(logFile, 'utf8').slice(offset).includes('address already in use');
+            const taken =
+              existsSync(logFile) &&
+              readFileSync(logFile, 'utf8').slice(offset).includes('address already in use');
             if (!taken || attempt >= 3) throw err;
             log(`${c}: its port was taken meanwhile; picking another`);
             state = await this.#plan({
@@ -239,20 +259,26 @@ export class LocalCluster {
   /** Stops every process this folder's cluster started (by pid) and waits until they are gone. */
   async down(log: (line: string) => void = () => {}): Promise<void> {
     // While the apiserver still answers: which local virtual nodes it had, to end their leftover sandboxes.
+    // A failure there still stops everything else, then is reported.
+    let leftoversFailed: unknown;
     if (existsSync(this.kubeconfigPath)) {
-      const { localVirtualNodes, stopLocalSandboxes } = await import('./local-leftovers.ts');
-      const nodes = await Promise.resolve()
-        .then(() => localVirtualNodes(this.kubeConfig()))
-        .catch(() => []);
-      const stopped = await stopLocalSandboxes(nodes);
-      for (const s of stopped) {
-        log(
-          `stopped ${s.sandboxes.length} sandbox(es)${s.dns > 0 ? ' and its CoreDNS' : ''} left behind by virtual node ${s.node}`,
-        );
-        if (s.survivors.length > 0)
+      try {
+        const { localVirtualNodes, stopLocalSandboxes } = await import('./local-leftovers.ts');
+        const nodes = await Promise.resolve()
+          .then(() => localVirtualNodes(this.kubeConfig()))
+          .catch(() => []);
+        const stopped = await stopLocalSandboxes(nodes);
+        for (const s of stopped) {
           log(
-            `  still running (another user's? run as root): pids ${s.survivors.map((p) => p.ref.pid).join(' ')}`,
+            `stopped ${s.sandboxes.length} sandbox(es)${s.dns > 0 ? ' and its CoreDNS' : ''} left behind by virtual node ${s.node}`,
           );
+          if (s.survivors.length > 0)
+            log(
+              `  still running (another user's? run as root): pids ${s.survivors.map((p) => p.ref.pid).join(' ')}`,
+            );
+        }
+      } catch (err) {
+        leftoversFailed = err;
       }
     }
     // Pods first, through CRI while containerd runs: their netns, IP leases and mounts go with them.
@@ -264,6 +290,7 @@ export class LocalCluster {
     }
     for (const c of [...components].reverse()) await this.stop(c);
     if (existsSync(join(this.dir, 'containerd'))) await releaseContainerd(this.dir);
+    if (leftoversFailed !== undefined) throw leftoversFailed;
   }
 
   /** Stops one component (SIGTERM, then SIGKILL after 10 s) and waits until its process is gone. */
@@ -417,6 +444,7 @@ export class LocalCluster {
       registries: [registry],
       streamPort: ports.criStream,
       nodeCIDR: localNodeCIDR,
+      runtimeHandlers: this.#runtimeHandlers,
     };
     const pki = (f: string) => this.#path('pki', f);
     const bin = (b: string) => join(this.binDir, b);

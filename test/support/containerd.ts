@@ -282,6 +282,28 @@ async function ensureMountNamespace(dir: string): Promise<void> {
   }
   writeFileSync(p.nsPin, '');
   await run('unshare', [`--mount=${p.nsPin}`, '--propagation', 'slave', 'true']);
+  // The new namespace starts as a copy of the host's mounts, including other tools' namespace pins (`ip netns`
+  // files, other containerds' pins). A copy would keep those namespaces alive after their owners delete them
+  // (on a host with private mounts, as here, the owner's unmount does not reach our copy): drop them all.
+  // findmnt exits 1 when it finds none.
+  const { stdout } = await run('nsenter', [
+    `--mount=${p.nsPin}`,
+    '--',
+    'findmnt',
+    '-rn',
+    '-t',
+    'nsfs',
+    '-o',
+    'TARGET',
+  ]).catch((err: { code?: number; stdout?: string }) => {
+    if (err.code === 1) return { stdout: '' };
+    throw err;
+  });
+  for (const target of stdout.split('\n').filter(Boolean).reverse()) {
+    // findmnt escapes blanks and the like as \x20.
+    const path = target.replace(/\\x([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+    await run('nsenter', [`--mount=${p.nsPin}`, '--', 'umount', '-l', path]).catch(() => {});
+  }
 }
 
 /** The pids of shims serving this folder's containerd (found by their `-address <socket>`). */
