@@ -5,13 +5,16 @@
  * discovery looks for), so that the test needs neither root nor network namespaces.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_INIT_PATH } from '../../operator/providers/local/runtime.ts';
+import { IMAGES } from '../../hack/images/catalog.ts';
 import { LocalCluster, repoRoot } from '../support/cluster.ts';
+import { containerdPaths, crictl, shimPids } from '../support/containerd.ts';
+import { ensurePauseImage, pushAgnhostImage } from '../support/registry.ts';
 import { localStateDir } from '../support/local-leftovers.ts';
 
 /** A process that looks like PID 1 of sandbox `uid` of node `node` to the local provider's discovery. */
@@ -80,6 +83,81 @@ describe('make cluster-down', () => {
     // Another cluster's (or nobody's) sandbox on the same host is not this cluster's to stop.
     expect(theirs.child.exitCode).toBeNull();
     expect(theirs.child.signalCode).toBeNull();
+    expect(await cluster.isRunning()).toBe(false);
+  });
+});
+
+describe('make cluster-down with pods in its containerd', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spillway-down-pods-'));
+  const cluster = new LocalCluster(dir);
+  const cri = (...args: string[]) => crictl(dir, cluster.binDir, args).then((r) => r.stdout.trim());
+
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0) {
+      throw new Error('this test needs root (containerd, mounts, network namespaces): run it as root');
+    }
+    await cluster.up();
+  });
+  afterAll(async () => {
+    await cluster.down();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('removes every pod, its shim, its mounts, its network namespace and its address lease', async () => {
+    await ensurePauseImage(cluster.registry, cluster.binDir, IMAGES.pause);
+    const image = await pushAgnhostImage(
+      cluster.registry,
+      cluster.binDir,
+      'spillway-test/agnhost',
+      'down',
+      [],
+    );
+    await cri('pull', image);
+    const pod = join(dir, 'pod.json');
+    writeFileSync(
+      pod,
+      JSON.stringify({ metadata: { name: 'p', namespace: 'n', uid: 'u-1', attempt: 0 }, linux: {} }),
+    );
+    const container = join(dir, 'container.json');
+    writeFileSync(
+      container,
+      JSON.stringify({ metadata: { name: 'web' }, image: { image }, args: ['netexec'] }),
+    );
+    const podId = await cri('runp', pod);
+    await cri('start', await cri('create', podId, container, pod));
+    const { info } = JSON.parse(
+      await cri('inspect', '-o', 'json', await cri('ps', '-q', '--pod', podId)),
+    ) as {
+      info: { pid: number };
+    };
+    const paths = containerdPaths(dir);
+    const namespace = statSync(paths.nsPin).ino;
+    const leases = () =>
+      readdirSync(join(paths.ipamDir, 'spillway')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+    expect(shimPids(dir)).not.toHaveLength(0);
+    expect(leases()).toHaveLength(1);
+
+    const down = spawnSync(process.execPath, [join(repoRoot, 'hack/cluster.ts'), 'down'], {
+      env: { ...process.env, SPILLWAY_CLUSTER_DIR: dir },
+      encoding: 'utf8',
+    });
+    expect(down.status, down.stdout + down.stderr).toBe(0);
+    expect(existsSync(`/proc/${info.pid}`)).toBe(false);
+    expect(shimPids(dir)).toEqual([]);
+    expect(leases()).toEqual([]);
+    // Nothing of it stays mounted on the host, and no process is left in its mount namespace (so the kernel
+    // has dropped the namespace and the rootfs and netns mounts in it).
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(dir);
+    const inNamespace = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return statSync(`/proc/${p}/ns/mnt`).ino === namespace;
+        } catch {
+          return false;
+        }
+      });
+    expect(inNamespace).toEqual([]);
     expect(await cluster.isRunning()).toBe(false);
   });
 });

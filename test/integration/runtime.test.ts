@@ -13,58 +13,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageRef, IMAGES } from '../../hack/images/catalog.ts';
-import { gzipLayer, imageLayout, sha256, tarArchive, withParents, type Layer } from '../../hack/oci.ts';
 import { ipToInt, parseCIDR } from '../../operator/providers/local/network.ts';
 import { defaultClusterDir, LocalCluster, localNodeCIDR, waitFor } from '../support/cluster.ts';
 import { allowRegistry, crictl } from '../support/containerd.ts';
 import { freePort } from '../support/ports.ts';
-import { pushLayout, startRegistry, type RegistryAuth, type RunningRegistry } from '../support/registry.ts';
+import {
+  ensurePauseImage,
+  pushAgnhostImage,
+  startRegistry,
+  type RunningRegistry,
+} from '../support/registry.ts';
 
 const cluster = new LocalCluster(process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir);
 const cri = (...args: string[]) => crictl(cluster.dir, cluster.binDir, args).then((r) => r.stdout.trim());
 /** `crictl inspect|inspectp <id>` as JSON (crictl reads flags only before the arguments). */
 const inspect = async <T>(command: 'inspect' | 'inspectp', id: string): Promise<T> =>
   JSON.parse(await cri(command, '-o', 'json', id)) as T;
-
-let agnhostLayer: Layer | undefined;
-/** bin/agnhost as a one-layer image's /agnhost, built once per run. */
-async function agnhost(): Promise<Layer> {
-  if (!agnhostLayer) {
-    const tar = tarArchive(
-      withParents([
-        { path: 'agnhost', type: 'file', mode: 0o755, data: readFileSync(join(cluster.binDir, 'agnhost')) },
-        { path: 'tmp', type: 'dir', mode: 0o1777 },
-      ]),
-      0,
-    );
-    agnhostLayer = { gz: await gzipLayer(tar), diffId: sha256(tar), createdBy: 'COPY bin/agnhost /agnhost' };
-  }
-  return agnhostLayer;
-}
-
-/** Pushes `/agnhost <entrypoint...>` as `<repository>:<tag>` to `registry`; returns its reference. */
-async function pushAgnhost(
-  registry: string,
-  repository: string,
-  tag: string,
-  entrypoint: string[],
-  auth?: RegistryAuth,
-): Promise<string> {
-  const layout = imageLayout({
-    name: `${repository}:${tag}`,
-    created: '2026-01-01T00:00:00Z',
-    config: {
-      User: '',
-      Env: ['PATH=/'],
-      Entrypoint: ['/agnhost', ...entrypoint],
-      WorkingDir: '/',
-      Labels: {},
-    },
-    layers: [await agnhost()],
-  });
-  await pushLayout(registry, repository, tag, layout, auth);
-  return `${registry}/${repository}:${tag}`;
-}
 
 interface PodStatus {
   status: { id: string; state: string; network: { ip: string } };
@@ -108,15 +72,8 @@ describe('containerd of the local cluster, through CRI', () => {
       );
     }
     // The sandbox image containerd pins: `make images` builds the real one; agnhost's `pause` stands in for it.
-    const pause = await fetch(
-      `http://${cluster.registry.replace('localhost', '127.0.0.1')}/v2/${IMAGES.pause.replace(':', '/manifests/')}`,
-      { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } },
-    );
-    if (pause.status === 404) {
-      const [repository, tag] = IMAGES.pause.split(':') as [string, string];
-      await pushAgnhost(cluster.registry, repository, tag, ['pause']);
-    }
-    image = await pushAgnhost(cluster.registry, 'spillway-test/agnhost', 'runtime', []);
+    await ensurePauseImage(cluster.registry, cluster.binDir, IMAGES.pause);
+    image = await pushAgnhostImage(cluster.registry, cluster.binDir, 'spillway-test/agnhost', 'runtime', []);
     await cri('pull', image);
     writeFileSync(
       podConfig,
@@ -251,7 +208,7 @@ describe('pulls from a registry that requires credentials', () => {
   beforeAll(async () => {
     registry = await startRegistry({ dir, binDir: cluster.binDir, port: await freePort(), auth });
     allowRegistry(cluster.dir, registry.host);
-    ref = await pushAgnhost(registry.host, 'private/agnhost', 'auth', ['pause'], auth);
+    ref = await pushAgnhostImage(registry.host, cluster.binDir, 'private/agnhost', 'auth', ['pause'], auth);
   });
   afterAll(async () => {
     if (ref) await cri('rmi', ref).catch(() => {});
@@ -260,6 +217,10 @@ describe('pulls from a registry that requires credentials', () => {
   });
 
   it('fails without credentials and succeeds with them', async () => {
+    // And nothing is ever pulled from outside: a registry not on the list resolves to a closed loopback port.
+    await expect(cri('pull', 'docker.io/library/busybox:latest')).rejects.toThrow(
+      /127\.0\.0\.1:9: connect: connection refused/,
+    );
     await expect(cri('pull', ref)).rejects.toThrow(/authorization failed: no basic auth credentials/);
     await expect(cri('pull', '--creds', `${auth.user}:wrong`, ref)).rejects.toThrow(/401 Unauthorized/);
     expect(await cri('pull', '--creds', `${auth.user}:${auth.password}`, ref)).toMatch(

@@ -8,10 +8,18 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ImageLayout } from '../../hack/oci.ts';
+import {
+  gzipLayer,
+  imageLayout,
+  sha256,
+  tarArchive,
+  withParents,
+  type ImageLayout,
+  type Layer,
+} from '../../hack/oci.ts';
 
 /** Basic-auth credentials of a registry that requires them (htpasswd). */
 export interface RegistryAuth {
@@ -213,4 +221,73 @@ export async function pushLayout(
     'put manifest',
   );
   return layout.manifestDigest;
+}
+
+const agnhostLayers = new Map<string, Promise<Layer>>();
+
+/**
+ * Pushes `<binDir>/agnhost` (Kubernetes' static test binary) as the one-layer image `<repository>:<tag>` running
+ * `/agnhost <entrypoint...>`, for tests that need a runnable image without `make images` (`['pause']` makes a
+ * pod sandbox image). The layer is built once per process. Returns the image reference.
+ */
+export async function pushAgnhostImage(
+  registry: string,
+  binDir: string,
+  repository: string,
+  tag: string,
+  entrypoint: string[],
+  auth?: RegistryAuth,
+): Promise<string> {
+  let layer = agnhostLayers.get(binDir);
+  if (!layer) {
+    layer = (async () => {
+      const tar = tarArchive(
+        withParents([
+          { path: 'agnhost', type: 'file', mode: 0o755, data: readFileSync(join(binDir, 'agnhost')) },
+          { path: 'tmp', type: 'dir', mode: 0o1777 },
+        ]),
+        0,
+      );
+      return { gz: await gzipLayer(tar), diffId: sha256(tar), createdBy: 'COPY bin/agnhost /agnhost' };
+    })();
+    agnhostLayers.set(binDir, layer);
+  }
+  const layout = imageLayout({
+    name: `${repository}:${tag}`,
+    created: '2026-01-01T00:00:00Z',
+    config: {
+      User: '',
+      Env: ['PATH=/'],
+      Entrypoint: ['/agnhost', ...entrypoint],
+      WorkingDir: '/',
+      Labels: {},
+    },
+    layers: [await layer],
+  });
+  await pushLayout(registry, repository, tag, layout, auth);
+  return `${registry}/${repository}:${tag}`;
+}
+
+/** True when `registry` has `<repository>:<tag>` (e.g. the pause image `make images` pushed). */
+export async function hasImage(
+  registry: string,
+  repository: string,
+  tag: string,
+  auth?: RegistryAuth,
+): Promise<boolean> {
+  const res = await fetch(`http://${loopback(registry)}/v2/${repository}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: {
+      accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json',
+      ...authHeader(auth),
+    },
+  });
+  return res.ok;
+}
+
+/** Makes sure `registry` serves the sandbox (pause) image containerd pins: agnhost's `pause` unless one is there. */
+export async function ensurePauseImage(registry: string, binDir: string, pauseName: string): Promise<void> {
+  const [repository, tag] = pauseName.split(':') as [string, string];
+  if (!(await hasImage(registry, repository, tag)))
+    await pushAgnhostImage(registry, binDir, repository, tag, ['pause']);
 }
