@@ -1,0 +1,269 @@
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TerminalSize } from '../../types.ts';
+import { attachOverStream, execOverStream, exitCodeOf, portForwardOverStream } from './streaming.ts';
+
+/** The members of `ws` the fake server uses (`ws` ships no types). */
+interface FakeSocket {
+  protocol: string;
+  send(data: Buffer): void;
+  close(): void;
+  on(event: 'message', listener: (data: Buffer) => void): this;
+  on(event: 'close', listener: () => void): this;
+}
+interface FakeServer {
+  address(): AddressInfo;
+  close(cb: () => void): void;
+  clients: Set<{ terminate(): void }>;
+  on(event: 'connection', listener: (socket: FakeSocket, req: IncomingMessage) => void): this;
+  once(event: 'listening', listener: () => void): this;
+}
+const { WebSocketServer } = createRequire(import.meta.url)('ws') as {
+  WebSocketServer: new (options: {
+    host: string;
+    port: number;
+    handleProtocols: (protocols: Set<string>) => string | false;
+    verifyClient: (info: { req: IncomingMessage }) => boolean;
+  }) => FakeServer;
+};
+
+const frame = (channel: number, data: string | Buffer) =>
+  Buffer.concat([Buffer.of(channel), Buffer.from(data)]);
+const le16 = (port: number) => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(port);
+  return b;
+};
+const exitStatus = (code: number) =>
+  code === 0
+    ? { metadata: {}, status: 'Success' }
+    : {
+        metadata: {},
+        status: 'Failure',
+        message: `command terminated with non-zero exit code: exit status ${code}`,
+        reason: 'NonZeroExitCode',
+        details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+      };
+
+/**
+ * A fake of the CRI streaming server's WebSocket path (k8s.io/cri-streaming): `v4.channel.k8s.io` only, an empty
+ * stdout message once connected, the status on channel 3, then close. What each session does is chosen by the
+ * URL's token; `used` answers 404 like a consumed token.
+ */
+async function fakeStreamingServer(): Promise<{
+  url: (path: string) => string;
+  resizes: TerminalSize[];
+  close: () => Promise<void>;
+}> {
+  const server = new WebSocketServer({
+    host: '127.0.0.1',
+    port: 0,
+    handleProtocols: (offers) => (offers.has('v4.channel.k8s.io') ? 'v4.channel.k8s.io' : false),
+    verifyClient: ({ req }) => !req.url?.endsWith('/used'),
+  });
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const resizes: TerminalSize[] = [];
+  server.on('connection', (socket, req) => {
+    const token = req.url!.split('/').pop();
+    const end = (status: object) => {
+      socket.send(frame(3, JSON.stringify(status)));
+      socket.close();
+    };
+    if (req.url!.startsWith('/portforward/')) {
+      socket.send(frame(0, le16(8080)));
+      socket.send(frame(1, le16(8080)));
+      if (token === 'refused') {
+        socket.send(
+          frame(
+            1,
+            'error forwarding port 8080 to pod sb1, uid : dial tcp 127.0.0.1:8080: connection refused',
+          ),
+        );
+        return socket.close();
+      }
+      // An upper-casing echo server that hangs up after "bye".
+      socket.on('message', (data) => {
+        const text = data.subarray(1).toString();
+        socket.send(frame(0, text.toUpperCase()));
+        if (text.includes('bye')) socket.close();
+      });
+      return;
+    }
+    socket.send(frame(1, ''));
+    if (token === 'exit3') {
+      socket.send(frame(1, 'hi\n'));
+      socket.send(frame(2, 'oops\n'));
+      return end(exitStatus(3));
+    }
+    if (token === 'not-running') {
+      return end({
+        metadata: {},
+        status: 'Failure',
+        message: 'Internal error occurred: error executing command in container: container is not running',
+        reason: 'InternalError',
+        code: 500,
+      });
+    }
+    if (token === 'cat') {
+      // Echoes stdin until a line "end", then exits 0.
+      let seen = '';
+      socket.on('message', (data) => {
+        if (data[0] !== 0) return;
+        seen += data.subarray(1).toString();
+        socket.send(frame(1, data.subarray(1)));
+        if (seen.endsWith('end\n')) end(exitStatus(0));
+      });
+      return;
+    }
+    if (token === 'resize') {
+      socket.on('message', (data) => {
+        if (data[0] !== 4) return;
+        resizes.push(JSON.parse(data.subarray(1).toString()));
+        if (resizes.length === 2) end(exitStatus(0));
+      });
+      return;
+    }
+    if (token === 'attach') {
+      // The container prints until the client goes away.
+      socket.send(frame(1, 'tick\n'));
+      return;
+    }
+    if (token === 'attach-exit') {
+      socket.send(frame(1, 'last line\n'));
+      return end(exitStatus(0));
+    }
+    end({ metadata: {}, status: 'Failure', message: `fake has no session ${token}` });
+  });
+  return {
+    url: (path) => `http://127.0.0.1:${server.address().port}${path}`,
+    resizes,
+    close: () =>
+      new Promise((resolve) => {
+        server.clients.forEach((c) => c.terminate());
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A writable that keeps what it got. */
+function sink(): Writable & { text: () => string } {
+  const chunks: Buffer[] = [];
+  const w = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk);
+      cb();
+    },
+  });
+  return Object.assign(w, { text: () => Buffer.concat(chunks).toString() });
+}
+
+let fake: Awaited<ReturnType<typeof fakeStreamingServer>>;
+beforeAll(async () => {
+  fake = await fakeStreamingServer();
+});
+afterAll(() => fake.close());
+
+describe('exitCodeOf', () => {
+  it.each([
+    [exitStatus(0), 0],
+    [exitStatus(3), 3],
+    [exitStatus(137), 137],
+  ])('%j → %i', (status, code) => expect(exitCodeOf(status as never)).toEqual({ exitCode: code }));
+
+  it('throws the runtime message for any other failure', () => {
+    expect(() => exitCodeOf({ status: 'Failure', message: 'container is not running' })).toThrow(
+      'container is not running',
+    );
+  });
+});
+
+describe('execOverStream', () => {
+  it('copies stdout and stderr and resolves with the exit code', async () => {
+    const stdout = sink();
+    const stderr = sink();
+    expect(await execOverStream(fake.url('/exec/exit3'), { stdout, stderr, tty: false })).toEqual({
+      exitCode: 3,
+    });
+    expect(stdout.text()).toBe('hi\n');
+    expect(stderr.text()).toBe('oops\n');
+  });
+
+  it('sends stdin to the process', async () => {
+    const stdout = sink();
+    const stdin = Readable.from([Buffer.from('hello\n'), Buffer.from('end\n')]);
+    expect(await execOverStream(fake.url('/exec/cat'), { stdin, stdout, tty: false })).toEqual({
+      exitCode: 0,
+    });
+    expect(stdout.text()).toBe('hello\nend\n');
+  });
+
+  it('sends terminal sizes on the resize channel with a tty', async () => {
+    const resize = Readable.from([
+      { width: 80, height: 24 },
+      { width: 120, height: 40 },
+    ]);
+    await execOverStream(fake.url('/exec/resize'), { stdout: sink(), tty: true, resize });
+    expect(fake.resizes).toEqual([
+      { Width: 80, Height: 24 },
+      { Width: 120, Height: 40 },
+    ]);
+  });
+
+  it('rejects with the runtime’s message when the command cannot run', async () => {
+    await expect(
+      execOverStream(fake.url('/exec/not-running'), { stdout: sink(), tty: false }),
+    ).rejects.toThrow('container is not running');
+  });
+
+  it('rejects with what the server answered for a used or expired URL', async () => {
+    await expect(execOverStream(fake.url('/exec/used'), { stdout: sink(), tty: false })).rejects.toThrow(
+      /answered 401 .*\/exec\/used/,
+    );
+  });
+});
+
+describe('attachOverStream', () => {
+  it('copies output until the container stops', async () => {
+    const stdout = sink();
+    expect(await attachOverStream(fake.url('/attach/attach-exit'), { stdout, tty: false })).toEqual({
+      exitCode: 0,
+    });
+    expect(stdout.text()).toBe('last line\n');
+  });
+
+  it('detaches when the signal aborts', async () => {
+    const detach = new AbortController();
+    const stdout = new PassThrough();
+    stdout.once('data', () => detach.abort());
+    expect(
+      await attachOverStream(fake.url('/attach/attach'), { stdout, tty: false, signal: detach.signal }),
+    ).toEqual({ exitCode: 0 });
+  });
+});
+
+describe('portForwardOverStream', () => {
+  it('carries data both ways and ends when the pod side closes', async () => {
+    const conn = await portForwardOverStream(fake.url('/portforward/echo'), 8080);
+    conn.write('hello ');
+    conn.write('bye');
+    let got = '';
+    for await (const chunk of conn) got += String(chunk);
+    expect(got).toBe('HELLO BYE');
+  });
+
+  it('fails the stream with the server’s error when nothing listens', async () => {
+    // The server announces the ports before it dials, so the failure arrives on the open stream.
+    const conn = await portForwardOverStream(fake.url('/portforward/refused'), 8080);
+    const err = await new Promise<Error>((resolve) => conn.on('error', resolve).resume());
+    expect(err.message).toContain('dial tcp 127.0.0.1:8080: connection refused');
+  });
+
+  it('refuses a URL made for another port', async () => {
+    await expect(portForwardOverStream(fake.url('/portforward/echo'), 9090)).rejects.toThrow(
+      'forwards port 8080, not 9090',
+    );
+  });
+});
