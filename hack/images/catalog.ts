@@ -16,7 +16,7 @@ export const IMAGES = {
   pause: 'spillway/pause:3.10',
   /** Debian's busybox-static with its applets linked in /bin: `sh`, `wget`, `nc`, `sleep`... */
   busybox: 'spillway/busybox:1.35.0',
-  /** Debian's nginx-light serving /usr/share/nginx/html on :80, as the upstream `nginx` image does. */
+  /** Debian's nginx (bookworm's nginx-light is a metapackage over it) serving /usr/share/nginx/html on :80, as upstream's. */
   nginx: 'spillway/nginx:1.22.1',
   /** Kubernetes' test image (k8s.io/kubernetes/test/images/agnhost), used by conformance tests. */
   agnhost: 'spillway/agnhost:2.63.0',
