@@ -35,6 +35,8 @@ export const OPTIONS = {
   config: { type: 'string' },
   'provider-config': { type: 'string' },
   coredns: { type: 'string' },
+  'cri-endpoint': { type: 'string' },
+  'runtime-handler': { type: 'string' },
   capacity: { type: 'string' },
   workers: { type: 'string' },
   'capacity-cooldown': { type: 'string' },
@@ -97,10 +99,21 @@ export function virtualNodeEntries(values: Flags): VirtualNodeEntry[] {
 /** Where one node's provider configuration comes from (operator/providers/index.ts). */
 export function providerOptions(entry: VirtualNodeEntry, values: Flags): ProviderOptions {
   const configFile = entry.providerConfig ?? values['provider-config'];
+  // The local provider reads its runtime flags where it reads their environment variables (local/factory.ts).
+  const local = entry.provider === 'local' && (values['cri-endpoint'] || values['runtime-handler']);
   return {
     nodeName: entry.config.name,
     ...(entry.config.podCIDR ? { podCIDR: entry.config.podCIDR } : {}),
     ...(configFile ? { configFile } : {}),
+    ...(local
+      ? {
+          env: {
+            ...process.env,
+            ...(values['cri-endpoint'] ? { SPILLWAY_CRI_ENDPOINT: values['cri-endpoint'] } : {}),
+            ...(values['runtime-handler'] ? { SPILLWAY_RUNTIME_HANDLER: values['runtime-handler'] } : {}),
+          },
+        }
+      : {}),
   };
 }
 

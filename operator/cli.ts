@@ -82,6 +82,9 @@ flags:
   --config FILE            virtual-node: several virtual nodes from one YAML file (see operator/virtualnode/config.ts)
   --provider-config FILE   eci: the provider configuration (docs/eci.md); credentials from RRSA or a Secret's env
   --coredns PATH           run --provider local: the CoreDNS binary for cluster DNS (default: bin/coredns)
+  --cri-endpoint PATH      local: containerd's CRI socket (default: $SPILLWAY_CRI_ENDPOINT, else
+                           <cluster dir>/containerd/containerd.sock of make cluster-up)
+  --runtime-handler NAME   local: the containerd runtime handler sandboxes run with (default: runc)
   --workers N              run, controller: concurrent ElasticWorkload reconciles (default: 16)
   --capacity-cooldown S    run, controller: seconds a unit out of provider capacity waits before it is tried
                            again (default: 300)

@@ -1,7 +1,6 @@
 import type { V1PodSpec } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { FakeProvider } from './fake/fake-provider.ts';
-import { NO_COMMAND_MESSAGE } from './local/rules.ts';
 import { providerRules } from './rules.ts';
 
 const spec = (o: Partial<V1PodSpec> = {}): V1PodSpec => ({
@@ -11,12 +10,12 @@ const spec = (o: Partial<V1PodSpec> = {}): V1PodSpec => ({
 
 describe('static provider rules', () => {
   it.each<[string, string, V1PodSpec, string[]]>([
-    ['local: an image without command', 'local', spec(), ['spec.template.spec.containers[0].command']],
+    ['local: an image without command runs its entrypoint', 'local', spec(), []],
     [
-      'local: args alone run (as the argv)',
+      'local: a container without an image',
       'local',
-      spec({ containers: [{ name: 'web', image: 'busybox', args: ['sleep', '1'] }] }),
-      [],
+      spec({ containers: [{ name: 'web', command: ['sleep', '1'] }] }),
+      ['spec.template.spec.containers[0].image'],
     ],
     [
       'local: a mount of a missing volume, a relative mount path',
@@ -51,9 +50,9 @@ describe('static provider rules', () => {
   });
 
   it('the local refusal says what to do, and an unknown provider has no rules', () => {
-    expect(providerRules('local')?.(spec())[0]).toEqual({
-      path: 'spec.containers[0].command',
-      message: NO_COMMAND_MESSAGE,
+    expect(providerRules('local')?.(spec({ containers: [{ name: 'web' }] }))[0]).toEqual({
+      path: 'spec.containers[0].image',
+      message: 'required: the local provider runs containers from images',
     });
     expect(providerRules('acme')).toBeUndefined();
     expect(providerRules('toString')).toBeUndefined();

@@ -49,6 +49,11 @@ export interface ResolvedPodInputs {
   env?: Record<string, ResolvedEnvVar[]>;
   /** Volume contents, keyed by volume name. Volumes not listed (emptyDir) are created empty by the provider. */
   volumes?: Record<string, MaterialisedVolume>;
+  /**
+   * The pod's `imagePullSecrets`, keyed by Secret name: the bytes of each Secret's `.dockerconfigjson` (or
+   * `.dockercfg`). A Secret that is missing or of another type is absent; images are then pulled without it.
+   */
+  imagePullSecrets?: Record<string, Buffer>;
 }
 
 /** One environment variable with its final value. */

@@ -1,17 +1,16 @@
 /**
- * Networking of local sandboxes (docs/architecture.md#networking-of-the-local-provider): the guard first, then the bridge `spillway0` holding the
- * node CIDR's first address, one veth pair per sandbox (host end on the bridge, `eth0` in the sandbox's
- * network namespace) and an IP per sandbox from the node CIDR, leased in a file that survives an operator
- * restart. The peer end lives in the sandbox's namespace, so the pair disappears with the sandbox.
+ * Networking of local pods (docs/architecture.md#networking-of-the-local-provider): the guard first, then the
+ * bridge `spillway0` holding the node CIDR's first address. The pods' veths and addresses come from the CNI
+ * plugins containerd runs (bridge + host-local on this bridge and CIDR, the bridge's address as gateway); this
+ * module makes sure that nothing of it is used before the guard is verifiably in place.
  *
  * Safety: {@link LocalNetwork.start} installs the guard (its own nftables table and blackhole routes for the
- * pod and service CIDRs) and refuses to touch any address unless the guard is verifiably in place.
+ * pod and service CIDRs) and creates the bridge only once the guard is there; the provider runs no sandbox
+ * before `start` has resolved.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import type { ProcessRef } from './runtime.ts';
 
 const run = promisify(execFile);
 
@@ -28,8 +27,6 @@ export interface LocalNetworkOptions {
   podCIDR: string;
   /** The cluster's service CIDR (guarded), e.g. `10.96.0.0/16`. */
   serviceCIDR: string;
-  /** Directory of the IP lease files. */
-  leaseDir: string;
 }
 
 /** Parses `a.b.c.d/n` to its network address as a number and its prefix length. */
@@ -79,21 +76,26 @@ export function guardRuleset(bridge: string, cidrs: string[]): string {
   ].join('\n');
 }
 
-/** The veth's host-side name for a sandbox: `sw` + 12 hex digits of the UID (interface names max 15). */
-export function vethName(uid: string): string {
-  return `sw${uid.replaceAll('-', '').slice(0, 12)}`;
+/** Whether `ip` lies inside `cidr`. */
+export function inCIDR(ip: string, cidr: string): boolean {
+  const { base, bits } = parseCIDR(cidr);
+  const mask = (~0 << (32 - bits)) >>> 0;
+  return (ipToInt(ip) & mask) >>> 0 === base;
 }
 
-/** The bridge, the guard, the leases and the veths of one node's sandboxes. */
+/** The guard and the bridge of one node's pods. */
 export class LocalNetwork {
   readonly bridge: string;
   /** The bridge's address: the sandboxes' default gateway, where host services (DNS) listen. */
   readonly gateway: string;
   readonly prefixLength: number;
   readonly #options: LocalNetworkOptions;
-  readonly #first: number;
-  readonly #last: number;
   #started = false;
+
+  /** Whether the guard and the bridge are in place (start() resolved). */
+  get started(): boolean {
+    return this.#started;
+  }
 
   constructor(options: LocalNetworkOptions) {
     this.#options = options;
@@ -101,8 +103,11 @@ export class LocalNetwork {
     const { base, bits } = parseCIDR(options.nodeCIDR);
     this.prefixLength = bits;
     this.gateway = intToIp(base + 1);
-    this.#first = base + 2;
-    this.#last = base + 2 ** (32 - bits) - 2;
+  }
+
+  /** This node's pod CIDR (the CNI configuration's subnet). */
+  get nodeCIDR(): string {
+    return this.#options.nodeCIDR;
   }
 
   /** Installs the guard, verifies it, then creates the bridge (idempotent). Needs root. */
@@ -121,7 +126,6 @@ export class LocalNetwork {
     await run('ip', ['link', 'set', this.bridge, 'up']);
     // Forward only what arrives on the bridge (ClusterIP DNAT to another sandbox); the host stays no router.
     writeFileSync(`/proc/sys/net/ipv4/conf/${this.bridge}/forwarding`, '1');
-    mkdirSync(this.#options.leaseDir, { recursive: true });
     this.#started = true;
   }
 
@@ -134,183 +138,6 @@ export class LocalNetwork {
       }
     }
   }
-
-  /** The lease of each IP: IP → pod UID. */
-  leases(): Map<string, string> {
-    const out = new Map<string, string>();
-    let names: string[];
-    try {
-      names = readdirSync(this.#options.leaseDir);
-    } catch {
-      return out;
-    }
-    for (const ip of names) {
-      try {
-        out.set(ip, readFileSync(join(this.#options.leaseDir, ip), 'utf8').trim());
-      } catch {
-        /* released meanwhile */
-      }
-    }
-    return out;
-  }
-
-  /** Leases an IP for `uid` (the same one again when it already has one). */
-  lease(uid: string): string {
-    if (!this.#started) throw new Error('local network not started: the guard must be installed first');
-    for (const [ip, owner] of this.leases()) if (owner === uid) return ip;
-    for (let n = this.#first; n <= this.#last; n++) {
-      const ip = intToIp(n);
-      try {
-        const fd = openSync(join(this.#options.leaseDir, ip), 'wx');
-        writeFileSync(fd, uid);
-        closeSync(fd);
-        return ip;
-      } catch {
-        /* taken: try the next */
-      }
-    }
-    throw new Error(`no free address left in ${this.#options.nodeCIDR}`);
-  }
-
-  /**
-   * Gives the sandbox whose PID 1 is `init` an `eth0` with `ip` on the bridge and a default route. `step` is
-   * told after each step (tests crash the operator there).
-   */
-  async attach(
-    uid: string,
-    init: ProcessRef,
-    ip: string,
-    step: (name: AttachStep) => void = () => undefined,
-  ): Promise<void> {
-    if (!this.#started) throw new Error('local network not started: the guard must be installed first');
-    const veth = vethName(uid);
-    await run('ip', ['link', 'del', veth]).catch(() => undefined);
-    await run('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(init.pid)]);
-    await run('ip', ['link', 'set', veth, 'master', this.bridge, 'up']);
-    step('veth');
-    const inside = (...args: string[]) => run('nsenter', ['-t', String(init.pid), '-n', 'ip', ...args]);
-    await inside('link', 'set', 'lo', 'up');
-    await inside('addr', 'add', `${ip}/${this.prefixLength}`, 'dev', 'eth0');
-    step('address');
-    await inside('link', 'set', 'eth0', 'up');
-    step('link-up');
-    await inside('route', 'add', 'default', 'via', this.gateway);
-  }
-
-  /**
-   * What is wrong with an attached sandbox's network, as {@link attach} left it (empty when nothing): the
-   * veth on the bridge and up, `eth0` up with `ip`, the default route and the route to the service CIDR
-   * through the gateway.
-   */
-  async verify(uid: string, init: ProcessRef, ip: string): Promise<string[]> {
-    const json = async (argv: string[]): Promise<unknown[]> => {
-      try {
-        return JSON.parse((await run(argv[0]!, argv.slice(1))).stdout || '[]') as unknown[];
-      } catch {
-        return []; // no such device, no route
-      }
-    };
-    const inside = ['nsenter', '-t', String(init.pid), '-n', 'ip', '-j'];
-    const serviceIP = intToIp(parseCIDR(this.#options.serviceCIDR).base + 1);
-    const [veth, eth0, defaults, service] = await Promise.all([
-      json(['ip', '-j', 'link', 'show', 'dev', vethName(uid)]),
-      json([...inside, 'addr', 'show', 'dev', 'eth0']),
-      json([...inside, 'route', 'show', 'default']),
-      json([...inside, 'route', 'get', serviceIP]),
-    ]);
-    return networkProblems(
-      {
-        veth: veth as IpLink[],
-        eth0: eth0 as IpLink[],
-        defaults: defaults as IpRoute[],
-        service: service as IpRoute[],
-      },
-      {
-        veth: vethName(uid),
-        bridge: this.bridge,
-        ip,
-        prefixLength: this.prefixLength,
-        gateway: this.gateway,
-        serviceIP,
-      },
-    );
-  }
-
-  /** Removes the sandbox's veth (if its namespace did not take it along) and its lease. */
-  async detach(uid: string): Promise<void> {
-    await run('ip', ['link', 'del', vethName(uid)]).catch(() => undefined);
-    for (const [ip, owner] of this.leases())
-      if (owner === uid) rmSync(join(this.#options.leaseDir, ip), { force: true });
-  }
-
-  /** Removes leases and veths of sandboxes that no longer exist (after a crash); returns what went. */
-  async collect(liveUids: Set<string>): Promise<string[]> {
-    const removed: string[] = [];
-    for (const [ip, owner] of this.leases()) {
-      if (liveUids.has(owner)) continue;
-      rmSync(join(this.#options.leaseDir, ip), { force: true });
-      removed.push(`lease ${ip}`);
-    }
-    const live = new Set([...liveUids].map(vethName));
-    const { stdout } = await run('ip', ['-o', 'link', 'show', 'master', this.bridge]).catch(() => ({
-      stdout: '',
-    }));
-    for (const m of stdout.matchAll(/^\d+: (sw[0-9a-f]{12})[@:]/gm)) {
-      if (live.has(m[1]!)) continue;
-      await run('ip', ['link', 'del', m[1]!]).catch(() => undefined);
-      removed.push(`veth ${m[1]}`);
-    }
-    return removed;
-  }
-}
-
-/** The steps of {@link LocalNetwork.attach} (the last one completes it). */
-export type AttachStep = 'veth' | 'address' | 'link-up';
-
-/** A link as `ip -j addr|link show` prints it (the fields read here). */
-export interface IpLink {
-  ifname: string;
-  flags?: string[];
-  master?: string;
-  addr_info?: { family?: string; local?: string; prefixlen?: number }[];
-}
-
-/** A route as `ip -j route show|get` prints it (the fields read here). */
-export interface IpRoute {
-  dst?: string;
-  gateway?: string;
-  dev?: string;
-}
-
-/** What is wrong with a sandbox's network given what `ip` shows of it (empty when all is as attached). */
-export function networkProblems(
-  seen: { veth: IpLink[]; eth0: IpLink[]; defaults: IpRoute[]; service: IpRoute[] },
-  want: {
-    veth: string;
-    bridge: string;
-    ip: string;
-    prefixLength: number;
-    gateway: string;
-    serviceIP: string;
-  },
-): string[] {
-  const problems: string[] = [];
-  const [veth] = seen.veth;
-  if (!veth) problems.push(`veth ${want.veth} is missing`);
-  else if (veth.master !== want.bridge) problems.push(`veth ${want.veth} is not on ${want.bridge}`);
-  else if (!veth.flags?.includes('UP')) problems.push(`veth ${want.veth} is down`);
-  const [eth0] = seen.eth0;
-  if (!eth0) problems.push('eth0 is missing');
-  else {
-    if (!eth0.flags?.includes('UP')) problems.push('eth0 is down');
-    const has = eth0.addr_info?.some((a) => a.local === want.ip && a.prefixlen === want.prefixLength);
-    if (!has) problems.push(`eth0 lacks ${want.ip}/${want.prefixLength}`);
-  }
-  const via = (r: IpRoute) => r.gateway === want.gateway && r.dev === 'eth0';
-  if (!seen.defaults.some(via)) problems.push(`no default route via ${want.gateway}`);
-  if (!seen.service.some(via))
-    problems.push(`no route to the service CIDR (${want.serviceIP}) via ${want.gateway}`);
-  return problems;
 }
 
 /** Applies an nftables ruleset atomically. */

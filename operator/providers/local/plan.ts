@@ -1,14 +1,31 @@
 /**
- * From a pod and its resolved inputs to what a local sandbox runs: pure functions, no I/O. The argv, the
- * environment and the mounts of each container; `/etc/resolv.conf` per dnsPolicy and `/etc/hosts`, as a
- * kubelet writes them. The runtime turns a {@link SandboxPlan} into processes and mounts.
+ * From a pod and its resolved inputs to the CRI requests that run it, as a kubelet's kuberuntime builds them:
+ * pure functions, no I/O. The sandbox config (metadata, labels, hostname, DNS per dnsPolicy, port mappings, the
+ * pod's security context), each container's config (command/args over the image's Entrypoint/Cmd, env,
+ * workingDir, mounts, securityContext, resources as cgroup limits) and the pod's `/etc/hosts`.
  */
-import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1PodSecurityContext, V1SeccompProfile } from '@kubernetes/client-node';
 import { InvalidPodSpecError, type ResolvedPodInputs, type SandboxKey } from '../types.ts';
 import { localUnsupported } from './rules.ts';
 import { parseQuantity } from '../../../api/quantity.ts';
+import type {
+  ContainerConfig,
+  LinuxContainerResources,
+  Mount,
+  PodSandboxConfig,
+  PortMapping,
+  SecurityProfile,
+} from './cri/client.ts';
 
-/** The cluster facts a sandbox's DNS files need. */
+/** The label every sandbox and container of a local node carries: how `list()` finds this node's pods. */
+export const NODE_LABEL = 'spillway.dev/node';
+/** The kubelet's labels, which crictl and tools read. */
+export const POD_UID_LABEL = 'io.kubernetes.pod.uid';
+export const POD_NAME_LABEL = 'io.kubernetes.pod.name';
+export const POD_NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
+export const CONTAINER_NAME_LABEL = 'io.kubernetes.container.name';
+
+/** The cluster facts a sandbox's DNS needs. */
 export interface ClusterDNS {
   /** The cluster DNS Service's ClusterIP (kube-dns), e.g. `10.96.0.10`. */
   nameserver: string;
@@ -18,43 +35,17 @@ export interface ClusterDNS {
   hostResolvConf: string;
 }
 
-/** One bind mount of a volume (or a file of it) into a container's view of the sandbox. */
-export interface PlannedMount {
-  volume: string;
-  /** Path inside the volume (`subPath`), empty for the whole volume. */
-  subPath: string;
-  mountPath: string;
-  readOnly: boolean;
+/** Where a pod's files are on the host, for its mounts. */
+export interface PodPaths {
+  /** `<podDir>/volumes/<name>`: a volume's directory. */
+  volume: (name: string) => string;
+  /** `<podDir>/etc/hosts`. */
+  hosts: string;
+  /** The file a container attempt's termination message goes to. */
+  terminationMessage: (container: string, attempt: number) => string;
+  /** The sandbox's log directory (`<container>/<attempt>.log` below it). */
+  logDirectory: string;
 }
-
-/** How one container runs. */
-export interface PlannedContainer {
-  name: string;
-  image: string;
-  argv: string[];
-  workingDir: string;
-  env: { name: string; value: string }[];
-  mounts: PlannedMount[];
-  startupProbe?: V1Probe;
-  livenessProbe?: V1Probe;
-  readinessProbe?: V1Probe;
-  /** CPU limit in millicores and memory limit in bytes, when set. */
-  limits: { milliCPU?: number; memoryBytes?: number };
-}
-
-/** Everything the runtime needs to build one sandbox. */
-export interface SandboxPlan {
-  hostname: string;
-  initContainers: PlannedContainer[];
-  containers: PlannedContainer[];
-  restartPolicy: 'Always' | 'OnFailure' | 'Never';
-  terminationGracePeriodSeconds: number;
-  /** Volume names in the pod; the ones without materialised files (emptyDir) start empty. */
-  volumes: string[];
-}
-
-/** The environment a container runtime adds when the image would have (there is no image here). */
-const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** A CPU quantity (`500m`, `2`, `0.5`, `1e3`) in millicores. */
 export function milliCPU(q: string): number {
@@ -66,68 +57,45 @@ export function bytes(q: string): number {
   return Math.round(parseQuantity(q));
 }
 
-function planContainer(c: V1Container, inputs: ResolvedPodInputs, hostname: string): PlannedContainer {
-  const argv = [...(c.command ?? []), ...(c.args ?? [])];
-  const env = [
-    { name: 'PATH', value: defaultPath },
-    { name: 'HOSTNAME', value: hostname },
-    { name: 'HOME', value: '/root' },
-  ];
-  for (const e of inputs.env?.[c.name] ??
-    (c.env ?? []).map((v) => ({ name: v.name, value: v.value ?? '' }))) {
-    const at = env.findIndex((x) => x.name === e.name);
-    if (at >= 0) env.splice(at, 1);
-    env.push(e);
-  }
-  const mounts = (c.volumeMounts ?? []).map((m) => ({
-    volume: m.name,
-    subPath: m.subPath ?? '',
-    mountPath: m.mountPath,
-    readOnly: m.readOnly ?? false,
-  }));
-  const limits: PlannedContainer['limits'] = {};
-  const cpu = c.resources?.limits?.cpu;
-  const memory = c.resources?.limits?.memory;
-  if (cpu !== undefined) limits.milliCPU = milliCPU(String(cpu));
-  if (memory !== undefined) limits.memoryBytes = bytes(String(memory));
-  return {
-    name: c.name,
-    image: c.image ?? '',
-    argv,
-    workingDir: c.workingDir ?? '/',
-    env,
-    mounts,
-    ...(c.startupProbe ? { startupProbe: c.startupProbe } : {}),
-    ...(c.livenessProbe ? { livenessProbe: c.livenessProbe } : {}),
-    ...(c.readinessProbe ? { readinessProbe: c.readinessProbe } : {}),
-    limits,
-  };
-}
+/** The kubelet's CPU period (100 ms) and the smallest shares and quota it sets. */
+const CPU_PERIOD = 100_000;
+const MIN_SHARES = 2;
+const MIN_QUOTA = 1000;
 
 /**
- * Plans the sandbox of `pod`.
- * @throws InvalidPodSpecError listing every field the local provider cannot run (no command, bad mounts)
+ * Linux resources of a container as the kubelet computes them (`pkg/kubelet/kuberuntime`): shares from the CPU
+ * request (or the limit when only that is set; the minimum 2 otherwise), CFS quota over a 100 ms period from
+ * the CPU limit, and the memory limit in bytes.
  */
-export function planSandbox(key: SandboxKey, pod: V1Pod, inputs: ResolvedPodInputs = {}): SandboxPlan {
-  const spec = pod.spec ?? { containers: [] };
-  // The same rules the admission webhook and the ElasticWorkload controller read (rules.ts): they never disagree.
-  const causes = localUnsupported(spec, 'spec');
-  if (causes.length > 0) {
-    throw new InvalidPodSpecError(causes.map((c) => `${c.path}: ${c.message}`).join('; '), { key, causes });
-  }
-  const hostname = podHostname(pod);
-  const initContainers = (spec.initContainers ?? []).map((c) => planContainer(c, inputs, hostname));
-  const containers = spec.containers.map((c) => planContainer(c, inputs, hostname));
-  const policy = spec.restartPolicy;
-  return {
-    hostname,
-    initContainers,
-    containers,
-    restartPolicy: policy === 'Never' || policy === 'OnFailure' ? policy : 'Always',
-    terminationGracePeriodSeconds: spec.terminationGracePeriodSeconds ?? 30,
-    volumes: (spec.volumes ?? []).map((v) => v.name),
+export function linuxResources(c: Pick<V1Container, 'resources'>): LinuxContainerResources {
+  const requests = c.resources?.requests ?? {};
+  const limits = c.resources?.limits ?? {};
+  const cpuRequest = requests['cpu'] ?? limits['cpu'];
+  const out: LinuxContainerResources = {
+    cpu_shares: cpuRequest
+      ? Math.max(MIN_SHARES, Math.floor((milliCPU(String(cpuRequest)) * 1024) / 1000))
+      : MIN_SHARES,
   };
+  if (limits['cpu'] !== undefined) {
+    out.cpu_period = CPU_PERIOD;
+    out.cpu_quota = Math.max(MIN_QUOTA, Math.floor((milliCPU(String(limits['cpu'])) * CPU_PERIOD) / 1000));
+  }
+  if (limits['memory'] !== undefined) out.memory_limit_in_bytes = bytes(String(limits['memory']));
+  return out;
 }
+
+/** A seccomp profile in CRI terms; RuntimeDefault when the pod names none (the default of this provider). */
+function seccomp(profile: V1SeccompProfile | undefined): SecurityProfile {
+  if (profile?.type === 'Unconfined') return { profile_type: 'Unconfined' };
+  if (profile?.type === 'Localhost')
+    return { profile_type: 'Localhost', localhost_ref: profile.localhostProfile ?? '' };
+  return { profile_type: 'RuntimeDefault' };
+}
+
+const supplementalGroups = (sc: V1PodSecurityContext | undefined): number[] => [
+  ...(sc?.fsGroup !== undefined ? [sc.fsGroup] : []),
+  ...(sc?.supplementalGroups ?? []),
+];
 
 /** The pod's hostname: `spec.hostname`, else its name cut to 63 characters (as the kubelet does). */
 export function podHostname(pod: V1Pod): string {
@@ -135,44 +103,44 @@ export function podHostname(pod: V1Pod): string {
   return name.slice(0, 63).replace(/[-.]+$/, '');
 }
 
-/** `/etc/resolv.conf` of a sandbox for the pod's dnsPolicy and dnsConfig, as the kubelet writes it. */
-export function resolvConf(pod: V1Pod, dns: ClusterDNS): string {
+/** The sandbox's DNS for the pod's dnsPolicy and dnsConfig, as the kubelet computes it (containerd writes resolv.conf). */
+export function dnsConfig(
+  pod: V1Pod,
+  dns: ClusterDNS,
+): { servers: string[]; searches: string[]; options: string[] } {
   const policy = pod.spec?.dnsPolicy ?? 'ClusterFirst';
   const ns = pod.metadata?.namespace ?? 'default';
-  let nameservers: string[] = [];
+  let servers: string[] = [];
   let searches: string[] = [];
   let options: string[] = [];
   if (policy === 'ClusterFirst' || policy === 'ClusterFirstWithHostNet') {
-    nameservers = [dns.nameserver];
+    servers = [dns.nameserver];
     searches = [`${ns}.svc.${dns.domain}`, `svc.${dns.domain}`, dns.domain];
     options = ['ndots:5'];
   } else if (policy === 'Default') {
     for (const line of dns.hostResolvConf.split('\n')) {
       const [word, ...rest] = line.trim().split(/\s+/);
-      if (word === 'nameserver' && rest[0]) nameservers.push(rest[0]);
+      if (word === 'nameserver' && rest[0]) servers.push(rest[0]);
       else if (word === 'search' || word === 'domain') searches = rest;
       else if (word === 'options') options.push(...rest);
     }
   }
   const config = pod.spec?.dnsConfig;
   // dnsConfig adds to what the policy gave (None: it is all there is); an option set twice takes the last value.
-  nameservers = [...new Set([...nameservers, ...(config?.nameservers ?? [])])].slice(0, 3);
+  servers = [...new Set([...servers, ...(config?.nameservers ?? [])])].slice(0, 3);
   searches = [...new Set([...searches, ...(config?.searches ?? [])])].slice(0, 32);
   const byName = new Map<string, string>();
   for (const o of options) byName.set(o.split(':')[0]!, o);
   for (const o of config?.options ?? []) {
     if (o.name) byName.set(o.name, o.value === undefined ? o.name : `${o.name}:${o.value}`);
   }
-  const lines = [...nameservers.map((n) => `nameserver ${n}`)];
-  if (searches.length > 0) lines.push(`search ${searches.join(' ')}`);
-  if (byName.size > 0) lines.push(`options ${[...byName.values()].join(' ')}`);
-  return lines.join('\n') + '\n';
+  return { servers, searches, options: [...byName.values()] };
 }
 
-/** `/etc/hosts` of a sandbox: loopback, the pod's own name(s) on its IP, then hostAliases. */
+/** `/etc/hosts` of a pod: loopback, the pod's own name(s) on its IP, then hostAliases. */
 export function hostsFile(pod: V1Pod, podIP: string | undefined, domain: string): string {
   const lines = [
-    '# Kubernetes-managed hosts file (spillway local sandbox).',
+    '# Kubernetes-managed hosts file (spillway local provider).',
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
     'fe00::0\tip6-localnet',
@@ -194,4 +162,161 @@ export function hostsFile(pod: V1Pod, podIP: string | undefined, domain: string)
     for (const a of aliases) if (a.ip) lines.push(`${a.ip}\t${(a.hostnames ?? []).join('\t')}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/**
+ * Refuses what the local provider cannot run (./rules.ts, the same rules admission reads).
+ * @throws InvalidPodSpecError listing every such field
+ */
+export function checkRunnable(key: SandboxKey, pod: V1Pod): void {
+  const causes = localUnsupported(pod.spec ?? { containers: [] }, 'spec');
+  if (causes.length > 0) {
+    throw new InvalidPodSpecError(causes.map((c) => `${c.path}: ${c.message}`).join('; '), { key, causes });
+  }
+}
+
+/** The RunPodSandbox config of a pod. */
+export function sandboxConfig(
+  key: SandboxKey,
+  pod: V1Pod,
+  nodeName: string,
+  dns: ClusterDNS,
+  logDirectory: string,
+): PodSandboxConfig {
+  const spec = pod.spec ?? { containers: [] };
+  const sc = spec.securityContext;
+  const ports: PortMapping[] = [];
+  for (const c of spec.containers) {
+    for (const p of c.ports ?? []) {
+      // Only host ports need the runtime (CNI portmap); a container port is reachable on the pod IP anyway.
+      if (!p.hostPort) continue;
+      ports.push({
+        protocol: (p.protocol ?? 'TCP') as PortMapping['protocol'],
+        container_port: p.containerPort,
+        host_port: p.hostPort,
+        host_ip: p.hostIP ?? '',
+      });
+    }
+  }
+  return {
+    metadata: { name: key.name, uid: key.uid, namespace: key.namespace, attempt: 0 },
+    hostname: podHostname(pod),
+    log_directory: logDirectory,
+    dns_config: dnsConfig(pod, dns),
+    port_mappings: ports,
+    labels: {
+      ...(pod.metadata?.labels ?? {}),
+      [NODE_LABEL]: nodeName,
+      [POD_UID_LABEL]: key.uid,
+      [POD_NAME_LABEL]: key.name,
+      [POD_NAMESPACE_LABEL]: key.namespace,
+    },
+    annotations: {},
+    linux: {
+      sysctls: Object.fromEntries((sc?.sysctls ?? []).map((s) => [s.name, s.value])),
+      security_context: {
+        namespace_options: {
+          network: 'POD',
+          pid: spec.shareProcessNamespace ? 'POD' : 'CONTAINER',
+          ipc: 'POD',
+        },
+        ...(sc?.runAsUser !== undefined ? { run_as_user: { value: sc.runAsUser } } : {}),
+        ...(sc?.runAsGroup !== undefined ? { run_as_group: { value: sc.runAsGroup } } : {}),
+        supplemental_groups: supplementalGroups(sc),
+        seccomp: seccomp(sc?.seccompProfile),
+      },
+    },
+  };
+}
+
+/** Why a container's config cannot be built (the kubelet's CreateContainerConfigError). */
+export class ContainerConfigError extends Error {}
+
+/**
+ * The CreateContainer config of one attempt of container `c`.
+ * @throws ContainerConfigError the kubelet would refuse it too (runAsNonRoot with runAsUser 0)
+ */
+export function containerConfig(
+  key: SandboxKey,
+  pod: V1Pod,
+  c: V1Container,
+  attempt: number,
+  inputs: ResolvedPodInputs,
+  nodeName: string,
+  paths: PodPaths,
+): ContainerConfig {
+  const podSC = pod.spec?.securityContext;
+  const sc = c.securityContext;
+  const runAsUser = sc?.runAsUser ?? podSC?.runAsUser;
+  const runAsGroup = sc?.runAsGroup ?? podSC?.runAsGroup;
+  if ((sc?.runAsNonRoot ?? podSC?.runAsNonRoot) && runAsUser === 0) {
+    throw new ContainerConfigError(
+      `container's runAsUser breaks non-root policy (pod: "${key.name}_${key.namespace}(${key.uid})", container: ${c.name})`,
+    );
+  }
+  const env = inputs.env?.[c.name] ?? (c.env ?? []).map((v) => ({ name: v.name, value: v.value ?? '' }));
+  const materialised = new Set(
+    (pod.spec?.volumes ?? [])
+      .filter((v) => v.configMap || v.secret || v.downwardAPI || v.projected)
+      .map((v) => v.name),
+  );
+  const mounts: Mount[] = (c.volumeMounts ?? []).map((m) => ({
+    container_path: m.mountPath,
+    host_path: m.subPath ? `${paths.volume(m.name)}/${m.subPath}` : paths.volume(m.name),
+    // The kubelet mounts configMap, secret, downwardAPI and projected volumes read-only whatever the mount says.
+    readonly: Boolean(m.readOnly) || materialised.has(m.name),
+  }));
+  if (!mounts.some((m) => m.container_path === '/etc/hosts')) {
+    mounts.push({ container_path: '/etc/hosts', host_path: paths.hosts, readonly: false });
+  }
+  const messagePath = c.terminationMessagePath ?? '/dev/termination-log';
+  if (!mounts.some((m) => m.container_path === messagePath)) {
+    mounts.push({
+      container_path: messagePath,
+      host_path: paths.terminationMessage(c.name, attempt),
+      readonly: false,
+    });
+  }
+  return {
+    metadata: { name: c.name, attempt },
+    image: { image: c.image ?? '', user_specified_image: c.image ?? '' },
+    ...(c.command ? { command: c.command } : {}),
+    ...(c.args ? { args: c.args } : {}),
+    working_dir: c.workingDir ?? '',
+    envs: env.map((e) => ({ key: e.name, value: e.value })),
+    mounts,
+    labels: {
+      [NODE_LABEL]: nodeName,
+      [POD_UID_LABEL]: key.uid,
+      [POD_NAME_LABEL]: key.name,
+      [POD_NAMESPACE_LABEL]: key.namespace,
+      [CONTAINER_NAME_LABEL]: c.name,
+    },
+    annotations: {},
+    log_path: `${c.name}/${attempt}.log`,
+    stdin: c.stdin ?? false,
+    stdin_once: c.stdinOnce ?? false,
+    tty: c.tty ?? false,
+    linux: {
+      resources: linuxResources(c),
+      security_context: {
+        capabilities: {
+          add_capabilities: sc?.capabilities?.add ?? [],
+          drop_capabilities: sc?.capabilities?.drop ?? [],
+        },
+        privileged: false,
+        namespace_options: {
+          network: 'POD',
+          pid: pod.spec?.shareProcessNamespace ? 'POD' : 'CONTAINER',
+          ipc: 'POD',
+        },
+        ...(runAsUser !== undefined ? { run_as_user: { value: runAsUser } } : {}),
+        ...(runAsGroup !== undefined ? { run_as_group: { value: runAsGroup } } : {}),
+        readonly_rootfs: sc?.readOnlyRootFilesystem ?? false,
+        supplemental_groups: supplementalGroups(podSC),
+        no_new_privs: sc?.allowPrivilegeEscalation === false,
+        seccomp: seccomp(sc?.seccompProfile ?? podSC?.seccompProfile),
+      },
+    },
+  };
 }

@@ -1,21 +1,27 @@
 /**
- * The `local` provider (docs/architecture.md#providers): each pod is a sandbox of real processes on this host, with its own
- * network, mount, PID, UTS and IPC namespaces, a veth on `spillway0` and an IP from the node's pod CIDR.
- * Images are not pulled: commands run on the host's filesystem. Needs root.
+ * The `local` provider (docs/architecture.md#providers): each pod runs from its images in a sandbox of the
+ * container runtime on this host (containerd, through the CRI v1 API; runc by default, or the RuntimeClass handler
+ * of `runtimeHandler`), with its network from the CNI plugins on the bridge `spillway0`, behind the network guard.
+ * Needs root (the guard and the bridge).
  *
- * State lives in `<stateDir>/sandboxes/<uid>/` (default `/run/spillway/<node>`): the record, volumes, DNS
- * files and each container's runs and logs. Sandboxes outlive the operator; {@link LocalProvider.start}
- * adopts those whose set-up is complete and intact (./adoption.ts) and removes every trace of the others
- * (processes, veths, leases, cgroups, files): dead ones, and half-built ones an operator killed mid-create left.
+ * State lives in the runtime (sandboxes and containers, labelled with this node and the pod's UID) and in
+ * `<stateDir>/pods/<namespace>_<name>_<uid>/` (default `/run/spillway/<node>`): the pod's record, its volumes, its
+ * `/etc/hosts`, termination messages and the containers' CRI log files (`logs/<container>/<attempt>.log`).
+ * Sandboxes outlive the operator. The record is written last, once the sandbox runs with its network and files:
+ * {@link LocalProvider.start} adopts the sandboxes whose record names them, and removes every other sandbox of
+ * this node (a create killed half-way) and every directory without a sandbox; the virtual node creates those pods
+ * again. Containers are supervised level-based from the runtime's view (./pod-worker.ts), so a container that a
+ * killed operator created but never started is removed and created again, never run twice.
  */
 import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, release, arch } from 'node:os';
-import { join, normalize } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { arch, cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { componentLogger, type Logger } from '../../shared/log.ts';
 import {
   describeKey,
+  isNotFound,
   NotFoundError,
   sandboxKey,
   type ExecResult,
@@ -26,55 +32,71 @@ import {
   type PodSpecCause,
   type PodStats,
   type ResolvedPodInputs,
-  type SandboxInstance,
   type SandboxEvent,
+  type SandboxInstance,
   type SandboxKey,
   type SandboxProvider,
   type SandboxStatus,
   type Unsubscribe,
 } from '../types.ts';
-import { inBatches, setupProblems, type SetupStep } from './adoption.ts';
-import {
-  ContainerCgroup,
-  detectCgroups,
-  podCgroupUids,
-  removePodCgroups,
-  type CgroupMode,
-} from './cgroups.ts';
-import { readRunLog } from './logs.ts';
-import { LocalNetwork } from './network.ts';
-import { LOCAL_NODE_CIDR } from './factory.ts';
-import { hostsFile, planSandbox, resolvConf, type ClusterDNS } from './plan.ts';
-import { findSandboxProcesses, killProcesses, killSandbox, spawnInSandbox, startSandbox } from './runtime.ts';
-import { LocalSandbox, type SandboxRecord, type SupervisionOptions } from './sandbox.ts';
 import { StatusNotifier } from '../status-notifier.ts';
-import { execIn } from './exec.ts';
-import { attachToRun } from './attach.ts';
-import { dialSandbox } from './port-forward.ts';
+import { CriClient } from './cri/client.ts';
+import { containerLogFile, readContainerLog } from './cri/logs.ts';
+import { UsageSampler, type StartTimes } from './cri/stats.ts';
+import { attachOverStream, execOverStream, portForwardOverStream } from './cri/streaming.ts';
+import { LOCAL_NODE_CIDR } from './factory.ts';
+import { inCIDR, LocalNetwork } from './network.ts';
+import {
+  checkRunnable,
+  hostsFile,
+  NODE_LABEL,
+  POD_UID_LABEL,
+  sandboxConfig,
+  type ClusterDNS,
+  type PodPaths,
+} from './plan.ts';
+import { PodWorker, type ContainerStep, type PodRecord, type SupervisionOptions } from './pod-worker.ts';
 import { localUnsupported } from './rules.ts';
-import { applyTerminalSizes, firstTerminalSize, sizedCommand } from './tty.ts';
-import { isMaterialised, writeVolume } from './volumes.ts';
+import { isMaterialised, makeEmptyDir, writeVolume } from './volumes.ts';
+
+/** The steps of a create, each reported once done (tests crash the operator there); `record` completes it. */
+export const CREATE_STEPS = ['state-dir', 'sandbox', 'record'] as const;
+/** A step of a create or of a container's start. */
+export type SetupStep = (typeof CREATE_STEPS)[number] | ContainerStep;
 
 /** Options of a {@link LocalProvider}. */
 export interface LocalProviderOptions {
-  /** The virtual node's name: state and cgroups are per node. */
+  /** The virtual node's name: sandboxes are labelled with it, state is per node. */
   nodeName: string;
+  /** The CRI socket of the container runtime (containerd's `containerd.sock`). */
+  criEndpoint: string;
+  /** The CRI v1 proto (default: `bin/cri/api.proto` of this checkout, or `$SPILLWAY_CRI_PROTO`). */
+  criProto?: string;
+  /** The RuntimeClass handler sandboxes run with (default `runc`; e.g. `kata`, `runsc` where installed). */
+  runtimeHandler?: string;
   /** Default `/run/spillway/<nodeName>`. */
   stateDir?: string;
   /** This node's pod CIDR (default `10.250.0.0/24`); the bridge gets its first address. */
   nodeCIDR?: string;
-  /** All local sandboxes' pod CIDR, guarded (default `10.250.0.0/16`). */
+  /** All local pods' CIDR, guarded (default `10.250.0.0/16`). */
   podCIDR?: string;
   /** The cluster's service CIDR, guarded (default `10.96.0.0/16`). */
   serviceCIDR?: string;
   bridge?: string;
+  /**
+   * Whether this provider installs the guard and the bridge (default true). False only where no pod gets an
+   * address on this host: unit tests over the fake runtime, which runs no CNI.
+   */
+  manageNetwork?: boolean;
   /** Cluster DNS ClusterIP (default `10.96.0.10`) and domain (default `cluster.local`). */
   dns?: Partial<Omit<ClusterDNS, 'hostResolvConf'>>;
   supervision?: Partial<SupervisionOptions>;
+  /** How often the runtime is listed for changes the event stream may have missed (default 500 ms; 2 s while events flow). */
+  pollMs?: number;
   /** Capacity overrides (default: this host's CPUs and memory, 110 pods). */
   capacity?: Partial<NodeCapacity>;
   logger?: Logger;
-  /** Told after each step of a sandbox's set-up and of a container's start; for tests, which crash there. */
+  /** Told after each step of a create and of a container's start; for tests, which crash there. */
   step?: (name: SetupStep, uid: string) => void;
 }
 
@@ -82,24 +104,32 @@ const supervisionDefaults: SupervisionOptions = {
   backoffMs: 10_000,
   maxBackoffMs: 300_000,
   backoffResetMs: 600_000,
-  logMaxBytes: 10 * 1024 * 1024,
 };
 
-/** A {@link SandboxProvider} running pods as Linux-namespace sandboxes on this host. */
+/** A {@link SandboxProvider} running pods from their images in containerd sandboxes on this host. */
 export class LocalProvider implements SandboxProvider {
   readonly name = 'local';
   readonly network: LocalNetwork;
   readonly stateDir: string;
+  readonly cri: CriClient;
   readonly #options: LocalProviderOptions;
   readonly #dns: ClusterDNS;
   readonly #supervision: SupervisionOptions;
   readonly #log: Logger;
-  readonly #sandboxes = new Map<string, LocalSandbox>();
+  readonly #workers = new Map<string, PodWorker>();
   readonly #deleting = new Map<string, Promise<void>>();
   readonly #creating = new Map<string, { key: SandboxKey; done: Promise<SandboxStatus> }>();
   readonly #eventListeners = new Set<(event: SandboxEvent) => void>();
-  readonly #notifier = new StatusNotifier<LocalSandbox>((s) => this.#sandboxes.get(s.key.uid) === s);
-  #cgroups: CgroupMode = { version: 0, reason: 'not detected yet' };
+  readonly #notifier = new StatusNotifier<PodWorker>((w) => this.#workers.get(w.key.uid) === w);
+  /** What the last poll saw of each sandbox's containers (`id:state` joined), to sync only what changed. */
+  #seen = new Map<string, string>();
+  #pollTimer: NodeJS.Timeout | undefined;
+  #lastPoll = 0;
+  #stopEvents: (() => void) | undefined;
+  #eventsUp = false;
+  #closed = false;
+  #runtimeVersion = '';
+  readonly #sampler = new UsageSampler();
 
   private constructor(options: LocalProviderOptions) {
     this.#options = options;
@@ -108,7 +138,6 @@ export class LocalProvider implements SandboxProvider {
       nodeCIDR: options.nodeCIDR ?? LOCAL_NODE_CIDR,
       podCIDR: options.podCIDR ?? '10.250.0.0/16',
       serviceCIDR: options.serviceCIDR ?? '10.96.0.0/16',
-      leaseDir: join(this.stateDir, 'leases'),
       ...(options.bridge ? { bridge: options.bridge } : {}),
     });
     this.#dns = {
@@ -116,208 +145,268 @@ export class LocalProvider implements SandboxProvider {
       domain: options.dns?.domain ?? 'cluster.local',
       hostResolvConf: readFileSync('/etc/resolv.conf', 'utf8'),
     };
-    this.#supervision = {
-      ...supervisionDefaults,
-      ...options.supervision,
-      ...(options.step ? { step: options.step } : {}),
-    };
+    this.#supervision = { ...supervisionDefaults, ...options.supervision };
     this.#log = options.logger ?? componentLogger('local-provider', { node: options.nodeName });
+    this.cri = new CriClient({
+      endpoint: options.criEndpoint,
+      ...(options.criProto ? { protoPath: options.criProto } : {}),
+    });
   }
 
   /**
-   * Installs the network guard and the bridge, adopts the sandboxes a previous operator left running, and
-   * removes whatever a crash left half-made. Rejects when not root or when the guard cannot be installed.
+   * Installs the network guard and the bridge, checks that the runtime answers, adopts the sandboxes a previous
+   * operator left running, and removes whatever a crash left half-made. Rejects when not root, when the guard
+   * cannot be installed, or when the runtime does not answer.
    */
   static async start(options: LocalProviderOptions): Promise<LocalProvider> {
     const p = new LocalProvider(options);
-    await p.network.start();
-    p.#cgroups = detectCgroups();
-    if (p.#cgroups.version === 0) p.#log.warn({ reason: p.#cgroups.reason }, 'no cgroup limits on this host');
-    mkdirSync(join(p.stateDir, 'sandboxes'), { recursive: true });
-    await p.#adoptAll();
-    return p;
-  }
-
-  #sandboxDir(uid: string): string {
-    return join(this.stateDir, 'sandboxes', uid);
-  }
-
-  #cgroupFor(uid: string) {
-    return (container: string) => new ContainerCgroup(this.#cgroups, this.#options.nodeName, uid, container);
-  }
-
-  /**
-   * Adopts every sandbox whose set-up is complete and still in place (see {@link setupProblems}); removes
-   * every trace of the others (dead, half-built by a create that died, or broken since), which the virtual
-   * node then creates again, as it does for any pod without a sandbox.
-   */
-  async #adoptAll(): Promise<void> {
-    const root = join(this.stateDir, 'sandboxes');
-    const live = new Set<string>();
-    const found = readdirSync(root).map((uid) => ({ uid, record: this.#readRecord(uid) }));
-    const problems = await inBatches(found, 8, ({ uid, record }) =>
-      record ? setupProblems(record, this.#sandboxDir(uid), this.network, this.#cgroupFor(uid)) : undefined,
-    );
-    for (const [i, { uid, record }] of found.entries()) {
-      const wrong = problems[i];
-      if (record && wrong?.length === 0) {
-        await this.#sandbox(record, this.#sandboxDir(uid)).adopt();
-        live.add(uid);
-        this.#log.info({ pod: describeKey(record.key) }, 'adopted running sandbox');
-        continue;
-      }
-      await this.#removeTraces(uid, record);
-      const why = wrong ?? ['its set-up never finished'];
-      this.#log.info({ uid, problems: why }, 'removed the remains of a sandbox that cannot be adopted');
-    }
-    // Processes of sandboxes whose directory is gone (the operator died while removing one).
-    const strays = findSandboxProcesses(root).filter((proc) => !live.has(proc.uid));
-    await killProcesses(strays.map((proc) => proc.ref));
-    for (const what of await this.network.collect(live)) this.#log.info({ what }, 'removed leftover');
-    for (const uid of podCgroupUids(this.#cgroups, this.#options.nodeName)) {
-      if (!live.has(uid)) removePodCgroups(this.#cgroups, this.#options.nodeName, uid);
-    }
-  }
-
-  /** A sandbox's record, or undefined when its set-up never finished (or the file is unreadable). */
-  #readRecord(uid: string): SandboxRecord | undefined {
     try {
-      return JSON.parse(readFileSync(join(this.#sandboxDir(uid), 'sandbox.json'), 'utf8')) as SandboxRecord;
+      if (options.manageNetwork !== false) await p.network.start();
+      const v = await p.cri.version();
+      p.#runtimeVersion = `${v.runtimeName}://${v.runtimeVersion}`;
+      mkdirSync(join(p.stateDir, 'pods'), { recursive: true, mode: 0o700 });
+      await p.#adoptAll();
+      p.#subscribe();
+      p.#schedulePoll();
+      return p;
+    } catch (err) {
+      p.cri.close();
+      throw err;
+    }
+  }
+
+  // --- where things are -------------------------------------------------------------------------------------
+
+  #podDir(key: SandboxKey): string {
+    return join(this.stateDir, 'pods', `${key.namespace}_${key.name}_${key.uid}`);
+  }
+
+  #paths(key: SandboxKey): PodPaths {
+    const dir = this.#podDir(key);
+    return {
+      volume: (name) => join(dir, 'volumes', name),
+      hosts: join(dir, 'etc', 'hosts'),
+      terminationMessage: (container, attempt) => join(dir, 'termination', container, String(attempt)),
+      logDirectory: join(dir, 'logs'),
+    };
+  }
+
+  /** The pod directories of `uid` (normally one; a pod renamed under the same UID cannot happen, but be thorough). */
+  #dirsOf(uid: string): string[] {
+    const root = join(this.stateDir, 'pods');
+    try {
+      return readdirSync(root)
+        .filter((n) => n.endsWith(`_${uid}`))
+        .map((n) => join(root, n));
+    } catch {
+      return [];
+    }
+  }
+
+  #readRecord(dir: string): PodRecord | undefined {
+    try {
+      return JSON.parse(readFileSync(join(dir, 'record.json'), 'utf8')) as PodRecord;
     } catch {
       return undefined;
     }
   }
 
-  /** Kills whatever is left of a sandbox and removes its veth, lease, cgroups and files. */
-  async #removeTraces(uid: string, record: SandboxRecord | undefined): Promise<void> {
-    if (record) await killSandbox(record.processes);
-    const procs = findSandboxProcesses(join(this.stateDir, 'sandboxes')).filter((p) => p.uid === uid);
-    await killProcesses(procs.map((p) => p.ref));
-    await this.network.detach(uid);
-    removePodCgroups(this.#cgroups, this.#options.nodeName, uid);
-    rmSync(this.#sandboxDir(uid), { recursive: true, force: true });
+  #worker(record: PodRecord): PodWorker {
+    const secrets = (record as PodRecord & { pullSecrets?: string[] }).pullSecrets ?? [];
+    const worker: PodWorker = new PodWorker(
+      record,
+      {
+        cri: this.cri,
+        nodeName: this.#options.nodeName,
+        paths: this.#paths(record.key),
+        supervision: this.#supervision,
+        log: this.#log,
+        changed: () => this.#notifier.changed(worker),
+        event: (type, reason, message) => {
+          for (const l of this.#eventListeners) l({ key: record.key, type, reason, message });
+        },
+        ...(this.#options.step ? { step: this.#options.step } : {}),
+      },
+      secrets.map((s) => Buffer.from(s, 'base64')),
+    );
+    this.#workers.set(record.key.uid, worker);
+    return worker;
   }
 
-  #sandbox(record: SandboxRecord, dir: string): LocalSandbox {
-    const sandbox = new LocalSandbox(
-      record,
-      dir,
-      this.#supervision,
-      this.#cgroupFor(record.key.uid),
-      () => this.#notifier.changed(sandbox),
-      (type, reason, message) => {
-        for (const l of this.#eventListeners) l({ key: record.key, type, reason, message });
+  // --- adoption ---------------------------------------------------------------------------------------------
+
+  /**
+   * Adopts every sandbox of this node whose record names it and which is still ready; removes the others (a
+   * create that died before its record, a sandbox the runtime stopped) and every pod directory left without a
+   * sandbox. The virtual node then creates the pods that have none, as it does for any pod.
+   */
+  async #adoptAll(): Promise<void> {
+    const sandboxes = await this.cri.listPodSandbox({ [NODE_LABEL]: this.#options.nodeName });
+    const adopted = new Set<string>();
+    for (const s of sandboxes) {
+      const key: SandboxKey = {
+        uid: s.labels[POD_UID_LABEL] ?? s.metadata.uid,
+        namespace: s.metadata.namespace,
+        name: s.metadata.name,
+      };
+      const record = this.#readRecord(this.#podDir(key));
+      if (record && record.sandboxId === s.id && s.state === 'SANDBOX_READY' && !adopted.has(key.uid)) {
+        this.#worker(record);
+        adopted.add(key.uid);
+        this.#log.info({ pod: describeKey(key) }, 'adopted running sandbox');
+        continue;
+      }
+      await this.#removeSandbox(s.id);
+      this.#log.info(
+        {
+          pod: describeKey(key),
+          sandbox: s.id,
+          why: record ? 'not ready or not its record' : 'its set-up never finished',
+        },
+        'removed a sandbox that cannot be adopted',
+      );
+    }
+    const root = join(this.stateDir, 'pods');
+    for (const name of readdirSync(root)) {
+      const uid = name.split('_').pop() ?? '';
+      if (!adopted.has(uid)) rmSync(join(root, name), { recursive: true, force: true });
+    }
+    await Promise.all([...this.#workers.values()].map((w) => w.sync()));
+  }
+
+  async #removeSandbox(id: string): Promise<void> {
+    await this.cri.stopPodSandbox(id).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+    await this.cri.removePodSandbox(id).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+
+  /** Removes every sandbox of `uid` on this node and the pod's directories. */
+  async #removeTraces(uid: string): Promise<void> {
+    const sandboxes = await this.cri.listPodSandbox({
+      [NODE_LABEL]: this.#options.nodeName,
+      [POD_UID_LABEL]: uid,
+    });
+    for (const s of sandboxes) await this.#removeSandbox(s.id);
+    for (const dir of this.#dirsOf(uid)) rmSync(dir, { recursive: true, force: true });
+  }
+
+  // --- watching the runtime ---------------------------------------------------------------------------------
+
+  /** Follows containerd's container events; on a broken stream, polls alone and subscribes again in 2 s. */
+  #subscribe(): void {
+    if (this.#closed) return;
+    this.#stopEvents = this.cri.containerEvents(
+      (event) => {
+        this.#eventsUp = true;
+        const uid = event.sandbox?.labels[POD_UID_LABEL] ?? event.containers[0]?.labels[POD_UID_LABEL];
+        const worker = uid ? this.#workers.get(uid) : undefined;
+        if (worker) void worker.sync();
+      },
+      (err) => {
+        this.#eventsUp = false;
+        this.#log.debug({ err: err.message }, 'container event stream ended; polling until it is back');
+        setTimeout(() => this.#subscribe(), 2000).unref();
       },
     );
-    this.#sandboxes.set(record.key.uid, sandbox);
-    return sandbox;
   }
+
+  #schedulePoll(): void {
+    if (this.#closed) return;
+    const every = this.#options.pollMs ?? 500;
+    this.#pollTimer = setTimeout(() => {
+      const due = !this.#eventsUp || Date.now() - this.#lastPoll >= Math.max(every, 2000);
+      (due ? this.#poll() : Promise.resolve()).finally(() => this.#schedulePoll());
+    }, every);
+    this.#pollTimer.unref();
+  }
+
+  /** One listing of this node's containers; syncs the pods whose containers changed. */
+  async #poll(): Promise<void> {
+    this.#lastPoll = Date.now();
+    try {
+      const containers = await this.cri.listContainers({ labels: { [NODE_LABEL]: this.#options.nodeName } });
+      const now = new Map<string, string>();
+      for (const c of containers) {
+        const uid = c.labels[POD_UID_LABEL] ?? '';
+        now.set(uid, `${now.get(uid) ?? ''}${c.id}:${c.state},`);
+      }
+      for (const [uid, worker] of this.#workers) {
+        if ((now.get(uid) ?? '') !== (this.#seen.get(uid) ?? '')) void worker.sync();
+      }
+      this.#seen = now;
+    } catch (err) {
+      this.#log.warn({ err: String(err) }, 'listing the runtime failed');
+    }
+  }
+
+  // --- lifecycle --------------------------------------------------------------------------------------------
 
   async create(pod: V1Pod, inputs: ResolvedPodInputs = {}): Promise<SandboxStatus> {
     const key = sandboxKey(pod);
-    const existing = this.#sandboxes.get(key.uid);
+    const existing = this.#workers.get(key.uid);
     if (existing) return existing.status();
     const inFlight = this.#creating.get(key.uid);
     if (inFlight) return inFlight.done;
+    checkRunnable(key, pod);
     const done = this.#create(key, pod, inputs).finally(() => this.#creating.delete(key.uid));
     this.#creating.set(key.uid, { key, done });
     return done;
   }
 
   async #create(key: SandboxKey, pod: V1Pod, inputs: ResolvedPodInputs): Promise<SandboxStatus> {
-    const plan = planSandbox(key, pod, inputs);
-    const dir = this.#sandboxDir(key.uid);
     const step = (name: SetupStep) => this.#options.step?.(name, key.uid);
-    await this.#removeTraces(key.uid, undefined); // a create that died half-way leaves nothing to build on
-    mkdirSync(join(dir, 'containers'), { recursive: true });
+    // A create that died half-way leaves nothing to build on.
+    await this.#removeTraces(key.uid);
+    const dir = this.#podDir(key);
+    const paths = this.#paths(key);
+    mkdirSync(paths.logDirectory, { recursive: true });
+    mkdirSync(join(dir, 'etc'), { recursive: true });
+    for (const v of pod.spec?.volumes ?? []) {
+      if (isMaterialised(v)) writeVolume(paths.volume(v.name), inputs.volumes?.[v.name]);
+      else makeEmptyDir(paths.volume(v.name));
+    }
     step('state-dir');
+    const config = sandboxConfig(key, pod, this.#options.nodeName, this.#dns, paths.logDirectory);
     try {
-      const ip = this.network.lease(key.uid);
-      step('lease');
-      const mounts = this.#writeFiles(dir, pod, inputs, plan.hostname, ip, plan);
-      writeFileSync(join(dir, 'mounts'), mounts.map((m) => `${m.source}\0${m.target}\0${m.mode}\0`).join(''));
-      step('files');
-      const conditions: SandboxRecord['conditions'] = [];
-      const cgroup = this.#cgroupFor(key.uid);
-      const problems: string[] = [];
-      for (const c of [...plan.initContainers, ...plan.containers]) {
-        problems.push(...cgroup(c.name).create(c.limits));
+      const sandboxId = await this.cri.runPodSandbox(config, this.#options.runtimeHandler ?? 'runc');
+      step('sandbox');
+      const status = await this.cri.podSandboxStatus(sandboxId);
+      // The guard covers the pod CIDR; an address outside it (a CNI configuration for another network) is refused.
+      const podCIDR = this.#options.podCIDR ?? '10.250.0.0/16';
+      const outside = status.ips.filter((ip) => ip.includes('.') && !inCIDR(ip, podCIDR));
+      if (outside.length > 0) {
+        throw new Error(
+          `the runtime gave pod ${describeKey(key)} the address ${outside.join(', ')}, outside the guarded ${podCIDR}: fix the CNI configuration (bridge ${this.network.bridge}, subnet ${this.network.nodeCIDR})`,
+        );
       }
-      const wantsLimits = [...plan.initContainers, ...plan.containers].some(
-        (c) => c.limits.milliCPU || c.limits.memoryBytes,
-      );
-      if (wantsLimits && (this.#cgroups.version === 0 || problems.length > 0)) {
-        const message = `CPU and memory limits are not enforced on this host: ${this.#cgroups.version === 0 ? this.#cgroups.reason : problems.join('; ')}`;
-        conditions.push({
-          type: 'spillway.dev/ResourceLimitsEnforced',
-          status: 'False',
-          reason: 'CgroupsUnavailable',
-          message,
-        });
-        // Also an Event on the pod, where `kubectl describe` users look first; asynchronous, like every event.
-        queueMicrotask(() => {
-          for (const l of this.#eventListeners)
-            l({ key, type: 'Warning', reason: 'ResourceLimitsNotEnforced', message });
-        });
-      }
-      step('cgroups');
-      const processes = await startSandbox(dir);
-      step('namespaces');
-      await this.network.attach(key.uid, processes.init, ip, step);
-      step('network');
-      const now = new Date().toISOString();
-      const record: SandboxRecord = {
+      writeFileSync(paths.hosts, hostsFile(pod, status.ips[0], this.#dns.domain));
+      const pullSecrets = (pod.spec?.imagePullSecrets ?? [])
+        .map((r) => (r.name ? inputs.imagePullSecrets?.[r.name] : undefined))
+        .filter((b): b is Buffer => b !== undefined);
+      const record: PodRecord & { pullSecrets: string[] } = {
         key,
-        createdAt: now,
-        startTime: now,
+        createdAt: new Date().toISOString(),
         pod,
-        plan,
-        ip,
-        processes,
-        conditions,
+        env: inputs.env ?? {},
+        sandboxId,
+        sandboxConfig: config,
+        ips: status.ips,
+        pullSecrets: pullSecrets.map((b) => b.toString('base64')),
       };
       // Written last and atomically: a sandbox with a record is a complete one (see #adoptAll).
-      writeFileSync(join(dir, 'sandbox.json.tmp'), JSON.stringify(record));
-      renameSync(join(dir, 'sandbox.json.tmp'), join(dir, 'sandbox.json'));
+      writeFileSync(join(dir, 'record.json.tmp'), JSON.stringify(record), { mode: 0o600 });
+      renameSync(join(dir, 'record.json.tmp'), join(dir, 'record.json'));
       step('record');
-      const sandbox = this.#sandbox(record, dir);
-      sandbox.start();
-      return sandbox.status();
+      const worker = this.#worker(record);
+      void worker.sync();
+      return worker.status();
     } catch (err) {
-      await this.#removeTraces(key.uid, undefined);
+      await this.#removeTraces(key.uid).catch(() => undefined);
       throw err;
     }
-  }
-
-  /** Writes volumes and DNS files; returns the bind mounts (sources relative to the sandbox directory). */
-  #writeFiles(
-    dir: string,
-    pod: V1Pod,
-    inputs: ResolvedPodInputs,
-    hostname: string,
-    ip: string,
-    plan: ReturnType<typeof planSandbox>,
-  ): { source: string; target: string; mode: 'ro' | 'rw' }[] {
-    for (const volume of plan.volumes) writeVolume(join(dir, 'volumes', volume), inputs.volumes?.[volume]);
-    mkdirSync(join(dir, 'etc'), { recursive: true });
-    writeFileSync(join(dir, 'etc', 'resolv.conf'), resolvConf(pod, this.#dns));
-    writeFileSync(join(dir, 'etc', 'hosts'), hostsFile(pod, ip, this.#dns.domain));
-    writeFileSync(join(dir, 'etc', 'hostname'), hostname + '\n');
-    writeFileSync(join(dir, 'hostname'), hostname);
-    const mounts: { source: string; target: string; mode: 'ro' | 'rw' }[] = [
-      { source: 'etc/resolv.conf', target: '/etc/resolv.conf', mode: 'ro' },
-      { source: 'etc/hosts', target: '/etc/hosts', mode: 'ro' },
-      { source: 'etc/hostname', target: '/etc/hostname', mode: 'ro' },
-    ];
-    for (const c of [...plan.initContainers, ...plan.containers]) {
-      for (const m of c.mounts) {
-        const source = normalize(join('volumes', m.volume, m.subPath));
-        if (!source.startsWith(join('volumes', m.volume))) continue;
-        if (m.subPath && !existsSync(join(dir, source))) mkdirSync(join(dir, source), { recursive: true });
-        mounts.push({ source, target: m.mountPath, mode: m.readOnly ? 'ro' : 'rw' });
-      }
-    }
-    return mounts;
   }
 
   async delete(key: SandboxKey, options: { gracePeriodSeconds?: number } = {}): Promise<void> {
@@ -332,47 +421,62 @@ export class LocalProvider implements SandboxProvider {
 
   async #delete(key: SandboxKey, gracePeriodSeconds: number | undefined): Promise<void> {
     await this.#creating.get(key.uid)?.done.catch(() => undefined);
-    const sandbox = this.#sandboxes.get(key.uid);
-    if (!sandbox) {
-      if (existsSync(this.#sandboxDir(key.uid))) await this.#removeTraces(key.uid, undefined);
-      return;
+    const worker = this.#workers.get(key.uid);
+    if (worker) {
+      worker.detach();
+      const grace = gracePeriodSeconds ?? worker.record.pod.spec?.terminationGracePeriodSeconds ?? 30;
+      const containers = await this.cri
+        .listContainers({ podSandboxId: worker.record.sandboxId })
+        .catch(() => []);
+      await Promise.all(
+        containers
+          .filter((c) => c.state === 'CONTAINER_RUNNING')
+          .map((c) => this.cri.stopContainer(c.id, grace).catch(() => undefined)),
+      );
+      this.#workers.delete(key.uid);
+      this.#notifier.forget(worker);
     }
-    const grace = gracePeriodSeconds ?? sandbox.record.plan.terminationGracePeriodSeconds;
-    await sandbox.terminate(grace);
-    this.#sandboxes.delete(key.uid);
-    this.#notifier.forget(sandbox);
-    await this.#removeTraces(key.uid, sandbox.record);
+    await this.#removeTraces(key.uid);
   }
 
   /**
-   * Rewrites the files of the named configMap/secret/downwardAPI/projected volumes in place (each file
-   * atomically; files no longer listed go), so that the running containers see the new content through their
-   * bind mounts. Names of other volumes (emptyDir) or of no volume of the pod are ignored: their files are
-   * the containers' own.
+   * Writes a new version of the named configMap/secret/downwardAPI/projected volumes (./volumes.ts: the `..data`
+   * swap), so that running containers see the new files at once. Other names are ignored.
    */
   async updateVolumes(key: SandboxKey, volumes: Record<string, MaterialisedVolume>): Promise<void> {
-    const sandbox = this.#get(key);
-    for (const v of sandbox.record.pod.spec?.volumes ?? []) {
+    const worker = this.#get(key);
+    const paths = this.#paths(key);
+    for (const v of worker.record.pod.spec?.volumes ?? []) {
       const files = volumes[v.name];
-      if (!files || !isMaterialised(v)) continue;
-      writeVolume(join(sandbox.dir, 'volumes', v.name), files);
+      if (files && isMaterialised(v)) writeVolume(paths.volume(v.name), files);
     }
   }
 
   async status(key: SandboxKey): Promise<SandboxStatus> {
-    return this.#get(key).status();
+    const worker = this.#get(key);
+    await worker.refresh();
+    return worker.status();
   }
 
   async list(): Promise<SandboxInstance[]> {
-    const out: SandboxInstance[] = [...this.#sandboxes.values()].map((s) => ({
-      key: { ...s.key },
-      createdAt: new Date(s.record.createdAt),
-      providerID: `local://${s.key.uid}`,
-      status: s.status(),
-    }));
-    for (const [uid] of this.#creating) {
-      if (!this.#sandboxes.has(uid))
-        out.push({ key: { uid, namespace: '', name: '' }, createdAt: new Date() });
+    const sandboxes = await this.cri.listPodSandbox({ [NODE_LABEL]: this.#options.nodeName });
+    const out: SandboxInstance[] = [];
+    const seen = new Set<string>();
+    for (const s of sandboxes) {
+      const uid = s.labels[POD_UID_LABEL] ?? s.metadata.uid;
+      if (seen.has(uid)) continue;
+      seen.add(uid);
+      const worker = this.#workers.get(uid);
+      out.push({
+        key: { uid, namespace: s.metadata.namespace, name: s.metadata.name },
+        createdAt: s.createdAt,
+        providerID: `containerd://${s.id}`,
+        ...(worker && worker.record.sandboxId === s.id ? { status: worker.status() } : {}),
+      });
+    }
+    // Creates in flight before their sandbox exists.
+    for (const [uid, { key }] of this.#creating) {
+      if (!seen.has(uid)) out.push({ key: { ...key }, createdAt: new Date() });
     }
     return out;
   }
@@ -381,84 +485,107 @@ export class LocalProvider implements SandboxProvider {
     return this.#notifier.subscribe(listener);
   }
 
-  /** Events about sandboxes (limits this host cannot enforce; failed liveness and startup probes), recorded on the pods by the virtual node. */
+  /** Events the node cannot derive from states: failed liveness and startup probes (Unhealthy, Killing). */
   onEvent(listener: (event: SandboxEvent) => void): Unsubscribe {
     this.#eventListeners.add(listener);
     return () => this.#eventListeners.delete(listener);
   }
 
-  async logs(key: SandboxKey, container: string, options: LogOptions = {}): Promise<Readable> {
-    const c = this.#get(key).container(container);
-    if (!c) throw new NotFoundError(`container "${container}" not found in pod ${describeKey(key)}`, { key });
-    const run = options.previous ? c.run - 1 : c.run;
-    if (run < 1) {
-      const what = options.previous ? 'previous terminated container' : 'container';
-      throw new NotFoundError(
-        `${what} "${container}" in pod ${describeKey(key)} not found (it has not run yet)`,
-        {
-          key,
-        },
-      );
+  // --- streaming ----------------------------------------------------------------------------------------------
+
+  #container(key: SandboxKey, container: string): PodWorker {
+    const worker = this.#get(key);
+    if (!worker.has(container)) {
+      throw new NotFoundError(`container "${container}" not found in pod ${describeKey(key)}`, { key });
     }
-    return readRunLog(c.runDir(run), options.previous ? { ...options, follow: false } : options);
+    return worker;
   }
 
+  async logs(key: SandboxKey, container: string, options: LogOptions = {}): Promise<Readable> {
+    this.#container(key, container);
+    const dir = this.#paths(key).logDirectory;
+    const path = await containerLogFile(dir, container, options.previous ?? false, key);
+    if (options.previous) return readContainerLog(path, { ...options, follow: false }, undefined, { key });
+    const runningId = this.#workers.get(key.uid)?.running(container)?.id;
+    return readContainerLog(
+      path,
+      options,
+      {
+        running: () => {
+          const w = this.#workers.get(key.uid);
+          return Boolean(runningId && w?.running(container)?.id === runningId);
+        },
+      },
+      { key },
+    );
+  }
+
+  /** `kubectl exec`: a CRI Exec session through containerd's streaming server (./cri/streaming.ts). */
   async exec(
     key: SandboxKey,
     container: string,
     command: string[],
     streams: ExecStreams,
   ): Promise<ExecResult> {
-    const sandbox = this.#get(key);
-    const c = sandbox.container(container);
-    if (!c) throw new NotFoundError(`container "${container}" not found in pod ${describeKey(key)}`, { key });
-    if (!c.running) throw new Error(`container "${container}" of pod ${describeKey(key)} is not running`);
-    // `kubectl exec -it`: the command starts at the client's size; resizes go to the terminal `script` made.
-    const sizes = streams.tty && streams.resize ? await firstTerminalSize(streams.resize) : undefined;
-    const child = spawnInSandbox({
-      init: sandbox.record.processes.init,
-      argv: sizes?.first ? sizedCommand(command, sizes.first) : command,
-      env: c.plan.env,
-      workingDir: c.plan.workingDir,
+    const run = this.#running(key, container);
+    const url = await this.cri.exec({
+      container_id: run,
+      cmd: command,
       tty: streams.tty,
+      stdin: Boolean(streams.stdin),
+      stdout: true,
+      stderr: !streams.tty && Boolean(streams.stderr),
     });
-    if (sizes && child.pid) void applyTerminalSizes(child.pid, sizes.rest);
-    return execIn(child, streams);
+    return execOverStream(url, streams);
   }
 
+  /** `kubectl attach`: the main process's output, and its stdin when the container has `stdin: true`. */
+  async attach(key: SandboxKey, container: string, streams: ExecStreams): Promise<ExecResult> {
+    const run = this.#running(key, container);
+    const spec = [...(this.#get(key).record.pod.spec?.containers ?? [])].find((c) => c.name === container);
+    const stdin = Boolean(streams.stdin) && Boolean(spec?.stdin);
+    const url = await this.cri.attach({
+      container_id: run,
+      stdin,
+      tty: streams.tty,
+      stdout: true,
+      stderr: !streams.tty && Boolean(streams.stderr),
+    });
+    return attachOverStream(url, stdin ? streams : { ...streams, stdin: undefined });
+  }
+
+  /** `kubectl port-forward`: a connection to `port` in the pod's network namespace, through the runtime. */
+  async portForward(key: SandboxKey, port: number): Promise<Duplex> {
+    const worker = this.#get(key);
+    const url = await this.cri.portForward(worker.record.sandboxId, [port]);
+    return portForwardOverStream(url, port);
+  }
+
+  /** The id of the running container `container` of the pod. */
+  #running(key: SandboxKey, container: string): string {
+    const run = this.#container(key, container).running(container);
+    if (!run) throw new Error(`container "${container}" of pod ${describeKey(key)} is not running`);
+    return run.id;
+  }
+
+  // --- node ---------------------------------------------------------------------------------------------------
+
   async stats(key: SandboxKey): Promise<PodStats> {
-    return this.#stats(this.#get(key), new Date());
+    const worker = this.#get(key);
+    const all = await this.cri.listPodSandboxStats({ [POD_UID_LABEL]: key.uid });
+    const sandbox = all.find((x) => x.id === worker.record.sandboxId);
+    if (!sandbox) throw new NotFoundError(`the runtime has no stats of pod ${describeKey(key)}`, { key });
+    return this.#sampler.podStats(sandbox, startTimes(worker));
   }
 
   async statsSummary(): Promise<PodStats[]> {
-    const now = new Date();
-    return [...this.#sandboxes.values()].filter((s) => s.phase === 'Running').map((s) => this.#stats(s, now));
-  }
-
-  #stats(s: LocalSandbox, time: Date): PodStats {
-    const containers = s.containers.map((c) => {
-      const u = c.cgroup.usage();
-      const startTime = c.state.kind === 'running' ? c.state.startedAt : time;
-      return {
-        name: c.plan.name,
-        startTime,
-        cpu: { usageNanoCores: 0, usageCoreNanoSeconds: u.cpuNanoSeconds },
-        memory: { workingSetBytes: u.workingSetBytes, usageBytes: u.memoryBytes },
-      };
+    const all = await this.cri.listPodSandboxStats({ [NODE_LABEL]: this.#options.nodeName });
+    return this.#sampler.summary(all, (s) => {
+      const worker = this.#workers.get(s.metadata.uid);
+      if (!worker || worker.record.sandboxId !== s.id || worker.status().phase !== 'Running')
+        return undefined;
+      return startTimes(worker);
     });
-    const sum = (f: (c: (typeof containers)[number]) => number) => containers.reduce((a, c) => a + f(c), 0);
-    return {
-      key: { ...s.key },
-      time,
-      startTime: new Date(s.record.startTime),
-      cpu: { usageNanoCores: 0, usageCoreNanoSeconds: sum((c) => c.cpu.usageCoreNanoSeconds) },
-      memory: {
-        workingSetBytes: sum((c) => c.memory.workingSetBytes),
-        usageBytes: sum((c) => c.memory.usageBytes),
-      },
-      network: netDev(s.record.processes.init.pid),
-      containers,
-    };
   }
 
   async capacity(): Promise<NodeCapacity> {
@@ -472,59 +599,79 @@ export class LocalProvider implements SandboxProvider {
         operatingSystem: 'linux',
         architecture: arch() === 'x64' ? 'amd64' : arch(),
         kernelVersion: release(),
-        osImage: 'spillway local sandboxes (host filesystem)',
-        containerRuntimeVersion: 'local://0.1.0',
+        osImage: 'spillway local provider (containerd)',
+        containerRuntimeVersion: this.#runtimeVersion,
         ...custom.nodeInfo,
       },
     };
   }
 
   async ping(): Promise<void> {
-    if (!existsSync(`/sys/class/net/${this.network.bridge}`)) {
-      throw new Error(`bridge ${this.network.bridge} is gone: sandboxes have no network`);
-    }
+    await this.cri.version();
   }
 
   async close(): Promise<void> {
-    for (const s of this.#sandboxes.values()) s.detach();
-    this.#sandboxes.clear();
+    this.#closed = true;
+    if (this.#pollTimer) clearTimeout(this.#pollTimer);
+    this.#stopEvents?.();
+    for (const w of this.#workers.values()) w.detach();
+    await Promise.all([...this.#workers.values()].map((w) => w.settled()));
+    this.#workers.clear();
+    this.#notifier.clear();
+    this.cri.close();
   }
 
-  /** The local provider's static refusals (./rules.ts); planSandbox refuses the same fields at create. */
+  /** The local provider's static refusals (./rules.ts); create refuses the same fields. */
   unsupported(spec: V1PodSpec, base = 'spec'): PodSpecCause[] {
     return localUnsupported(spec, base);
   }
 
-  /** `kubectl attach`: the container's output from now on (./attach.ts: output only). */
-  async attach(key: SandboxKey, container: string, streams: ExecStreams): Promise<ExecResult> {
-    const c = this.#get(key).container(container);
-    if (!c) throw new NotFoundError(`container "${container}" not found in pod ${describeKey(key)}`, { key });
-    if (!c.running) throw new Error(`container "${container}" of pod ${describeKey(key)} is not running`);
-    return attachToRun(c.runDir(), streams);
-  }
-
-  /** `kubectl port-forward`: a connection to the sandbox's address over the bridge (./port-forward.ts). */
-  async portForward(key: SandboxKey, port: number): Promise<Duplex> {
-    return dialSandbox(this.#get(key).record.ip, port);
-  }
-
-  #get(key: SandboxKey): LocalSandbox {
-    const s = this.#sandboxes.get(key.uid);
-    if (!s) throw new NotFoundError(`no local sandbox for pod ${describeKey(key)}`, { key });
-    return s;
+  #get(key: SandboxKey): PodWorker {
+    const w = this.#workers.get(key.uid);
+    if (!w) throw new NotFoundError(`no local sandbox for pod ${describeKey(key)}`, { key });
+    return w;
   }
 }
 
-/** Bytes received and sent on the sandbox's eth0, read through its PID 1's view of /proc/net/dev. */
-function netDev(pid: number): { rxBytes: number; txBytes: number } | undefined {
+/** When a pod and its running containers started, which the stats API does not say. */
+function startTimes(worker: PodWorker): StartTimes {
+  const containers: Record<string, Date> = {};
+  for (const c of worker.status().containers)
+    if (c.state.kind === 'running') containers[c.name] = c.state.startedAt;
+  return { sandbox: new Date(worker.record.createdAt), containers };
+}
+
+/**
+ * Stops and removes every sandbox the local provider of `nodeName` left in the runtime, and its state directory:
+ * what `make cluster-down` does for the local nodes of the cluster it stops (an operator killed without its
+ * shutdown leaves its pods running, as it should). Returns how many sandboxes went.
+ */
+export async function removeLocalSandboxes(options: {
+  nodeName: string;
+  criEndpoint: string;
+  criProto?: string;
+  stateDir?: string;
+}): Promise<number> {
+  const cri = new CriClient({
+    endpoint: options.criEndpoint,
+    ...(options.criProto ? { protoPath: options.criProto } : {}),
+  });
   try {
-    const line = readFileSync(`/proc/${pid}/net/dev`, 'utf8')
-      .split('\n')
-      .find((l) => l.trim().startsWith('eth0:'));
-    if (!line) return undefined;
-    const f = line.split(':')[1]!.trim().split(/\s+/).map(Number);
-    return { rxBytes: f[0]!, txBytes: f[8]! };
-  } catch {
-    return undefined;
+    const sandboxes = await cri.listPodSandbox({ [NODE_LABEL]: options.nodeName });
+    for (const s of sandboxes) {
+      await cri.stopPodSandbox(s.id).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+      await cri.removePodSandbox(s.id).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+    }
+    rmSync(join(options.stateDir ?? join('/run/spillway', options.nodeName), 'pods'), {
+      recursive: true,
+      force: true,
+    });
+    return sandboxes.length;
+  } finally {
+    cri.close();
   }
 }

@@ -1,14 +1,10 @@
 /**
  * What the local provider can never run, read from the pod spec alone (operator/providers/rules.ts). These are
- * the refusals `planSandbox` (plan.ts) makes that need no resolved inputs; plan.ts can call
- * {@link localUnsupported} instead of repeating them, so that the two never disagree.
+ * the refusals `create` makes (plan.ts `checkRunnable` calls {@link localUnsupported}), so that admission and
+ * the provider never disagree.
  */
 import type { V1Container, V1PodSpec } from '@kubernetes/client-node';
 import type { PodSpecCause } from '../errors.ts';
-
-/** Why a container without command cannot run here (the same words as plan.ts). */
-export const NO_COMMAND_MESSAGE =
-  'the local provider does not pull images, so it cannot run an image entrypoint: set command (it runs on the host filesystem)';
 
 function containerCauses(
   c: V1Container,
@@ -16,9 +12,8 @@ function containerCauses(
   volumes: ReadonlySet<string>,
   causes: PodSpecCause[],
 ): void {
-  if ((c.command ?? []).length + (c.args ?? []).length === 0) {
-    causes.push({ path: `${at}.command`, message: NO_COMMAND_MESSAGE });
-  }
+  if (!c.image)
+    causes.push({ path: `${at}.image`, message: 'required: the local provider runs containers from images' });
   (c.volumeMounts ?? []).forEach((m, i) => {
     if (!volumes.has(m.name))
       causes.push({ path: `${at}.volumeMounts[${i}].name`, message: `no volume named "${m.name}"` });
@@ -28,8 +23,8 @@ function containerCauses(
 }
 
 /**
- * Every field of `spec` the local provider refuses whatever the inputs: a container with neither command nor
- * args (no image entrypoint without images), a mount of a volume the pod lacks, a relative mount path.
+ * Every field of `spec` the local provider refuses whatever the inputs: a container without an image, a mount of
+ * a volume the pod lacks, a relative mount path.
  * @param base the path of `spec` in the object the user wrote
  */
 export function localUnsupported(spec: V1PodSpec, base = 'spec'): PodSpecCause[] {
