@@ -313,7 +313,16 @@ export async function resolvePodInputs(
       env[c.name] = [...vars].map(([name, value]) => ({ name, value }));
     }
 
-    return { env, volumes };
+    // Pull secrets as a kubelet reads them: a missing one is not an error (the pull goes without it).
+    const imagePullSecrets: Record<string, Buffer> = {};
+    for (const ref of pod.spec?.imagePullSecrets ?? []) {
+      if (!ref.name) continue;
+      const data = await source.secret(ns, ref.name);
+      const config = data?.['.dockerconfigjson'] ?? data?.['.dockercfg'];
+      if (config) imagePullSecrets[ref.name] = config;
+    }
+
+    return { env, volumes, ...(Object.keys(imagePullSecrets).length > 0 ? { imagePullSecrets } : {}) };
   } catch (err) {
     if (err instanceof MissingReferenceError && !err.site && site)
       throw new MissingReferenceError(err.message, site);
