@@ -120,6 +120,16 @@ describe('containerd of the local cluster, through CRI', () => {
     );
   });
 
+  it('execs in a running container through CRI’s streaming server on loopback', async () => {
+    const [web] = (await cri('ps', '-q', '--name', '^web$', '--pod', podId)).split('\n');
+    // crictl exec without --sync goes through the URL CRI's Exec returns: the streaming server.
+    expect(await cri('exec', web!, '/agnhost', 'entrypoint-tester', 'through-the-stream')).toContain(
+      'through-the-stream',
+    );
+    expect(cluster.criStreamingAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect((await fetch(`http://${cluster.criStreamingAddress}/`)).status).toBe(404);
+  });
+
   it('reports a container’s exit code and keeps what it printed', async () => {
     const id = await cri('create', podId, containerConfig('refused', ['connect', '127.0.0.1:1']), podConfig);
     await cri('start', id);

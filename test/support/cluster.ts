@@ -188,7 +188,8 @@ export class LocalCluster {
       log(`cluster already running in ${this.dir}`);
       return false;
     }
-    await this.down();
+    // What a previous cluster in this folder left; its processes are stopped even when its sandbox sweep fails.
+    await this.down(log).catch((err: Error) => log(`stopping the previous cluster: ${err.message}`));
     const binaries = [
       'kube-apiserver',
       'kube-controller-manager',
