@@ -70,6 +70,12 @@ class RegistrySession {
         method,
         body: init.body,
         headers: { ...init.headers, ...(this.#authorization ? { authorization: this.#authorization } : {}) },
+      }).catch((err: unknown) => {
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        throw new Error(
+          `cannot reach the registry ${this.#target.registry} (${cause?.code ?? cause?.message ?? String(err)}): is it running? (make cluster-up starts the local one)`,
+          { cause: err },
+        );
       });
     let res = await send();
     if (res.status === 401 && (await this.#answer(res))) res = await send();
