@@ -1,14 +1,19 @@
 /**
  * A virtual node with the `local` provider, wired for e2e tests as `make run PROVIDER=local` wires it: the
- * provider (which installs the network guard before any address is used, then the bridge), CoreDNS on the
- * bridge, the kube-dns and `default/kubernetes` EndpointSlices, the apiserver forwarder, the service proxy
- * and the virtual node itself. `stop()` leaves sandboxes running (an operator restart); `destroy()` removes
- * everything the tests made, except the guard.
+ * provider (which installs the network guard before any address is used, then the bridge) over the local
+ * cluster's containerd (`make cluster-up` runs it when root; test/support/containerd.ts), and the virtual node
+ * itself. The cluster services (CoreDNS, the service proxy) are the test's to start. `stop()` leaves sandboxes
+ * running (an operator restart); {@link tearDownLocalNode} removes everything the tests made, except the guard.
  */
 import { execFileSync } from 'node:child_process';
-import { rmdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { LocalProvider } from '../../operator/providers/local/provider.ts';
+import { defaultCriEndpoint } from '../../operator/providers/local/factory.ts';
+import {
+  LocalProvider,
+  removeLocalSandboxes,
+  type LocalProviderOptions,
+} from '../../operator/providers/local/provider.ts';
 import { PROXY_TABLE } from '../../operator/providers/local/service-proxy.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
 import { waitFor } from '../../operator/shared/wait.ts';
@@ -23,12 +28,21 @@ export interface LocalNode {
   stop(): Promise<void>;
 }
 
+/** The CRI socket of the test cluster's containerd (SPILLWAY_CLUSTER_DIR's, which the global setup sets). */
+export const testCriEndpoint = () => process.env.SPILLWAY_CRI_ENDPOINT || defaultCriEndpoint(process.env);
+
 /** Starts the local provider (guard, bridge, adoption) and a virtual node over it. */
-export async function startLocalNode(kc: KubeConfig, name: string): Promise<LocalNode> {
+export async function startLocalNode(
+  kc: KubeConfig,
+  name: string,
+  options: Partial<LocalProviderOptions> = {},
+): Promise<LocalNode> {
   const provider = await LocalProvider.start({
     nodeName: name,
+    criEndpoint: testCriEndpoint(),
     // Short back-off so that restart tests take seconds, not minutes; the kubelet's rule is unchanged.
     supervision: { backoffMs: 1000, maxBackoffMs: 4000 },
+    ...options,
   });
   const node = await startVirtualNode({
     kc,
@@ -46,40 +60,27 @@ export async function startLocalNode(kc: KubeConfig, name: string): Promise<Loca
   };
 }
 
-/** Removes a node's (empty) cgroup directories and state directory; its sandboxes must be gone. */
-export function removeNodeState(node: string): void {
-  for (const controller of ['cpu', 'cpuacct', 'memory', 'unified', '']) {
-    for (const dir of [
-      `/sys/fs/cgroup/${controller}/spillway/${node}`,
-      `/sys/fs/cgroup/${controller}/spillway`,
-    ]) {
-      try {
-        rmdirSync(dir);
-      } catch {
-        /* absent, or still used by another node */
-      }
-    }
-  }
+/** Removes whatever sandboxes of `node` are left in containerd, and the node's state directory. */
+export async function removeNodeState(node: string): Promise<void> {
+  await removeLocalSandboxes({ nodeName: node, criEndpoint: testCriEndpoint() }).catch(() => undefined);
   rmSync(`/run/spillway/${node}`, { recursive: true, force: true });
 }
 
-/** Removes the proxy table and the bridge (sandboxes must be gone); the guard stays. */
-export function removeLocalNetwork(bridge = 'spillway0'): void {
-  for (const args of [
-    ['nft', 'delete', 'table', 'ip', PROXY_TABLE],
-    ['ip', 'link', 'del', bridge],
-  ]) {
-    try {
-      execFileSync(args[0]!, args.slice(1), { stdio: 'ignore' });
-    } catch {
-      /* already gone */
-    }
+/**
+ * Removes the service proxy's table. The bridge stays: the local cluster's containerd networks its pods on it
+ * (test/support/containerd.ts), and `make cluster-down` removes it with the rest of the cluster.
+ */
+export function removeLocalNetwork(): void {
+  try {
+    execFileSync('nft', ['delete', 'table', 'ip', PROXY_TABLE], { stdio: 'ignore' });
+  } catch {
+    /* already gone */
   }
 }
 
 /**
  * The end of an e2e file that ran `local`: waits (up to a minute) for its sandboxes to go, stops the node, deletes
- * the Node object, then removes the bridge, the proxy table and the node's state.
+ * the Node object, then removes what sandboxes are left, the node's state and the proxy table.
  */
 export async function tearDownLocalNode(
   kc: KubeConfig,
@@ -96,6 +97,6 @@ export async function tearDownLocalNode(
     .makeApiClient(CoreV1Api)
     .deleteNode({ name: nodeName })
     .catch(() => undefined);
+  await removeNodeState(nodeName);
   removeLocalNetwork();
-  removeNodeState(nodeName);
 }

@@ -175,6 +175,15 @@ export function checkRunnable(key: SandboxKey, pod: V1Pod): void {
   }
 }
 
+/**
+ * The pod's cgroup, under which the runtime puts the sandbox's and each container's (cgroupfs driver): what the
+ * kubelet's pod cgroup is, and what the runtime's sandbox stats read. Removed with the pod (its directories stay
+ * otherwise: the runtime removes only its containers' own).
+ */
+export function podCgroupParent(nodeName: string, uid: string): string {
+  return `/spillway/${nodeName}/pod${uid}`;
+}
+
 /** The RunPodSandbox config of a pod. */
 export function sandboxConfig(
   key: SandboxKey,
@@ -213,6 +222,7 @@ export function sandboxConfig(
     },
     annotations: {},
     linux: {
+      cgroup_parent: podCgroupParent(nodeName, key.uid),
       sysctls: Object.fromEntries((sc?.sysctls ?? []).map((s) => [s.name, s.value])),
       security_context: {
         namespace_options: {

@@ -14,9 +14,9 @@
  * killed operator created but never started is removed and created again, never run twice.
  */
 import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, cpus, release, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { componentLogger, type Logger } from '../../shared/log.ts';
 import {
@@ -50,6 +50,7 @@ import {
   checkRunnable,
   hostsFile,
   NODE_LABEL,
+  podCgroupParent,
   POD_UID_LABEL,
   sandboxConfig,
   type ClusterDNS,
@@ -291,6 +292,7 @@ export class LocalProvider implements SandboxProvider {
     });
     for (const s of sandboxes) await this.#removeSandbox(s.id);
     for (const dir of this.#dirsOf(uid)) rmSync(dir, { recursive: true, force: true });
+    removePodCgroups(this.#options.nodeName, uid);
   }
 
   // --- watching the runtime ---------------------------------------------------------------------------------
@@ -633,6 +635,34 @@ export class LocalProvider implements SandboxProvider {
   }
 }
 
+/**
+ * Removes the pod's (empty) cgroup directories in every hierarchy (cgroup v1: one per controller; v2: one). The
+ * runtime removes its containers' cgroups but not their parent, which is the pod's.
+ */
+function removePodCgroups(nodeName: string, uid?: string): void {
+  const parents = uid
+    ? [podCgroupParent(nodeName, uid)]
+    : [dirname(podCgroupParent(nodeName, 'x')), dirname(dirname(podCgroupParent(nodeName, 'x')))];
+  let roots: string[];
+  try {
+    const v1 = readdirSync('/sys/fs/cgroup', { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => join('/sys/fs/cgroup', e.name));
+    roots = ['/sys/fs/cgroup', ...v1];
+  } catch {
+    return;
+  }
+  for (const root of roots) {
+    for (const parent of parents) {
+      try {
+        rmdirSync(join(root, parent));
+      } catch {
+        /* absent, or not empty yet (another node's pods) */
+      }
+    }
+  }
+}
+
 /** When a pod and its running containers started, which the stats API does not say. */
 function startTimes(worker: PodWorker): StartTimes {
   const containers: Record<string, Date> = {};
@@ -665,7 +695,9 @@ export async function removeLocalSandboxes(options: {
       await cri.removePodSandbox(s.id).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
       });
+      removePodCgroups(options.nodeName, s.labels[POD_UID_LABEL] ?? s.metadata.uid);
     }
+    removePodCgroups(options.nodeName);
     rmSync(join(options.stateDir ?? join('/run/spillway', options.nodeName), 'pods'), {
       recursive: true,
       force: true,
