@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { CoreV1Api, DiscoveryV1Api, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultBinDir, defaultClusterDir, testCluster, waitFor } from '../support/cluster.ts';
-import { startKubeProxy, type RunningKubeProxy } from '../support/kube-proxy.ts';
+import { startKubeProxy, type KubeProxyOptions, type RunningKubeProxy } from '../support/kube-proxy.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 
 const exec = promisify(execFile);
@@ -170,6 +170,19 @@ describe('kube-proxy for the sandbox bridge', () => {
   let relay: Server | undefined;
   const children: ChildProcess[] = [];
   const timings: string[] = [];
+  let webIP = '';
+
+  const kubeProxyOptions = (extra: Partial<KubeProxyOptions> = {}): KubeProxyOptions => ({
+    clusterDir: process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir,
+    binDir: defaultBinDir,
+    stateDir: join(scripts, 'kube-proxy'),
+    hostnameOverride: nodeName,
+    clusterCIDR: '10.250.0.0/16',
+    nodePortAddresses: [`${gateway}/32`],
+    server: 'https://127.0.0.1:6443',
+    netns: hostNs,
+    ...extra,
+  });
 
   async function service(name: string, spec: V1Service['spec']): Promise<string> {
     const svc = await core.createNamespacedService({
@@ -252,16 +265,7 @@ describe('kube-proxy for the sandbox bridge', () => {
     });
     ns = await createTestNamespace(cluster.kc, 'kube-proxy');
     const t0 = performance.now();
-    kubeProxy = await startKubeProxy({
-      clusterDir: process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir,
-      binDir: defaultBinDir,
-      stateDir: join(scripts, 'kube-proxy'),
-      hostnameOverride: nodeName,
-      clusterCIDR: '10.250.0.0/16',
-      nodePortAddresses: [`${gateway}/32`],
-      server: 'https://127.0.0.1:6443',
-      netns: hostNs,
-    });
+    kubeProxy = await startKubeProxy(kubeProxyOptions());
     timings.push(`kube-proxy start → first ruleset: ${Math.round(performance.now() - t0)} ms`);
   });
 
@@ -292,7 +296,7 @@ describe('kube-proxy for the sandbox bridge', () => {
   });
 
   it('spreads connections from a pod to a ClusterIP over the ready endpoints', async () => {
-    const ip = await service('web', { ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
+    const ip = (webIP = await service('web', { ports: [{ name: 'http', port: 80, targetPort: 8080 }] }));
     await discovery.createNamespacedEndpointSlice({
       namespace: ns.name,
       body: slice('web', ['b', 'c'], [{ name: 'http', port: 8080 }]),
@@ -426,5 +430,27 @@ describe('kube-proxy for the sandbox bridge', () => {
       'kube-proxy',
     ]);
     expect(stdout).not.toContain(`${ns.name}/headless`);
+  });
+
+  it('keeps serving while kube-proxy is down; with masqueradeAll a pod reaches itself without node-local endpoints', async () => {
+    await kubeProxy!.stop({ keepRules: true });
+    kubeProxy = undefined;
+    const whileDown = await ask('a', 'tcp', webIP, 80, 10);
+    expect((whileDown['b:8080'] ?? 0) + (whileDown['c:8080'] ?? 0), JSON.stringify(whileDown)).toBe(10);
+
+    const t0 = performance.now();
+    kubeProxy = await startKubeProxy(kubeProxyOptions({ masqueradeAll: true }));
+    // Port 9090: no node-local endpoint has it, so no hairpin entry of kube-proxy's own covers this one.
+    timings.push(`kube-proxy restart over kept rules → ruleset: ${Math.round(performance.now() - t0)} ms`);
+    const ip = await service('self-elsewhere', { ports: [{ name: 'http', port: 80, targetPort: 9090 }] });
+    const body = slice('self-elsewhere', ['a'], [{ name: 'http', port: 9090 }]);
+    body.endpoints = [{ addresses: [ipOf('a')], nodeName: 'another-node', conditions: { ready: true } }];
+    await discovery.createNamespacedEndpointSlice({ namespace: ns.name, body });
+    await waitFor(
+      'self-elsewhere rules',
+      30_000,
+      async () => (await ruleEndpoints(ns.name, 'self-elsewhere', 'tcp', 'http')).length === 1,
+    );
+    expect(await ask('a', 'tcp', ip, 80, 5)).toEqual({ 'a:9090': 5 });
   });
 });

@@ -19,7 +19,7 @@
  * So start it after the (virtual) node is registered, and stop it before the Node is deleted.
  */
 import { execFile, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -56,6 +56,12 @@ export interface KubeProxyOptions {
   server?: string;
   /** A named network namespace (`ip netns`) to run in instead of the host's: tests use their own. */
   netns?: string;
+  /**
+   * Masquerade all Service traffic (source becomes the bridge address), as the hand-written proxy did. Needed for
+   * hairpin when the endpoints' `nodeName` is not `hostnameOverride`: kube-proxy masquerades a pod reaching
+   * itself only for endpoints on its own node. Default false (backends see the client pod's address).
+   */
+  masqueradeAll?: boolean;
   /** klog verbosity. Default 1. */
   verbosity?: number;
 }
@@ -67,8 +73,12 @@ export interface RunningKubeProxy {
   /** Ports of /metrics and /healthz, on 127.0.0.1 (in its network namespace). */
   metricsPort: number;
   healthzPort: number;
-  /** Stops kube-proxy (SIGTERM, SIGKILL after 10 s) and removes its nftables tables (`kube-proxy --cleanup`). */
-  stop(): Promise<void>;
+  /**
+   * Stops kube-proxy (SIGTERM, SIGKILL after 10 s) and removes its nftables tables (`kube-proxy --cleanup`).
+   * With `keepRules`, the rules stay and go on serving ClusterIPs until a new kube-proxy takes them over (as a
+   * kube-proxy restart on a node).
+   */
+  stop(options?: { keepRules?: boolean }): Promise<void>;
 }
 
 /** The KubeProxyConfiguration (v1alpha1) for `opts`, as YAML (JSON is YAML). */
@@ -79,6 +89,7 @@ export function kubeProxyConfig(opts: {
   nodePortAddresses: string[];
   metricsPort: number;
   healthzPort: number;
+  masqueradeAll: boolean;
   verbosity: number;
 }): string {
   const config = {
@@ -92,6 +103,7 @@ export function kubeProxyConfig(opts: {
     metricsBindAddress: `127.0.0.1:${opts.metricsPort}`,
     healthzBindAddress: `127.0.0.1:${opts.healthzPort}`,
     nodePortAddresses: opts.nodePortAddresses,
+    nftables: { masqueradeAll: opts.masqueradeAll },
     // 0 = leave the sysctl alone: kube-proxy would otherwise raise nf_conntrack_max (and the hash size) and set
     // the TCP timeouts host-wide.
     conntrack: {
@@ -146,13 +158,24 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** True once kube-proxy has written its first ruleset (its `ip kube-proxy` table holds the service-ips map). */
-async function programmed(netns: string | undefined): Promise<boolean> {
-  const [cmd, ...args] = inNetns(netns, ['nft', 'list', 'map', 'ip', 'kube-proxy', 'service-ips']);
-  return run(cmd!, args).then(
-    () => true,
-    () => false,
-  );
+/**
+ * True once kube-proxy reports (on /healthz) an IPv4 ruleset written after `since`: not merely a table left by a
+ * previous kube-proxy, which a restart keeps.
+ */
+async function programmedSince(
+  netns: string | undefined,
+  healthzPort: number,
+  since: Date,
+): Promise<boolean> {
+  const fetchHealthz = `fetch('http://127.0.0.1:${healthzPort}/healthz').then((r) => r.text()).then((t) => process.stdout.write(t))`;
+  const [cmd, ...args] = inNetns(netns, [process.execPath, '-e', fetchHealthz]);
+  try {
+    const { stdout } = await run(cmd!, args);
+    const health = JSON.parse(stdout) as { status?: { IPv4?: { lastUpdated?: string } } };
+    return new Date(health.status?.IPv4?.lastUpdated ?? 0) >= since;
+  } catch {
+    return false; // not serving yet
+  }
 }
 
 /**
@@ -202,10 +225,12 @@ export async function startKubeProxy(opts: KubeProxyOptions): Promise<RunningKub
       nodePortAddresses: opts.nodePortAddresses,
       metricsPort,
       healthzPort,
+      masqueradeAll: opts.masqueradeAll ?? false,
       verbosity: opts.verbosity ?? 1,
     }),
   );
   const logFile = opts.logFile ?? join(opts.stateDir, 'kube-proxy.log');
+  const startedAt = new Date();
   const out = openSync(logFile, 'a');
   const [cmd, ...args] = inNetns(opts.netns, [bin, `--config=${configFile}`]);
   const child = spawn(cmd!, args, { detached: true, stdio: ['ignore', out, out] });
@@ -213,8 +238,9 @@ export async function startKubeProxy(opts: KubeProxyOptions): Promise<RunningKub
   child.unref();
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start ${bin}`);
+  writeFileSync(join(opts.stateDir, 'kube-proxy.pid'), String(pid));
 
-  const stop = async () => {
+  const stop = async ({ keepRules = false } = {}) => {
     const signal = (sig: NodeJS.Signals) => {
       try {
         process.kill(-pid, sig); // kube-proxy leads its own process group
@@ -228,11 +254,12 @@ export async function startKubeProxy(opts: KubeProxyOptions): Promise<RunningKub
       if (Date.now() > deadline) signal('SIGKILL');
       await sleep(50);
     }
-    await cleanupKubeProxy(opts.binDir, opts.netns);
+    rmSync(join(opts.stateDir, 'kube-proxy.pid'), { force: true });
+    if (!keepRules) await cleanupKubeProxy(opts.binDir, opts.netns);
   };
 
   const deadline = Date.now() + 60_000;
-  while (!(await programmed(opts.netns))) {
+  while (!(await programmedSince(opts.netns, healthzPort, startedAt))) {
     if (!isAlive(pid)) {
       await cleanupKubeProxy(opts.binDir, opts.netns);
       throw new Error(`kube-proxy exited during start-up; see ${logFile}`);
@@ -241,7 +268,7 @@ export async function startKubeProxy(opts: KubeProxyOptions): Promise<RunningKub
       await stop();
       throw new Error(`kube-proxy wrote no rules within 60 s; see ${logFile}`);
     }
-    await sleep(100);
+    await sleep(200);
   }
   // With the real pid (not `ip netns exec`'s, which execs into kube-proxy and keeps the pid).
   return { pid, logFile, metricsPort, healthzPort, stop };
@@ -258,4 +285,30 @@ export async function cleanupKubeProxy(binDir: string, netns?: string): Promise<
     const [c, ...a] = inNetns(netns, ['nft', 'delete', 'table', family, table]);
     await run(c!, a).catch(() => undefined);
   }
+}
+
+/**
+ * Stops a kube-proxy that {@link startKubeProxy} started with `stateDir` (by the pid it recorded there) and
+ * removes its rules: for a teardown after a test or an operator that died without stopping it.
+ */
+export async function stopKubeProxyIn(stateDir: string, binDir: string, netns?: string): Promise<void> {
+  const pidFile = join(stateDir, 'kube-proxy.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8'));
+  // Only if that pid is still a kube-proxy (not a recycled pid).
+  const isKubeProxy = () => {
+    try {
+      return isAlive(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kube-proxy');
+    } catch {
+      return false;
+    }
+  };
+  if (isKubeProxy()) {
+    process.kill(pid, 'SIGTERM');
+    for (const deadline = Date.now() + 10_000; isKubeProxy(); await sleep(50)) {
+      if (Date.now() > deadline) process.kill(pid, 'SIGKILL');
+    }
+  }
+  rmSync(pidFile, { force: true });
+  await cleanupKubeProxy(binDir, netns);
 }
