@@ -8,8 +8,11 @@
  *   another pod, and kube-proxy does not wait for a Node's podCIDR (it would with NodeCIDR);
  * - `nodePortAddresses`: NodePorts only on the given addresses (the bridge's), never on the host's real
  *   interfaces; nftables mode never serves NodePorts on 127.0.0.1;
- * - conntrack settings all 0: kube-proxy then leaves the host's conntrack sysctls as they are (nf_conntrack_max
- *   is not writable from a non-initial network namespace, and a test has no business resizing the host's table);
+ * - conntrack settings all 0: kube-proxy then leaves the host's conntrack sysctls as they are. Its defaults would
+ *   set nf_conntrack_max to 131072 (here: lowering the host's 262144) and the TCP established and close-wait
+ *   timeouts host-wide; in a network namespace other than the host's, nf_conntrack_max is not writable and
+ *   kube-proxy exits ("could not set conntrack parameters");
+ * - oomScoreAdj 0: its default, -999, needs CAP_SYS_RESOURCE, which this machine's root lacks (a logged error);
  * - metrics and healthz on 127.0.0.1, on free ports;
  * - its own identity, `system:kube-proxy` (bound by the bootstrap RBAC to `system:node-proxier`: read Services,
  *   EndpointSlices, Nodes, write Events), a client certificate issued from the cluster's CA.
@@ -17,6 +20,13 @@
  * kube-proxy reads the Node named `hostnameOverride` for its node IPs: when the Node is missing it waits 30 s,
  * then goes on with 127.0.0.1; once running it exits when that Node's addresses change or the Node is deleted.
  * So start it after the (virtual) node is registered, and stop it before the Node is deleted.
+ *
+ * What the bridge must give it: IP forwarding on the bridge (`net.ipv4.conf.<bridge>.forwarding=1`; without it
+ * nothing answers through a ClusterIP, although the DNAT is bridged), br_netfilter with
+ * `net.bridge.bridge-nf-call-iptables=1` (replies between pods on the bridge must pass conntrack to be
+ * un-NATed), and hairpin mode on the pods' bridge ports (the CNI bridge plugin's `hairpinMode: true`) for a pod
+ * reaching itself through its Service. One kube-proxy per network namespace: its table, and its drop of traffic
+ * to unallocated addresses of the service CIDR, are for one cluster's Services.
  */
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,7 +54,10 @@ export interface KubeProxyOptions {
   binDir: string;
   /** Where kube-proxy's config, kubeconfig and client key go (created, mode 0700). */
   stateDir: string;
-  /** The Node kube-proxy serves (the virtual node's name); the Node object need not exist. */
+  /**
+   * The Node kube-proxy serves: the virtual node's name, registered before this starts (a missing Node costs a
+   * 30 s wait). Endpoints whose `nodeName` is this one are "local": hairpin and `trafficPolicy: Local` use it.
+   */
   hostnameOverride: string;
   /** All local pods (e.g. `10.250.0.0/16`): traffic from it is local, and not masqueraded to other pods. */
   clusterCIDR: string;
