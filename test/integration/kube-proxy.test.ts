@@ -3,7 +3,9 @@
  * (test/support/kube-proxy.ts). The "sandbox host" here is a network namespace of its own holding a bridge and
  * three netns "pods" with an HTTP and a UDP echo server each; kube-proxy runs in that namespace and reaches the
  * apiserver through a unix-socket relay. The test's network is thereby closed: nothing in it can reach the
- * host's interfaces, and the host's own guard, bridges and proxies neither see nor disturb it.
+ * host's interfaces, and the host's own guard, bridges and proxies neither see nor disturb it. (On the host a
+ * second bridge could not carry pod addresses at all: the guard lets them leave through `spillway0` only. And a
+ * kube-proxy in the host's namespace would take over every local cluster's service CIDR on this machine.)
  *
  * Services and EndpointSlices are made by hand (the "pods" are not Pods); what a pod notices is checked: which
  * backend answers through the ClusterIP.
