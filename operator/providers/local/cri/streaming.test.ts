@@ -173,10 +173,17 @@ describe('exitCodeOf', () => {
     [exitStatus(137), 137],
   ])('%j → %i', (status, code) => expect(exitCodeOf(status as never)).toEqual({ exitCode: code }));
 
-  it('throws the runtime message for any other failure', () => {
+  it('throws the runtime message for any other failure, without the server’s prefix', () => {
     expect(() => exitCodeOf({ status: 'Failure', message: 'container is not running' })).toThrow(
       'container is not running',
     );
+    const status = {
+      status: 'Failure' as const,
+      reason: 'InternalError',
+      message:
+        'Internal error occurred: error executing command in container: failed to exec in container: x',
+    };
+    expect(() => exitCodeOf(status)).toThrow(/^failed to exec in container: x$/);
   });
 });
 

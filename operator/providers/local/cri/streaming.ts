@@ -58,10 +58,13 @@ export interface StreamStatus {
   details?: { causes?: { reason?: string; message?: string }[] };
 }
 
+/** The prefix the server puts before a runtime error; the kubelet API adds it again when it reports the error. */
+const INTERNAL_ERROR_PREFIX = 'Internal error occurred: error executing command in container: ';
+
 /**
  * The result a status means, as kubectl reads it: Success is exit code 0, `NonZeroExitCode` carries the code in
  * its `ExitCode` cause. @throws Error any other failure (the container is not running, the command does not
- * exist), with the runtime's message
+ * exist), with the runtime's message (without the server's "Internal error occurred" prefix)
  */
 export function exitCodeOf(status: StreamStatus): ExecResult {
   if (status.status === 'Success') return { exitCode: 0 };
@@ -70,9 +73,10 @@ export function exitCodeOf(status: StreamStatus): ExecResult {
     const code = Number(cause?.message);
     if (Number.isInteger(code)) return { exitCode: code };
   }
-  throw new Error(
-    status.message ?? `the runtime reported a failure without a message: ${JSON.stringify(status)}`,
-  );
+  const message = status.message?.startsWith(INTERNAL_ERROR_PREFIX)
+    ? status.message.slice(INTERNAL_ERROR_PREFIX.length)
+    : status.message;
+  throw new Error(message ?? `the runtime reported a failure without a message: ${JSON.stringify(status)}`);
 }
 
 /** The members of the `ws` package's client used here (`ws` ships no types, and `@types/ws` is not installed). */
