@@ -259,25 +259,17 @@ export class LocalCluster {
 
   /** Stops every process this folder's cluster started (by pid) and waits until they are gone. */
   async down(log: (line: string) => void = () => {}): Promise<void> {
-    // While the apiserver still answers: which local virtual nodes it had, to end their leftover sandboxes.
+    // While the apiserver still answers: which local virtual nodes it had, to end the CoreDNS their operators left.
     // A failure there still stops everything else, then is reported.
     let leftoversFailed: unknown;
     if (existsSync(this.kubeconfigPath)) {
       try {
-        const { localVirtualNodes, stopLocalSandboxes } = await import('./local-leftovers.ts');
+        const { localVirtualNodes, stopLeftoverClusterDns } = await import('./local-leftovers.ts');
         const nodes = await Promise.resolve()
           .then(() => localVirtualNodes(this.kubeConfig()))
           .catch(() => []);
-        const stopped = await stopLocalSandboxes(nodes);
-        for (const s of stopped) {
-          log(
-            `stopped ${s.sandboxes.length} sandbox(es)${s.dns > 0 ? ' and its CoreDNS' : ''} left behind by virtual node ${s.node}`,
-          );
-          if (s.survivors.length > 0)
-            log(
-              `  still running (another user's? run as root): pids ${s.survivors.map((p) => p.ref.pid).join(' ')}`,
-            );
-        }
+        for (const node of await stopLeftoverClusterDns(nodes))
+          log(`stopped the CoreDNS left behind by virtual node ${node}`);
       } catch (err) {
         leftoversFailed = err;
       }

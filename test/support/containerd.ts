@@ -77,7 +77,6 @@ export function containerdPaths(dir: string) {
     nsDir: join(base, 'ns'),
     nsPin: join(base, 'ns', 'mnt'),
     cniConfDir: join(base, 'net.d'),
-    ipamDir: join(base, 'ipam'),
     certsDir: join(base, 'certs.d'),
     runcRoot: join(base, 'runc'),
     // Shim sockets: a unix socket path has ~108 bytes and containerd allows at most 42 for this folder.
@@ -87,6 +86,13 @@ export function containerdPaths(dir: string) {
         : `/run/spillway-shims-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`,
   };
 }
+
+/**
+ * Where host-local keeps the address leases of pods on `bridge`: one folder per bridge for the whole host, not per
+ * cluster folder, because every cluster's containerd puts its pods on the same bridge and node CIDR, and two
+ * clusters running at once (a test's own cluster beside the suite's) must not hand out one address twice.
+ */
+export const ipamDir = (bridge: string) => `/run/spillway/ipam/${bridge}`;
 
 /** The runtime endpoint crictl and the CRI client take: `unix://<socket>`. */
 export const criEndpoint = (dir: string) => `unix://${containerdPaths(dir).socket}`;
@@ -180,7 +186,7 @@ export function cniConflist(options: ContainerdOptions): string {
           hairpinMode: true,
           ipam: {
             type: 'host-local',
-            dataDir: containerdPaths(options.dir).ipamDir,
+            dataDir: ipamDir(options.bridge ?? 'spillway0'),
             ranges: [[{ subnet: nodeCIDR, gateway }]],
             routes: [{ dst: '0.0.0.0/0', gw: gateway }],
           },
@@ -213,7 +219,7 @@ export function allowRegistry(dir: string, host: string): void {
  */
 export async function prepareContainerd(options: ContainerdOptions): Promise<void> {
   const p = containerdPaths(options.dir);
-  for (const d of [p.root, p.state, p.cniConfDir, p.ipamDir, p.runcRoot, p.nsDir]) {
+  for (const d of [p.root, p.state, p.cniConfDir, p.runcRoot, p.nsDir]) {
     mkdirSync(d, { recursive: true, mode: 0o700 });
   }
   writeFileSync(p.config, containerdConfig(options));
