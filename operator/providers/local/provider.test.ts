@@ -80,9 +80,12 @@ const app = (s: SandboxStatus) => s.containers[0]!;
 describe('create', () => {
   it('runs the pod in a sandbox labelled with its UID, from its image, and reports it Running', async () => {
     const p = await start({ runtimeHandler: 'kata' });
-    const pd = pod();
+    const pd = pod({}, [{ env: [{ name: 'COLOR', value: 'blue' }] }]);
     await p.create(pd);
     const s = await until(p, pd, 'running', (x) => x.phase === 'Running' && app(x).ready);
+    expect(fake.calls('CreateContainer')[0]!.config.envs).toEqual([
+      { key: 'COLOR', value: Buffer.from('blue') },
+    ]);
     const [run] = fake.calls('RunPodSandbox');
     expect(run!.runtime_handler).toBe('kata');
     expect(run!.config.labels).toMatchObject({

@@ -519,7 +519,11 @@ export class CriClient {
   ): Promise<string> {
     const r = await this.#call(this.#runtime, 'CreateContainer', {
       pod_sandbox_id: sandboxId,
-      config,
+      // KeyValue.value is `bytes` in cri-api v0.36 (values need not be UTF-8); ours are strings.
+      config: {
+        ...config,
+        envs: (config.envs ?? []).map((e) => ({ key: e.key, value: Buffer.from(e.value) })),
+      },
       sandbox_config: sandboxConfig,
     });
     return r.container_id;
