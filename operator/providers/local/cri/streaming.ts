@@ -11,8 +11,8 @@
  *
  * What v4 over WebSocket cannot say: that stdin ended (v5's close signal is what says it, and this server does not
  * offer v5), nor that the forwarded connection's writer is done. So a command that reads stdin to its end
- * (`kubectl cp`, `kubectl exec -i ... < file`) waits for input for ever here, and ending a forward's writable side
- * does not half-close the connection inside the pod. The same server's SPDY/3.1 path has both (a FIN per
+ * (`kubectl cp`, `kubectl exec -i ... < file`) waits for input for ever here (measured against containerd: `cat`
+ * never ends), and ending a forward's writable side does not half-close the connection inside the pod. The same server's SPDY/3.1 path has both (a FIN per
  * stream): it is what a kubelet hands through, and what these clients should speak once the project's SPDY codec
  * (operator/virtualnode/kubelet/spdy*.ts) is shared where a provider may import it.
  *
@@ -140,8 +140,9 @@ function connect(url: string, onMessage: (channel: number, payload: Buffer) => v
 
 /**
  * Runs an exec session at `url` (from CRI `Exec`) wired to `streams`; resolves with the command's exit code when
- * the server ends it (a non-zero code resolves). `streams.signal` aborting closes the connection (the runtime then
- * stops the session) and rejects with its reason. The CRI request must ask for the same streams: stdin when
+ * the server ends it (a non-zero code resolves). `streams.signal` aborting closes the connection and rejects with
+ * its reason; the process goes on (containerd, like a kubelet, does not kill an exec'd process whose client left,
+ * and CRI has no call that could: measured, a `sleep` exec'd and abandoned kept running). The CRI request must ask for the same streams: stdin when
  * `streams.stdin` is given, stderr when `streams.stderr` is, tty as `streams.tty`.
  * @throws Error the server refused the URL, or reported a failure other than an exit code
  */
@@ -187,9 +188,10 @@ async function remoteCommand(url: string, streams: ExecStreams): Promise<ExecRes
     streams.signal?.addEventListener('abort', abort, { once: true });
     if (streams.signal?.aborted) abort(); // while connecting
     open.on('error', () => undefined); // a reset also closes; the close below decides
+    const stopStdin = streams.stdin ? sendStdin(open, streams.stdin) : () => {};
     open.on('close', () => {
       streams.signal?.removeEventListener('abort', abort);
-      streams.stdin?.pause();
+      stopStdin();
       if (streams.signal?.aborted) return reject(streams.signal.reason);
       if (!status) return reject(new Error(`the runtime's streaming server closed ${url} without a status`));
       try {
@@ -200,17 +202,24 @@ async function remoteCommand(url: string, streams: ExecStreams): Promise<ExecRes
         );
       }
     });
-    if (streams.stdin) sendStdin(open, streams.stdin);
     if (streams.tty && streams.resize) void sendResizes(open, streams.resize);
   });
 }
 
-/** Copies stdin to channel 0, one message per chunk, reading on only when the socket has taken the last one. */
-function sendStdin(socket: WsClient, stdin: NodeJS.ReadableStream): void {
-  stdin.on('data', (chunk: Buffer | string) => {
+/**
+ * Copies stdin to channel 0, one message per chunk, reading on only when the socket has taken the last one.
+ * Returns how to stop (the session ended: stdin is left unread for its owner).
+ */
+function sendStdin(socket: WsClient, stdin: NodeJS.ReadableStream): () => void {
+  const onData = (chunk: Buffer | string) => {
     stdin.pause();
     socket.send(Buffer.concat([Buffer.of(Channel.stdin), Buffer.from(chunk)]), () => stdin.resume());
-  });
+  };
+  stdin.on('data', onData);
+  return () => {
+    stdin.off('data', onData);
+    stdin.pause();
+  };
 }
 
 async function sendResizes(socket: WsClient, sizes: AsyncIterable<TerminalSize>): Promise<void> {
