@@ -12,9 +12,10 @@
  * What v4 over WebSocket cannot say: that stdin ended (v5's close signal is what says it, and this server does not
  * offer v5), nor that the forwarded connection's writer is done. So a command that reads stdin to its end
  * (`kubectl cp`, `kubectl exec -i ... < file`) waits for input for ever here (measured against containerd: `cat`
- * never ends), and ending a forward's writable side does not half-close the connection inside the pod. The same server's SPDY/3.1 path has both (a FIN per
- * stream): it is what a kubelet hands through, and what these clients should speak once the project's SPDY codec
- * (operator/virtualnode/kubelet/spdy*.ts) is shared where a provider may import it.
+ * never ends), and ending a forward's writable side does not half-close the connection inside the pod. The same
+ * server's SPDY/3.1 path has both (a FIN per stream): it is what a kubelet hands through, and what these clients
+ * should speak once the project's SPDY codec (operator/virtualnode/kubelet/spdy*.ts) is shared where a provider
+ * may import it.
  *
  * Each function takes only a URL: the CRI call that makes it is the caller's (see {@link StreamingUrls}). A URL is
  * good for one connection and expires after a minute unused (the server's request cache).
