@@ -7,7 +7,7 @@
  * Needs root (containerd) and `make images` pushed to the cluster's registry (busybox, pause).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
@@ -235,6 +235,27 @@ describe('CRI streaming, logs and stats against containerd', () => {
     let rest = '';
     for await (const chunk of logs) rest += String(chunk);
     expect(rest).toBe('');
+  });
+
+  it('follows a log across a rotation (renamed, then ReopenContainerLog) without losing a line', async () => {
+    const id = await container(
+      'rotated',
+      'i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo line $i; sleep 0.05; done; read x',
+    );
+    const { logPath } = await cri.containerStatus(id);
+    const logs = await readContainerLog(
+      logPath,
+      { follow: true },
+      { running: async () => (await cri.containerStatus(id)).state === 'CONTAINER_RUNNING', pollMs: 20 },
+    );
+    let text = await readUntil(logs, 'line 3\n');
+    renameSync(logPath, `${logPath}.20260101-000000`);
+    await cri.reopenContainerLog(id);
+    text += await readUntil(logs, 'line 30\n');
+    expect(text).toBe(Array.from({ length: 30 }, (_, i) => `line ${i + 1}\n`).join(''));
+    expect(existsSync(logPath)).toBe(true);
+    await cri.stopContainer(id, 0);
+    logs.destroy();
   });
 
   it('forwards a port to a listener on the pod’s loopback, and says when nothing listens', async () => {
