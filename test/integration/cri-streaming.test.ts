@@ -22,10 +22,18 @@ import { readContainerLog } from '../../operator/providers/local/cri/logs.ts';
 import { UsageSampler } from '../../operator/providers/local/cri/stats.ts';
 import {
   attachOverStream,
+  execOverSpdy,
   execOverStream,
+  portForwardOverSpdy,
   portForwardOverStream,
+  type SpdyClientFactory,
 } from '../../operator/providers/local/cri/streaming.ts';
+import { SpdySession } from '../../operator/virtualnode/kubelet/spdy.ts';
 import { defaultClusterDir, LocalCluster, waitFor } from '../support/cluster.ts';
+
+/** The project's SPDY/3.1 session in its client role, as a provider would be handed it. */
+const spdy: SpdyClientFactory = (socket, initialData) =>
+  new SpdySession(socket, { role: 'client', initialData });
 
 const cluster = new LocalCluster(process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir);
 
@@ -281,6 +289,40 @@ describe('CRI streaming, logs and stats against containerd', () => {
     const refused = await portForwardOverStream(await cri.portForward(sandboxId, [9999]), 9999);
     const err = await new Promise<Error>((resolve) => refused.on('error', resolve).resume());
     expect(err.message).toMatch(/9999/);
+  });
+
+  it('over SPDY, the end of stdin reaches the process (what kubectl cp needs)', async () => {
+    const url = await cri.exec({
+      container_id: main,
+      cmd: ['sh', '-c', 'cat; echo cat-saw-eof; exit 4'],
+      tty: false,
+      stdin: true,
+      stdout: true,
+      stderr: true,
+    });
+    const stdout = sink();
+    const stdin = Readable.from([Buffer.from('hello over spdy\n')]);
+    expect(await execOverSpdy(url, { stdin, stdout, stderr: sink(), tty: false }, spdy)).toEqual({
+      exitCode: 4,
+    });
+    expect(stdout.text()).toBe('hello over spdy\ncat-saw-eof\n');
+  });
+
+  it('over SPDY, a forward half-closes: the pod sees the end of what was sent and answers it whole', async () => {
+    const id = await container('echo', 'nc -l -p 8081 127.0.0.1 -e cat');
+    await waitFor('nc listening on 8081', 30_000, async () => {
+      const r = await cri.execSync(id, ['sh', '-c', 'netstat -ltn | grep -q 127.0.0.1:8081'], 5);
+      return r.exitCode === 0;
+    });
+    const conn = await portForwardOverSpdy(await cri.portForward(sandboxId, [8081]), 8081, spdy);
+    conn.end('echo me, then EOF\n');
+    let echoed = '';
+    for await (const chunk of conn) echoed += String(chunk);
+    expect(echoed).toBe('echo me, then EOF\n');
+
+    const refused = await portForwardOverSpdy(await cri.portForward(sandboxId, [9998]), 9998, spdy);
+    const err = await new Promise<Error>((resolve) => refused.on('error', resolve).resume());
+    expect(err.message).toMatch(/9998/);
   });
 
   it('reports the sandbox’s usage from ListPodSandboxStats, with a CPU rate from two samples', async () => {

@@ -1,28 +1,32 @@
 /**
  * Clients of a CRI runtime's streaming server (containerd serves it on 127.0.0.1): the URL that the CRI `Exec`,
- * `Attach` and `PortForward` calls return is opened here as a WebSocket and joined to the provider's streams.
+ * `Attach` and `PortForward` calls return is opened here and joined to the provider's streams, over either of the
+ * two transports the server (k8s.io/cri-streaming) accepts.
  *
- * The server is k8s.io/cri-streaming. Its WebSocket path speaks `v4.channel.k8s.io` (and the older
- * `channel.k8s.io`), never v5: every binary message starts with a channel byte. For exec and attach: 0 stdin,
- * 1 stdout, 2 stderr, 3 error (at the end a `metav1.Status` JSON that carries the exit code), 4 resize
- * (`{"Width":W,"Height":H}`). For port-forward the ports are those of the CRI request: per port a data channel
- * (2i) and an error channel (2i+1), and the server's first message on each is the port, 2 bytes little-endian.
- * The server closes the WebSocket when the command ends (after the status) or the forwarded connection closes.
+ * WebSocket ({@link execOverStream}, {@link attachOverStream}, {@link portForwardOverStream}; the `ws` package):
+ * `v4.channel.k8s.io` (and the older `channel.k8s.io`), never v5. Every binary message starts with a channel byte.
+ * For exec and attach: 0 stdin, 1 stdout, 2 stderr, 3 error (at the end a `metav1.Status` JSON that carries the
+ * exit code), 4 resize (`{"Width":W,"Height":H}`). For port-forward the ports are those of the CRI request: per
+ * port a data channel (2i) and an error channel (2i+1), and the server's first message on each is the port,
+ * 2 bytes little-endian. The server closes the WebSocket when the command ends (after the status) or the
+ * forwarded connection closes. What v4 over WebSocket cannot say: that stdin ended (v5's close signal says it,
+ * and this server does not offer v5), nor that the forwarded connection's writer is done. So a command that reads
+ * stdin to its end (`kubectl cp`, `kubectl exec -i ... < file`) waits for input for ever (measured against
+ * containerd: `cat` never ends), and ending a forward's writable side does not half-close it.
  *
- * What v4 over WebSocket cannot say: that stdin ended (v5's close signal is what says it, and this server does not
- * offer v5), nor that the forwarded connection's writer is done. So a command that reads stdin to its end
- * (`kubectl cp`, `kubectl exec -i ... < file`) waits for input for ever here (measured against containerd: `cat`
- * never ends), and ending a forward's writable side does not half-close the connection inside the pod. The same
- * server's SPDY/3.1 path has both (a FIN per stream): it is what a kubelet hands through, and what these clients
- * should speak once the project's SPDY codec (operator/virtualnode/kubelet/spdy*.ts) is shared where a provider
- * may import it.
+ * SPDY/3.1 ({@link execOverSpdy}, {@link portForwardOverSpdy}): the path a kubelet hands kubectl's streams
+ * through, one SPDY stream per channel, each with its own FIN, so stdin ends and forwards half-close (measured
+ * against containerd). The provider should use these; they take the session constructor because the SPDY codec
+ * lives in operator/virtualnode/kubelet/, which a provider may not import, until it moves to operator/shared/.
  *
  * Each function takes only a URL: the CRI call that makes it is the caller's (see {@link StreamingUrls}). A URL is
  * good for one connection and expires after a minute unused (the server's request cache).
  */
 import type { IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
-import { Duplex } from 'node:stream';
+import net from 'node:net';
+import { Duplex, type Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { ExecResult, ExecStreams, TerminalSize } from '../../types.ts';
 
 /** The calls of a CRI client that make streaming URLs (the `url` of ExecResponse, AttachResponse, PortForwardResponse). */
@@ -298,4 +302,186 @@ export async function portForwardOverStream(url: string, port: number): Promise<
     else stream.push(null);
   });
   return stream;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The SPDY/3.1 path of the same server: a FIN per stream, so stdin can end and a forward can half-close.
+// ---------------------------------------------------------------------------------------------------------
+
+/** A stream of a SPDY client session, usable once its `response` (SYN_REPLY) has arrived. */
+export interface SpdyClientStream extends Duplex {
+  once(event: 'response', listener: () => void): this;
+  once(event: string | symbol, listener: (...args: unknown[]) => void): this;
+}
+
+/** The SPDY/3.1 client session these functions need (the project's `SpdySession` in its client role). */
+export interface SpdyClientSession {
+  openStream(headers: Record<string, string>): SpdyClientStream;
+  close(options?: { timeoutMs?: number }): Promise<void>;
+  destroy(err?: Error): void;
+}
+
+/**
+ * Makes a client session over an upgraded socket (`initialData`: bytes that followed the 101 answer). Passed in
+ * because the codec lives in operator/virtualnode/kubelet/, which a provider may not import (docs/architecture.md,
+ * the direction of imports): `(socket, rest) => new SpdySession(socket, { role: 'client', initialData: rest })`.
+ */
+export type SpdyClientFactory = (socket: Duplex, initialData: Buffer) => SpdyClientSession;
+
+/** Upgrades a streaming URL to SPDY/3.1 offering `protocol`; rejects with the server's answer when it refuses. */
+async function upgradeSpdy(
+  url: string,
+  protocol: string,
+  spdy: SpdyClientFactory,
+): Promise<SpdyClientSession> {
+  const target = new URL(url);
+  const socket = net.connect({ host: target.hostname, port: Number(target.port) });
+  socket.write(
+    [
+      `POST ${target.pathname} HTTP/1.1`,
+      `Host: ${target.host}`,
+      'Connection: Upgrade',
+      'Upgrade: SPDY/3.1',
+      `X-Stream-Protocol-Version: ${protocol}`,
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n'),
+  );
+  const { status, rest } = await new Promise<{ status: number; rest: Buffer }>((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.off('data', onData).off('error', onError);
+      socket.pause();
+      resolve({
+        status: Number(head.subarray(0, end).toString('latin1').split(' ')[1]),
+        rest: head.subarray(end + 4),
+      });
+    };
+    const onError = (err: Error) =>
+      reject(new Error(`connecting to the runtime's streaming server ${url}: ${err.message}`));
+    socket.on('data', onData).once('error', onError);
+  });
+  if (status !== 101) {
+    const body = Buffer.concat([rest, ...(await socket.toArray())]).toString('utf8');
+    socket.destroy();
+    const why = status === 404 ? ' (the URL was used already or expired: ask CRI for a new one)' : '';
+    throw new Error(`the runtime's streaming server answered ${status} to ${url}${why}: ${body.trim()}`);
+  }
+  return spdy(socket, rest);
+}
+
+async function openSpdyStream(
+  session: SpdyClientSession,
+  headers: Record<string, string>,
+): Promise<SpdyClientStream> {
+  const stream = session.openStream(headers);
+  await new Promise<void>((resolve, reject) => {
+    stream.once('response', () => resolve());
+    stream.once('close', () =>
+      reject(new Error(`the runtime's streaming server refused the ${headers.streamType} stream`)),
+    );
+  });
+  return stream;
+}
+
+/** Reads a stream to its end (a reset one gives what arrived). */
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  await finished(stream, { writable: false }).catch(() => undefined);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * {@link execOverStream} over SPDY/3.1, with what WebSocket v4 lacks: when `streams.stdin` ends, the process sees
+ * its stdin end (`kubectl cp`, `exec -i < file`). The CRI request must ask for stdout, for stdin when
+ * `streams.stdin` is given and for stderr when `streams.stderr` is and there is no tty (the server waits for
+ * exactly those streams). Works for attach URLs too.
+ * @throws Error the server refused the URL, or reported a failure other than an exit code
+ */
+export async function execOverSpdy(
+  url: string,
+  streams: ExecStreams,
+  spdy: SpdyClientFactory,
+): Promise<ExecResult> {
+  streams.signal?.throwIfAborted();
+  const session = await upgradeSpdy(url, CHANNEL_PROTOCOL, spdy);
+  const abort = () => session.destroy(new Error('the client went away'));
+  streams.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    // client-go's order: error first, then the data streams, each used once the server has replied.
+    const error = await openSpdyStream(session, { streamType: 'error' });
+    error.end();
+    const stdin = streams.stdin ? await openSpdyStream(session, { streamType: 'stdin' }) : undefined;
+    const stdout = await openSpdyStream(session, { streamType: 'stdout' });
+    stdout.end();
+    const stderr =
+      streams.stderr && !streams.tty ? await openSpdyStream(session, { streamType: 'stderr' }) : undefined;
+    stderr?.end();
+    const resize = streams.tty ? await openSpdyStream(session, { streamType: 'resize' }) : undefined;
+    if (stdin && streams.stdin) streams.stdin.pipe(stdin);
+    if (resize && streams.resize) void sendSpdyResizes(resize, streams.resize);
+    stdout.pipe(streams.stdout, { end: false });
+    if (stderr) stderr.pipe(streams.stderr ?? streams.stdout, { end: false });
+    const [status] = await Promise.all([
+      readAll(error),
+      finished(stdout, { writable: false }).catch(() => undefined),
+      stderr && finished(stderr, { writable: false }).catch(() => undefined),
+    ]);
+    streams.stdin?.unpipe();
+    resize?.end();
+    if (streams.signal?.aborted) throw streams.signal.reason;
+    if (!status) throw new Error(`the runtime's streaming server closed ${url} without a status`);
+    try {
+      return exitCodeOf(JSON.parse(status) as StreamStatus);
+    } catch (err) {
+      throw err instanceof SyntaxError ? new Error(`the runtime's streaming server said: ${status}`) : err;
+    }
+  } finally {
+    streams.signal?.removeEventListener('abort', abort);
+    await session.close({ timeoutMs: 1000 }).catch(() => undefined);
+  }
+}
+
+async function sendSpdyResizes(stream: Duplex, sizes: AsyncIterable<TerminalSize>): Promise<void> {
+  try {
+    for await (const { width, height } of sizes)
+      stream.write(JSON.stringify({ Width: width, Height: height }));
+  } catch {
+    /* the resize stream failed: the session goes on at the last size */
+  }
+}
+
+/**
+ * {@link portForwardOverStream} over SPDY/3.1 (`portforward.k8s.io`): ending the returned stream's writable side
+ * half-closes the connection inside the pod, as the provider contract says. A failure the server reports (nothing
+ * listens) destroys the stream with the runtime's message. The session closes with the stream.
+ * @throws Error the server refused the URL or a stream
+ */
+export async function portForwardOverSpdy(
+  url: string,
+  port: number,
+  spdy: SpdyClientFactory,
+): Promise<Duplex> {
+  const session = await upgradeSpdy(url, 'portforward.k8s.io', spdy);
+  try {
+    const headers = { port: String(port), requestID: '0' };
+    const error = await openSpdyStream(session, { ...headers, streamType: 'error' });
+    error.end();
+    const data = await openSpdyStream(session, { ...headers, streamType: 'data' });
+    void readAll(error).then((text) => {
+      if (text) data.destroy(new Error(text));
+    });
+    void finished(data)
+      .catch(() => undefined)
+      .then(() => session.close({ timeoutMs: 1000 }));
+    return data;
+  } catch (err) {
+    session.destroy();
+    throw err;
+  }
 }
