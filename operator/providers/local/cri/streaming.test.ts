@@ -1,10 +1,21 @@
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
-import { PassThrough, Readable, Writable } from 'node:stream';
+import net from 'node:net';
+import { Duplex, PassThrough, Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TerminalSize } from '../../types.ts';
-import { attachOverStream, execOverStream, exitCodeOf, portForwardOverStream } from './streaming.ts';
+import {
+  attachOverStream,
+  execOverSpdy,
+  execOverStream,
+  exitCodeOf,
+  portForwardOverSpdy,
+  portForwardOverStream,
+  type SpdyClientFactory,
+  type SpdyClientSession,
+  type SpdyClientStream,
+} from './streaming.ts';
 
 /** The members of `ws` the fake server uses (`ws` ships no types). */
 interface FakeSocket {
@@ -272,5 +283,178 @@ describe('portForwardOverStream', () => {
     await expect(portForwardOverStream(fake.url('/portforward/echo'), 9090)).rejects.toThrow(
       'forwards port 8080, not 9090',
     );
+  });
+});
+
+/** A stream of the fake SPDY session: records what the client wrote and whether it sent its FIN. */
+class FakeSpdyStream extends Duplex implements SpdyClientStream {
+  readonly headers: Record<string, string>;
+  readonly written: Buffer[] = [];
+  fin = false;
+  constructor(headers: Record<string, string>) {
+    super();
+    this.headers = headers;
+  }
+  override _read(): void {}
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.written.push(chunk);
+    cb();
+  }
+  override _final(cb: () => void): void {
+    this.fin = true;
+    this.emit('fin');
+    cb();
+  }
+}
+
+/**
+ * A fake SPDY client session playing the server's side of one session: `script` gets each stream the client opens
+ * (after the server's reply) and may push data on it.
+ */
+function fakeSpdy(script: (stream: FakeSpdyStream, all: FakeSpdyStream[]) => void): {
+  factory: SpdyClientFactory;
+  streams: FakeSpdyStream[];
+} {
+  const streams: FakeSpdyStream[] = [];
+  const factory: SpdyClientFactory = (socket) => {
+    const session: SpdyClientSession = {
+      openStream(headers) {
+        const stream = new FakeSpdyStream(headers);
+        streams.push(stream);
+        setImmediate(() => {
+          stream.emit('response');
+          script(stream, streams);
+        });
+        return stream;
+      },
+      close: async () => void socket.destroy(),
+      destroy: () => void socket.destroy(),
+    };
+    return session;
+  };
+  return { factory, streams };
+}
+
+/** An HTTP server that upgrades every path but `/used`, which answers 404 like a consumed token. */
+async function upgradingServer(): Promise<{ url: (path: string) => string; close: () => void }> {
+  const server = net.createServer((socket) => {
+    socket.once('data', (request: Buffer) => {
+      if (request.toString().startsWith('POST /exec/used ')) {
+        socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n');
+      } else socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\n\r\n');
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: (path) => `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`,
+    close: () => server.close(),
+  };
+}
+
+describe('execOverSpdy', () => {
+  let http: Awaited<ReturnType<typeof upgradingServer>>;
+  beforeAll(async () => {
+    http = await upgradingServer();
+  });
+  afterAll(() => http.close());
+
+  it('opens the streams in client-go’s order, copies output, ends stdin with a FIN, reads the exit code', async () => {
+    const { factory, streams } = fakeSpdy((stream, all) => {
+      const type = stream.headers.streamType;
+      if (type === 'stdout') stream.push('hi\n');
+      if (type === 'stderr') stream.push(null);
+      if (type === 'error') {
+        // The "process" ends once its stdin has ended.
+        const stdin = () => all.find((s) => s.headers.streamType === 'stdin');
+        const finish = () => {
+          all.find((s) => s.headers.streamType === 'stdout')?.push(null);
+          stream.push(JSON.stringify(exitStatus(5)));
+          stream.push(null);
+        };
+        const wait = () =>
+          stdin()?.fin ? finish() : stdin() ? stdin()!.once('fin', finish) : setImmediate(wait);
+        wait();
+      }
+    });
+    const stdout = sink();
+    const stdin = Readable.from([Buffer.from('input')]);
+    const result = await execOverSpdy(
+      http.url('/exec/ok'),
+      { stdin, stdout, stderr: sink(), tty: false },
+      factory,
+    );
+    expect(result).toEqual({ exitCode: 5 });
+    expect(stdout.text()).toBe('hi\n');
+    expect(streams.map((s) => s.headers.streamType)).toEqual(['error', 'stdin', 'stdout', 'stderr']);
+    const sent = streams[1]!;
+    expect(Buffer.concat(sent.written).toString()).toBe('input');
+    expect(sent.fin).toBe(true);
+  });
+
+  it('sends resizes on the resize stream with a tty (no stderr stream)', async () => {
+    const { factory, streams } = fakeSpdy((stream, all) => {
+      if (stream.headers.streamType !== 'resize') return;
+      stream.on('data', () => undefined);
+      setImmediate(() => {
+        all.find((s) => s.headers.streamType === 'stdout')?.push(null);
+        const error = all.find((s) => s.headers.streamType === 'error')!;
+        error.push(JSON.stringify(exitStatus(0)));
+        error.push(null);
+      });
+    });
+    const resize = Readable.from([{ width: 100, height: 30 }]);
+    const result = await execOverSpdy(
+      http.url('/exec/ok'),
+      { stdout: sink(), stderr: sink(), tty: true, resize },
+      factory,
+    );
+    expect(result).toEqual({ exitCode: 0 });
+    expect(streams.map((s) => s.headers.streamType)).toEqual(['error', 'stdout', 'resize']);
+    expect(Buffer.concat(streams[2]!.written).toString()).toBe('{"Width":100,"Height":30}');
+  });
+
+  it('rejects with what the server answered for a used or expired URL', async () => {
+    const { factory } = fakeSpdy(() => undefined);
+    await expect(
+      execOverSpdy(http.url('/exec/used'), { stdout: sink(), tty: false }, factory),
+    ).rejects.toThrow(/answered 404 .*used already or expired.*: not found/);
+  });
+});
+
+describe('portForwardOverSpdy', () => {
+  let http: Awaited<ReturnType<typeof upgradingServer>>;
+  beforeAll(async () => {
+    http = await upgradingServer();
+  });
+  afterAll(() => http.close());
+
+  it('opens an error and a data stream for the port; the data stream is the connection', async () => {
+    const { factory, streams } = fakeSpdy((stream) => {
+      if (stream.headers.streamType === 'data') stream.push('from pod');
+    });
+    const conn = await portForwardOverSpdy(http.url('/portforward/ok'), 8080, factory);
+    expect(streams.map((s) => s.headers)).toEqual([
+      { port: '8080', requestID: '0', streamType: 'error' },
+      { port: '8080', requestID: '0', streamType: 'data' },
+    ]);
+    expect(await new Promise((resolve) => conn.once('data', (c: Buffer) => resolve(String(c))))).toBe(
+      'from pod',
+    );
+    conn.end('to pod');
+    if (!streams[1]!.fin) await new Promise((resolve) => streams[1]!.once('fin', resolve));
+    expect(Buffer.concat(streams[1]!.written).toString()).toBe('to pod');
+    conn.destroy();
+  });
+
+  it('destroys the connection with the server’s error text', async () => {
+    const { factory } = fakeSpdy((stream) => {
+      if (stream.headers.streamType !== 'error') return;
+      stream.push('error forwarding port 8080 to pod sb1, uid : connection refused');
+      stream.push(null);
+    });
+    const conn = await portForwardOverSpdy(http.url('/portforward/refused'), 8080, factory);
+    const err = await new Promise<Error>((resolve) => conn.on('error', resolve).resume());
+    expect(err.message).toContain('connection refused');
   });
 });
