@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'no
 import { join } from 'node:path';
 import { sha256, withParents, type TarEntry } from '../oci.ts';
 import { accountEntries, BASE_GROUPS, BASE_USERS, busyboxLayer, checkTag } from './base.ts';
-import { debianPackage, fileEntry, run } from './debian.ts';
+import { debianPackage, debianPrograms, fileEntry, run } from './debian.ts';
 import { PATH_ENV, type BuildContext, type BuiltImage } from './recipe.ts';
 import { textEntry } from './store.ts';
 
@@ -80,8 +80,9 @@ export async function pause(ctx: BuildContext): Promise<BuiltImage> {
  * spillway/agnhost: bin/agnhost on the busybox layer, laid out as upstream's Dockerfile does
  * (k8s.io/kubernetes/test/images/agnhost/Dockerfile): /agnhost and the /agnhost-2 symlink the
  * entrypoint tests use, /uploads for netexec, porter's localhost.crt/key, the user `user-defined-in-image`
- * (1000) in group `group-defined-in-image` (50000) for the SupplementalGroups test. Upstream's alpine extras
- * (curl, dig, iperf, bash, an old CoreDNS) are not here: busybox's `wget` and `nc` stand in for curl and nc.
+ * (1000) in group `group-defined-in-image` (50000) for the SupplementalGroups test, and of upstream's alpine
+ * extras the two the conformance tests call: `dig` (the DNS tests' probes) and `curl`, from Debian, in a layer
+ * of their own. Not here: iperf, bash, ss/iproute2 and the old CoreDNS upstream bundles.
  */
 export async function agnhost(ctx: BuildContext): Promise<BuiltImage> {
   const binary = pinnedBinary(ctx, 'agnhost', 'kubernetes');
@@ -94,6 +95,18 @@ export async function agnhost(ctx: BuildContext): Promise<BuiltImage> {
     throw new Error(`${module} is missing: run \`bash hack/build-tools.sh kubernetes\`, which downloads it`);
   checkTag('agnhost', readFileSync(join(module, 'VERSION'), 'utf8').trim(), `agnhost at Kubernetes ${kube}`);
   const base = await busyboxLayer(ctx);
+  const tools = debianPrograms(
+    [
+      { pkg: 'bind9-dnsutils', paths: ['usr/bin/dig'] },
+      { pkg: 'curl', paths: ['usr/bin/curl'] },
+    ],
+    ctx.debs,
+  );
+  const toolSources = tools.packages.map((t) => `${t.pkg} ${t.version}`).join(', ');
+  const toolLayer = await ctx.layers.layer(
+    withParents(tools.entries),
+    `agnhost tools: dig, curl from Debian ${toolSources}`,
+  );
   const entries: TarEntry[] = [
     { ...fileEntry('agnhost', binary.path), mode: 0o755 },
     { path: 'agnhost-2', type: 'symlink', mode: 0o777, target: 'agnhost' },
@@ -116,14 +129,14 @@ export async function agnhost(ctx: BuildContext): Promise<BuiltImage> {
   const layer = await ctx.layers.layer(withParents(entries), `agnhost: bin/agnhost (Kubernetes ${kube})`);
   const ports = [80, 8080, 8081, 9376, 5000];
   return {
-    layers: [base.layer, layer],
+    layers: [base.layer, toolLayer, layer],
     config: {
       Env: [PATH_ENV],
       Entrypoint: ['/agnhost'],
       Cmd: ['pause'],
       ExposedPorts: Object.fromEntries(ports.map((p) => [`${p}/tcp`, {}])),
     },
-    inputs: `busybox-static ${base.version}, bin/agnhost ${binary.digest.slice(7, 19)} (Kubernetes ${kube})`,
+    inputs: `busybox-static ${base.version}, ${toolSources}, bin/agnhost ${binary.digest.slice(7, 19)} (Kubernetes ${kube})`,
   };
 }
 

@@ -90,6 +90,11 @@ export function debianPackage(pkg: string, cacheDir: string): DebianTree {
  * is remembered until the package lists, dpkg's status or apt's configuration change.
  */
 export function candidateVersion(pkg: string, cacheDir: string): string {
+  return candidateVersions([pkg], cacheDir)[0]!;
+}
+
+/** {@link candidateVersion} of several packages, asking `apt-cache` once for those not remembered. */
+export function candidateVersions(pkgs: string[], cacheDir: string): string[] {
   const file = join(cacheDir, 'candidates.json');
   const stamp = [
     '/var/lib/apt/lists',
@@ -99,15 +104,44 @@ export function candidateVersion(pkg: string, cacheDir: string): string {
   ]
     .map((p) => (existsSync(p) ? statSync(p).mtimeMs : 0))
     .join(' ');
-  const known = (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {}) as Record<string, string>;
-  if (known[pkg] && known.stamp === stamp) return known[pkg];
-  const version = /^Version: (\S+)$/m.exec(
-    run('apt-cache', ['show', '--no-all-versions', `${pkg}:amd64`]),
-  )?.[1];
-  if (!version) throw new Error(`apt-cache knows no version of ${pkg}`);
-  const next = known.stamp === stamp ? { ...known, [pkg]: version } : { stamp, [pkg]: version };
-  writeFileSync(file, JSON.stringify(next, null, 2));
-  return version;
+  const stored = (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {}) as Record<string, string>;
+  const known = stored.stamp === stamp ? stored : { stamp };
+  const unknown = pkgs.filter((p) => !known[p]);
+  if (unknown.length > 0) {
+    const out = run('apt-cache', ['show', '--no-all-versions', ...unknown.map((p) => `${p}:amd64`)]);
+    for (const stanza of out.split(/\n\n+/)) {
+      const name = /^Package: (\S+)$/m.exec(stanza)?.[1];
+      const version = /^Version: (\S+)$/m.exec(stanza)?.[1];
+      if (name && version && unknown.includes(name)) known[name] = version;
+    }
+    const missing = unknown.filter((p) => !known[p]);
+    if (missing.length > 0) throw new Error(`apt-cache knows no version of ${missing.join(', ')}`);
+    mkdirSync(cacheDir, { recursive: true });
+    writeFileSync(file, JSON.stringify(known, null, 2));
+  }
+  return pkgs.map((p) => known[p]!);
+}
+
+/**
+ * {@link debianPackage} of several packages, downloading the missing ones with one `apt-get download` (each
+ * apt run costs a second or so of start-up; a cold build fetches dozens of library packages).
+ */
+export function debianPackages(pkgs: string[], cacheDir: string): DebianTree[] {
+  mkdirSync(cacheDir, { recursive: true });
+  const versions = candidateVersions(pkgs, cacheDir);
+  const files = readdirSync(cacheDir);
+  const missing = pkgs
+    .map((pkg, i) => ({ pkg, version: versions[i]! }))
+    .filter(({ pkg, version }) => !files.some((f) => f.startsWith(`${pkg}_${version.replace(':', '%3a')}_`)));
+  if (missing.length > 0) {
+    try {
+      run('apt-get', ['download', '-qq', ...missing.map((m) => `${m.pkg}:amd64=${m.version}`)], cacheDir);
+    } catch (err) {
+      const names = missing.map((m) => `${m.pkg} ${m.version}`).join(', ');
+      throw new Error(`cannot fetch the Debian packages ${names} (run \`apt-get update\`?)`, { cause: err });
+    }
+  }
+  return pkgs.map((p) => debianPackage(p, cacheDir));
 }
 
 /**
@@ -276,4 +310,27 @@ export function libraryDependencies(pkg: string, cacheDir: string): string[] {
 /** The upstream part of a Debian version: `1:1.35.0-4+deb12u1+b1` → `1.35.0`. */
 export function upstreamVersion(debianVersion: string): string {
   return debianVersion.replace(/^\d+:/, '').replace(/-[^-]*$/, '');
+}
+
+/**
+ * Programs from Debian packages with everything they load: each `programs` path of its package, the shared
+ * libraries they need from the packages' library dependencies (transitively), and the packages' copyright
+ * files. Returns the layer entries and the packages used, for the layer's history line.
+ */
+export function debianPrograms(
+  programs: Array<{ pkg: string; paths: string[] }>,
+  cacheDir: string,
+): { entries: TarEntry[]; packages: DebianTree[] } {
+  const libraryPackages = [...new Set(programs.flatMap((p) => libraryDependencies(p.pkg, cacheDir)))].sort();
+  const all = debianPackages([...programs.map((p) => p.pkg), ...libraryPackages], cacheDir);
+  const trees = all.slice(0, programs.length);
+  const libs = all.slice(programs.length);
+  const binaries = programs.flatMap((p, i) => p.paths.map((path) => ({ root: trees[i]!.root, path })));
+  const entries = libraryClosure(
+    binaries.map((b) => join(b.root, b.path)),
+    [...trees, ...libs],
+  );
+  for (const b of binaries) entries.set(b.path, { ...fileEntry(b.path, join(b.root, b.path)), mode: 0o755 });
+  copyrightEntries([...trees, ...libs], cacheDir, entries);
+  return { entries: [...entries.values()], packages: [...trees, ...libs] };
 }

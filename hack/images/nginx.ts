@@ -10,11 +10,12 @@ import { withParents, type TarEntry } from '../oci.ts';
 import { busyboxLayer, checkTag } from './base.ts';
 import {
   copyrightEntries,
-  debianPackage,
+  debianPackages,
   fileEntry,
   libraryClosure,
   libraryDependencies,
   upstreamVersion,
+  type DebianTree,
 } from './debian.ts';
 import { PATH_ENV, type BuildContext, type BuiltImage } from './recipe.ts';
 import { textEntry } from './store.ts';
@@ -74,10 +75,11 @@ export const DEFAULT_SITE = `server {
 `;
 
 export async function nginx(ctx: BuildContext): Promise<BuiltImage> {
-  const server = debianPackage('nginx', ctx.debs);
-  const common = debianPackage('nginx-common', ctx.debs);
+  const [server, common, ...libs] = debianPackages(
+    ['nginx', 'nginx-common', ...libraryDependencies('nginx', ctx.debs)],
+    ctx.debs,
+  ) as [DebianTree, DebianTree, ...DebianTree[]];
   checkTag('nginx', upstreamVersion(server.version), `Debian's nginx ${server.version}`);
-  const libs = libraryDependencies('nginx', ctx.debs).map((p) => debianPackage(p, ctx.debs));
   const binary = join(server.root, 'usr/sbin/nginx');
   const entries = libraryClosure([binary], libs);
   copyrightEntries([server, ...libs], ctx.debs, entries);

@@ -5,7 +5,7 @@
  * layers hold runs: busybox's applets, nginx's library closure (`nginx -t`, then serving its page in a private
  * network namespace), pause's clean exit on SIGTERM, agnhost. Real container runs are the runtime's tests.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,7 +151,7 @@ describe('make images', () => {
     expect(code).toBe(0);
   });
 
-  it('agnhost: /agnhost runs from the image, beside the user and group the conformance tests look for', () => {
+  it('agnhost: /agnhost, dig and curl run from the image, beside the user and group the conformance tests look for', () => {
     const root = unpack(byName('agnhost'), join(dir, 'agnhost'));
     expect(execFileSync('chroot', [root, '/agnhost', '--help'], { encoding: 'utf8' })).toContain('netexec');
     expect(readlinkSync(join(root, 'agnhost-2'))).toBe('agnhost');
@@ -159,6 +159,9 @@ describe('make images', () => {
       '50000(group-defined-in-image)',
     );
     expect(existsSync(join(root, 'uploads'))).toBe(true);
+    // The DNS conformance tests' probes run dig in agnhost; others curl. Their libraries come with them.
+    expect(spawnSync('chroot', [root, 'dig', '-v'], { encoding: 'utf8' }).stderr).toMatch(/^DiG 9\./);
+    expect(execFileSync('chroot', [root, 'curl', '--version'], { encoding: 'utf8' })).toMatch(/^curl \d/);
   });
 
   it('seeds the local cluster registry: `node hack/build-images.ts --push cluster`', async () => {
