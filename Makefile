@@ -79,6 +79,7 @@ crds: deps
 ## the operator's image without a container engine: dist/image/spillway-<appVersion>.oci.tar (OCI layout + Docker
 ## manifest.json), from the npm registry and Debian packages; cached, so unchanged inputs rebuild in seconds
 image: deps
+	@bash hack/build-tools.sh cri-api
 	@$(WITH_NODE) node hack/build-image.ts
 
 ## the images the local cluster runs (hack/images/catalog.ts: pause, busybox, nginx, agnhost, coredns) and the

@@ -167,6 +167,9 @@ function prune(dir: string): void {
   }
 }
 
+/** The CRI v1 proto, at the path operator/providers/local/cri/client.ts looks for it relative to the app. */
+const CRI_PROTO = 'bin/cri/api.proto';
+
 /** The app's files: what operator/cli.ts loads, the scripts the local provider reads, package metadata. */
 function appFiles(nodeModules: string): string[] {
   const closure = importClosure('operator/cli.ts', (p) =>
@@ -181,9 +184,12 @@ function appFiles(nodeModules: string): string[] {
     if (!(pkg in dependencies) || !existsSync(join(nodeModules, pkg, 'package.json')))
       throw new Error(`the operator imports ${pkg}, which is not in package.json "dependencies"`);
   }
-  // Non-TypeScript files the code reads next to itself (operator/providers/local/*.sh).
+  // Non-TypeScript files the code reads next to itself, and the CRI proto the local provider's client loads from
+  // bin/cri/ (hack/build-tools.sh cri-api) when the chart mounts a containerd socket.
   const assets = ['operator', 'webhooks'].flatMap((d) => sourceAssets(d));
-  return ['package.json', 'package-lock.json', ...closure.files, ...assets];
+  if (!existsSync(join(ROOT, CRI_PROTO)))
+    throw new Error(`${CRI_PROTO} is missing: run \`bash hack/build-tools.sh cri-api\` first`);
+  return ['package.json', 'package-lock.json', ...closure.files, ...assets, CRI_PROTO];
 }
 
 /** Files under a source folder (repository-relative) that are not TypeScript, docs, logs or dotfiles. */

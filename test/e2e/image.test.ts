@@ -302,6 +302,7 @@ describe('the container image (make image)', () => {
     );
     expect(app).toContain('/app/operator/cli.ts');
     expect(app).toContain('/app/webhooks/run.ts');
+    expect(app, 'the local provider speaks CRI from this proto').toContain('/app/bin/cri/api.proto');
     expect(app).not.toMatch(/\.(test|fixtures)\.ts$/m);
     const modules = list('app/node_modules');
     for (const dev of ['vitest', 'typescript', 'eslint', 'prettier', '@types'])
@@ -337,6 +338,8 @@ describe('the container image (make image)', () => {
         "await import('/app/operator/providers/eci/provider.ts');",
         "await import('/app/operator/providers/local/provider.ts');",
         "await import('/app/operator/providers/local/cluster-network.ts');",
+        // The CRI client loads its services from the proto the image carries.
+        "(await import('/app/operator/providers/local/cri/client.ts')).criServiceDefinitions();",
         "const { userInfo } = await import('node:os');",
         "const { writeFileSync } = await import('node:fs');",
         "let tmp = 'writable'; try { writeFileSync('/tmp/x', ''); } catch (e) { tmp = e.code; }",
