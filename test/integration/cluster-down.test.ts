@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IMAGES } from '../../hack/images/catalog.ts';
+import { imageRef } from '../../hack/images/catalog.ts';
 import { LocalCluster, repoRoot } from '../support/cluster.ts';
 import { containerdPaths, crictl, ipamDir, shimPids } from '../support/containerd.ts';
-import { ensurePauseImage, pushAgnhostImage } from '../support/registry.ts';
+import { seedImages } from '../support/registry.ts';
 import { localStateDir } from '../support/local-leftovers.ts';
 
 /** A process that looks like the CoreDNS a local operator runs for node `node`. */
@@ -84,14 +84,9 @@ describe('make cluster-down with pods in its containerd', () => {
   });
 
   it('removes every pod, its shim, its mounts, its network namespace and its address lease', async () => {
-    await ensurePauseImage(cluster.registry, cluster.binDir, IMAGES.pause);
-    const image = await pushAgnhostImage(
-      cluster.registry,
-      cluster.binDir,
-      'spillway-test/agnhost',
-      'down',
-      [],
-    );
+    // This cluster's own registry: the sandbox image containerd pins (pause) and agnhost.
+    await seedImages(cluster.registry, ['pause', 'agnhost']);
+    const image = imageRef('agnhost', cluster.registry);
     await cri('pull', image);
     const pod = join(dir, 'pod.json');
     writeFileSync(

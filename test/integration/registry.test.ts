@@ -1,12 +1,13 @@
 /**
  * The local cluster's OCI registry (test/support/registry.ts): an image built with hack/oci.ts is pushed through
- * the distribution API and served back by digest; a registry with htpasswd auth refuses anonymous and wrong
+ * the distribution API (hack/images/push.ts, the client `make images` uses) and served back by digest; a registry with htpasswd auth refuses anonymous and wrong
  * credentials and serves the right ones.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { imageRef, IMAGES, type ImageName } from '../../hack/images/catalog.ts';
 import {
   gzipLayer,
   imageLayout,
@@ -16,9 +17,10 @@ import {
   withParents,
   type ImageLayout,
 } from '../../hack/oci.ts';
+import { pushImage } from '../../hack/images/push.ts';
 import { defaultBinDir, defaultClusterDir, LocalCluster } from '../support/cluster.ts';
 import { freePort } from '../support/ports.ts';
-import { pushLayout, startRegistry, type RunningRegistry } from '../support/registry.ts';
+import { startRegistry, type RunningRegistry } from '../support/registry.ts';
 
 /** A one-file image `name` (`<repository>:<tag>`): /hello.txt saying `text`. */
 async function helloImage(name: string, text: string): Promise<ImageLayout> {
@@ -47,7 +49,7 @@ describe('the local cluster registry', () => {
     expect(registry).toMatch(/^localhost:\d+$/);
     const tag = `t${process.pid}`;
     const layout = await helloImage(`spillway-test/hello:${tag}`, 'hello from the registry test');
-    const digest = await pushLayout(registry, 'spillway-test/hello', tag, layout);
+    const { digest } = await pushImage(layout, { registry, repository: 'spillway-test/hello', tag });
 
     const byTag = await fetch(`${base(registry)}/spillway-test/hello/manifests/${tag}`, {
       headers: { accept: mediaTypes.manifest },
@@ -67,6 +69,21 @@ describe('the local cluster registry', () => {
       method: 'DELETE',
     });
     expect(deleted.status).toBe(202);
+  });
+
+  it('holds every catalog image once the test setup has run, under the registry it provides', async () => {
+    const registry = inject('registry');
+    expect(registry).toBe(cluster.registry);
+    expect(process.env.SPILLWAY_REGISTRY).toBe(registry);
+    for (const name of Object.keys(IMAGES) as ImageName[]) {
+      const ref = imageRef(name, registry);
+      const [repository, tag] = ref.slice(registry.length + 1).split(':');
+      const res = await fetch(`${base(registry)}/${repository}/manifests/${tag}`, {
+        method: 'HEAD',
+        headers: { accept: mediaTypes.manifest },
+      });
+      expect(res.status, ref).toBe(200);
+    }
   });
 });
 
@@ -96,8 +113,15 @@ describe('a registry that requires credentials (htpasswd)', () => {
 
   it('takes a push only with credentials, and serves it only with them', async () => {
     const layout = await helloImage('private/hello:1', 'secret hello');
-    await expect(pushLayout(registry.host, 'private/hello', '1', layout)).rejects.toThrow(/HTTP 401/);
-    const digest = await pushLayout(registry.host, 'private/hello', '1', layout, auth);
+    const target = { registry: registry.host, repository: 'private/hello', tag: '1' };
+    await expect(pushImage(layout, target)).rejects.toThrow(/HTTP 401/);
+    await expect(
+      pushImage(layout, { ...target, credentials: { username: auth.user, password: 'wrong' } }),
+    ).rejects.toThrow(/HTTP 401 \(the registry refused these credentials\)/);
+    const { digest } = await pushImage(layout, {
+      ...target,
+      credentials: { username: auth.user, password: auth.password },
+    });
 
     const url = `${base(registry.host)}/private/hello/manifests/1`;
     const accept = { accept: mediaTypes.manifest };

@@ -5,24 +5,21 @@
  * `kill -9` of containerd leaves the pods running and CRI answering again after a restart. Pulls from a
  * registry that requires credentials fail without them and succeed with them (CRI PullImage with AuthConfig).
  *
- * Needs root (containerd, mounts, network namespaces); the agnhost binary (bin/agnhost) is the image content.
+ * Needs root (containerd, mounts, network namespaces). The images are the catalog's pause and agnhost, which the
+ * global setup pushed to the cluster's registry (test/support/global-setup.ts).
  */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { imageRef, IMAGES } from '../../hack/images/catalog.ts';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { imageRef } from '../../hack/images/catalog.ts';
 import { ipToInt, parseCIDR } from '../../operator/providers/local/network.ts';
 import { defaultClusterDir, LocalCluster, localNodeCIDR, waitFor } from '../support/cluster.ts';
-import { allowRegistry, crictl } from '../support/containerd.ts';
+import { allowRegistry, containerdPaths, crictl } from '../support/containerd.ts';
 import { freePort } from '../support/ports.ts';
-import {
-  ensurePauseImage,
-  pushAgnhostImage,
-  startRegistry,
-  type RunningRegistry,
-} from '../support/registry.ts';
+import { seedImages, startRegistry, type RunningRegistry } from '../support/registry.ts';
 
 const cluster = new LocalCluster(process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir);
 const cri = (...args: string[]) => crictl(cluster.dir, cluster.binDir, args).then((r) => r.stdout.trim());
@@ -71,9 +68,8 @@ describe('containerd of the local cluster, through CRI', () => {
         'the runtime tests need root (containerd, mounts, network namespaces): run them as root',
       );
     }
-    // The sandbox image containerd pins: `make images` builds the real one; agnhost's `pause` stands in for it.
-    await ensurePauseImage(cluster.registry, cluster.binDir, IMAGES.pause);
-    image = await pushAgnhostImage(cluster.registry, cluster.binDir, 'spillway-test/agnhost', 'runtime', []);
+    // The global setup seeded the registry: containerd's sandbox image (pause) is there, and agnhost.
+    image = imageRef('agnhost', inject('registry'));
     await cri('pull', image);
     writeFileSync(
       podConfig,
@@ -97,7 +93,7 @@ describe('containerd of the local cluster, through CRI', () => {
     expect(pod.status.state).toBe('SANDBOX_READY');
     const { base, bits } = parseCIDR(localNodeCIDR);
     expect(ipToInt(pod.status.network.ip) >>> (32 - bits)).toBe(base >>> (32 - bits));
-    const images = await cri('images', '-q', imageRef('pause', cluster.registry));
+    const images = await cri('images', '-q', imageRef('pause', inject('registry')));
     expect(images).toMatch(/^sha256:/);
   });
 
@@ -234,10 +230,13 @@ describe('pulls from a registry that requires credentials', () => {
   beforeAll(async () => {
     registry = await startRegistry({ dir, binDir: cluster.binDir, port: await freePort(), auth });
     allowRegistry(cluster.dir, registry.host);
-    ref = await pushAgnhostImage(registry.host, cluster.binDir, 'private/agnhost', 'auth', ['pause'], auth);
+    // The catalog's agnhost, pushed with the credentials (hack/images/push.ts answers the 401 challenge).
+    await seedImages(registry.host, ['agnhost'], { username: auth.user, password: auth.password });
+    ref = imageRef('agnhost', registry.host);
   });
   afterAll(async () => {
-    if (ref) await cri('rmi', ref).catch(() => {});
+    // Only this name: `crictl rmi` would remove every name of the image, the cluster registry's agnhost too.
+    if (ref) untag(ref);
     await registry?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -255,6 +254,15 @@ describe('pulls from a registry that requires credentials', () => {
     expect(await cri('images', '-q', ref)).toMatch(/^sha256:/);
   });
 });
+
+/** Removes one name of an image from containerd's CRI namespace, leaving the image's other names. */
+function untag(ref: string): void {
+  execFileSync(
+    join(cluster.binDir, 'ctr'),
+    ['--address', containerdPaths(cluster.dir).socket, '--namespace', 'k8s.io', 'images', 'rm', ref],
+    { stdio: 'ignore' },
+  );
+}
 
 function isZombie(pid: number): boolean {
   try {

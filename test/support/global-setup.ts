@@ -1,9 +1,14 @@
 /**
  * vitest global setup for integration and e2e tests: starts the local control plane, or reuses the one
- * `make cluster-up` left running in the same folder (then it is left running afterwards too).
+ * `make cluster-up` left running in the same folder (then it is left running afterwards too), and seeds its
+ * registry with every catalog image (hack/images/catalog.ts), so that tests run `imageRef('busybox', registry)`
+ * with `registry = inject('registry')` (also in SPILLWAY_REGISTRY). Seeding builds from the layer cache and
+ * pushes only what the registry lacks: seconds when nothing changed.
  */
 import type { TestProject } from 'vitest/node';
+import { mb } from '../../hack/images/store.ts';
 import { LocalCluster } from './cluster.ts';
+import { seedImages } from './registry.ts';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const cluster = new LocalCluster();
@@ -12,9 +17,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
   console.log(
     `[cluster] ${started ? 'started' : 'reused'} in ${Math.round(performance.now() - t0)} ms: ${cluster.kubeconfigPath}`,
   );
+  const t1 = performance.now();
+  const seeded = await seedImages(cluster.registry);
+  console.log(
+    `[cluster] registry ${cluster.registry} seeded in ${Math.round(performance.now() - t1)} ms: ` +
+      `${seeded.pushed.length > 0 ? `pushed ${seeded.pushed.join(', ')} (${seeded.uploaded} blobs, ${mb(seeded.bytes)})` : 'nothing to push'}` +
+      `${seeded.present.length > 0 ? `; already there: ${seeded.present.join(', ')}` : ''}`,
+  );
   process.env.SPILLWAY_CLUSTER_DIR = cluster.dir;
   process.env.KUBECONFIG = cluster.kubeconfigPath;
+  process.env.SPILLWAY_REGISTRY = cluster.registry;
   project.provide('kubeconfigPath', cluster.kubeconfigPath);
+  project.provide('registry', cluster.registry);
   return async () => {
     if (started && !process.env.KEEP_CLUSTER) await cluster.down();
   };
@@ -23,5 +37,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
 declare module 'vitest' {
   export interface ProvidedContext {
     kubeconfigPath: string;
+    /** The local cluster's registry, `localhost:PORT`, holding every catalog image. */
+    registry: string;
   }
 }

@@ -1,6 +1,7 @@
 /**
  * The local cluster's OCI registry: distribution v3 (bin/registry, built from the Go module proxy by
- * hack/build-tools.sh) serving one folder on 127.0.0.1, and a small push client for images built with hack/oci.ts.
+ * hack/build-tools.sh) serving one folder on 127.0.0.1, and {@link seedImages}, which fills a registry with the
+ * catalog's images (hack/images/catalog.ts) as `make images` builds and pushes them.
  *
  * Images are referred to as `localhost:<port>/...` (hack/images/catalog.ts): containerd and Docker treat a
  * `localhost` registry as plain HTTP, so no certificate is needed. The registry binds 127.0.0.1 only, has no
@@ -8,18 +9,13 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  gzipLayer,
-  imageLayout,
-  sha256,
-  tarArchive,
-  withParents,
-  type ImageLayout,
-  type Layer,
-} from '../../hack/oci.ts';
+import { buildImages, pushImages, type BuiltImageFile } from '../../hack/build-images.ts';
+import { IMAGES, type ImageName } from '../../hack/images/catalog.ts';
+import { registryUrl, type RegistryCredentials } from '../../hack/images/push.ts';
+import { mediaTypes } from '../../hack/oci.ts';
 
 /** Basic-auth credentials of a registry that requires them (htpasswd). */
 export interface RegistryAuth {
@@ -161,133 +157,64 @@ function loopback(host: string): string {
   return host.replace(/^localhost(?=:|$)/, '127.0.0.1');
 }
 
-function authHeader(auth?: RegistryAuth): Record<string, string> {
-  return auth
-    ? { authorization: `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}` }
-    : {};
+/** What {@link seedImages} did. */
+export interface SeedResult {
+  /** Images pushed because the registry lacked them (or had another digest under their tag). */
+  pushed: ImageName[];
+  /** Images the registry already served with the digest just built. */
+  present: ImageName[];
+  /** Blobs and bytes uploaded (blobs already in the registry are mounted or skipped, not sent). */
+  uploaded: number;
+  bytes: number;
 }
 
 /**
- * Pushes an image built with hack/oci.ts (`imageLayout`) to `registry` (`localhost:PORT`) as
- * `<repository>:<tag>` through the OCI distribution API: each blob the registry lacks (HEAD, then POST + PUT
- * `?digest=`), then the manifest. Returns the manifest digest.
+ * Builds the catalog images `only` names (all by default; hack/build-images.ts, whose layer cache makes an
+ * unchanged build take seconds) and pushes to `registry` (`localhost:PORT`) those it does not already serve
+ * under their tag with the digest just built, so that seeding a registry that has them sends nothing.
  */
-export async function pushLayout(
+export async function seedImages(
   registry: string,
-  repository: string,
-  tag: string,
-  layout: ImageLayout,
-  auth?: RegistryAuth,
-): Promise<string> {
-  const base = `http://${loopback(registry)}/v2/${repository}`;
-  const headers = authHeader(auth);
-  const check = async (res: Response, what: string) => {
-    if (!res.ok)
-      throw new Error(
-        `push ${registry}/${repository}:${tag}: ${what}: HTTP ${res.status} ${await res.text()}`,
-      );
-    return res;
-  };
-  const manifest = layout.blobs.find((b) => b.digest === layout.manifestDigest);
-  if (!manifest) throw new Error('image layout has no manifest blob');
-  const seen = new Set<string>();
-  for (const blob of layout.blobs) {
-    if (blob.digest === layout.manifestDigest || seen.has(blob.digest)) continue;
-    seen.add(blob.digest);
-    const head = await fetch(`${base}/blobs/${blob.digest}`, { method: 'HEAD', headers });
-    if (head.ok) continue;
-    const started = await check(
-      await fetch(`${base}/blobs/uploads/`, { method: 'POST', headers }),
-      `start upload of ${blob.digest}`,
-    );
-    const location = new URL(started.headers.get('location') ?? '', `${base}/`);
-    location.searchParams.set('digest', blob.digest);
-    await check(
-      await fetch(location, {
-        method: 'PUT',
-        headers: { ...headers, 'content-type': 'application/octet-stream' },
-        body: blob.data,
-      }),
-      `upload ${blob.digest}`,
-    );
+  only: readonly ImageName[] = Object.keys(IMAGES) as ImageName[],
+  credentials?: RegistryCredentials,
+): Promise<SeedResult> {
+  const images = await buildImages({ only });
+  const missing: BuiltImageFile[] = [];
+  const result: SeedResult = { pushed: [], present: [], uploaded: 0, bytes: 0 };
+  for (const image of images) {
+    const name = image.name as ImageName;
+    if ((await servedDigest(registry, image.reference, credentials)) === image.layout.manifestDigest)
+      result.present.push(name);
+    else {
+      missing.push(image);
+      result.pushed.push(name);
+    }
   }
-  const mediaType = (JSON.parse(manifest.data.toString()) as { mediaType: string }).mediaType;
-  await check(
-    await fetch(`${base}/manifests/${tag}`, {
-      method: 'PUT',
-      headers: { ...headers, 'content-type': mediaType },
-      body: manifest.data,
-    }),
-    'put manifest',
-  );
-  return layout.manifestDigest;
+  for (const pushed of await pushImages(missing, registry, credentials)) {
+    result.uploaded += pushed.uploaded;
+    result.bytes += pushed.bytes;
+  }
+  return result;
 }
 
-const agnhostLayers = new Map<string, Promise<Layer>>();
-
-/**
- * Pushes `<binDir>/agnhost` (Kubernetes' static test binary) as the one-layer image `<repository>:<tag>` running
- * `/agnhost <entrypoint...>`, for tests that need a runnable image without `make images` (`['pause']` makes a
- * pod sandbox image). The layer is built once per process. Returns the image reference.
- */
-export async function pushAgnhostImage(
+/** The manifest digest `registry` serves for `reference` (`<repository>:<tag>`), or undefined if none. */
+async function servedDigest(
   registry: string,
-  binDir: string,
-  repository: string,
-  tag: string,
-  entrypoint: string[],
-  auth?: RegistryAuth,
-): Promise<string> {
-  let layer = agnhostLayers.get(binDir);
-  if (!layer) {
-    layer = (async () => {
-      const tar = tarArchive(
-        withParents([
-          { path: 'agnhost', type: 'file', mode: 0o755, data: readFileSync(join(binDir, 'agnhost')) },
-          { path: 'tmp', type: 'dir', mode: 0o1777 },
-        ]),
-        0,
-      );
-      return { gz: await gzipLayer(tar), diffId: sha256(tar), createdBy: 'COPY bin/agnhost /agnhost' };
-    })();
-    agnhostLayers.set(binDir, layer);
-  }
-  const layout = imageLayout({
-    name: `${repository}:${tag}`,
-    created: '2026-01-01T00:00:00Z',
-    config: {
-      User: '',
-      Env: ['PATH=/'],
-      Entrypoint: ['/agnhost', ...entrypoint],
-      WorkingDir: '/',
-      Labels: {},
-    },
-    layers: [await layer],
-  });
-  await pushLayout(registry, repository, tag, layout, auth);
-  return `${registry}/${repository}:${tag}`;
-}
-
-/** True when `registry` has `<repository>:<tag>` (e.g. the pause image `make images` pushed). */
-export async function hasImage(
-  registry: string,
-  repository: string,
-  tag: string,
-  auth?: RegistryAuth,
-): Promise<boolean> {
-  const res = await fetch(`http://${loopback(registry)}/v2/${repository}/manifests/${tag}`, {
+  reference: string,
+  credentials?: RegistryCredentials,
+): Promise<string | undefined> {
+  const colon = reference.lastIndexOf(':');
+  const url = `${registryUrl(registry)}/v2/${reference.slice(0, colon)}/manifests/${reference.slice(colon + 1)}`;
+  const res = await fetch(url, {
     method: 'HEAD',
     headers: {
-      accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json',
-      ...authHeader(auth),
+      accept: mediaTypes.manifest,
+      ...(credentials
+        ? {
+            authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`,
+          }
+        : {}),
     },
   });
-  return res.ok;
-}
-
-/** Makes sure `registry` serves the sandbox (pause) image containerd pins: agnhost's `pause` unless one is there. */
-export async function ensurePauseImage(registry: string, binDir: string, pauseName: string): Promise<void> {
-  const [repository, tag] = pauseName.split(':') as [string, string];
-  if (!(await hasImage(registry, repository, tag)))
-    await pushAgnhostImage(registry, binDir, repository, tag, ['pause']);
+  return res.ok ? (res.headers.get('docker-content-digest') ?? undefined) : undefined;
 }
