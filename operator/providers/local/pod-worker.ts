@@ -14,14 +14,15 @@ import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import type { Logger } from '../../shared/log.ts';
-import type {
-  ContainerReport,
-  ContainerState,
-  ReportedCondition,
-  ResolvedPodInputs,
-  SandboxKey,
-  SandboxPhase,
-  SandboxStatus,
+import {
+  isNotFound,
+  type ContainerReport,
+  type ContainerState,
+  type ReportedCondition,
+  type ResolvedPodInputs,
+  type SandboxKey,
+  type SandboxPhase,
+  type SandboxStatus,
 } from '../types.ts';
 import type { ContainerStatus, CriClient, PodSandboxConfig } from './cri/client.ts';
 import { ensureImage, ImageError } from './images.ts';
@@ -64,6 +65,8 @@ export interface PodWorkerContext {
   changed: () => void;
   event: (type: 'Normal' | 'Warning', reason: string, message: string) => void;
   step?: (name: ContainerStep, uid: string) => void;
+  /** The sandbox is gone or no longer ready (its shim died): the provider replaces it, as a kubelet does. */
+  sandboxLost: (why: string) => void;
 }
 
 interface BackOff {
@@ -140,6 +143,8 @@ export class PodWorker {
   #timer: NodeJS.Timeout | undefined;
   #timerAt = 0;
   #lastStatus = '';
+  /** When this worker began: a container made before it and never started was a previous operator's. */
+  readonly #since = Date.now();
 
   constructor(record: PodRecord, ctx: PodWorkerContext, pullSecrets: Buffer[] = []) {
     this.record = record;
@@ -248,12 +253,25 @@ export class PodWorker {
 
   async #syncOnce(): Promise<void> {
     if (this.terminating) return;
+    const sandbox = await this.#ctx.cri.podSandboxStatus(this.record.sandboxId).catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    if (this.terminating) return;
+    if (sandbox?.state !== 'SANDBOX_READY') {
+      this.detach();
+      this.#ctx.sandboxLost(sandbox ? 'its sandbox is no longer ready' : 'its sandbox is gone');
+      return;
+    }
     await this.#read();
-    // Half-built containers (created, never started: the operator died between the two calls).
+    // Half-built containers: created and never started (the operator died between the two calls), or whose start
+    // a previous operator's death cancelled (containerd ends such a start as exited without ever running it).
+    const halfBuilt = (x: ContainerStatus) =>
+      x.state === 'CONTAINER_CREATED' ||
+      x.state === 'CONTAINER_UNKNOWN' ||
+      (x.state === 'CONTAINER_EXITED' && !x.startedAt && x.createdAt.getTime() < this.#since);
     for (const [name, runs] of this.#runs) {
-      for (const r of runs.filter(
-        (x) => x.state === 'CONTAINER_CREATED' || x.state === 'CONTAINER_UNKNOWN',
-      )) {
+      for (const r of runs.filter(halfBuilt)) {
         this.#ctx.log.info(
           { pod: this.key.name, container: name, id: r.id },
           'removing a container that was never started',
@@ -261,12 +279,7 @@ export class PodWorker {
         await this.#ctx.cri.removeContainer(r.id).catch(() => undefined);
       }
     }
-    this.#runs = new Map(
-      [...this.#runs].map(([n, runs]) => [
-        n,
-        runs.filter((x) => x.state === 'CONTAINER_RUNNING' || x.state === 'CONTAINER_EXITED'),
-      ]),
-    );
+    this.#runs = new Map([...this.#runs].map(([n, runs]) => [n, runs.filter((x) => !halfBuilt(x))]));
     await this.#collectOldRuns();
     if (this.#failed || this.terminating) return;
     for (const c of this.#spec.initContainers ?? []) {

@@ -351,6 +351,32 @@ describe('adoption after an operator restart', () => {
   });
 });
 
+describe('a sandbox that dies', () => {
+  it('is replaced by a new one, with the containers started again in it', async () => {
+    const p = await start();
+    const pd = pod();
+    await p.create(pd);
+    await until(p, pd, 'running', (x) => x.phase === 'Running');
+    const [first] = [...fake.sandboxes.values()];
+    // Its shim was killed: the sandbox is not ready, and its container ended with it.
+    first!.state = 'SANDBOX_NOTREADY';
+    fake.exit('app', 137);
+    await waitFor(
+      'a new sandbox',
+      10_000,
+      async () => fake.sandboxes.size === 1 && !fake.sandboxes.has(first!.id),
+    );
+    const s = await until(
+      p,
+      pd,
+      'running in the new sandbox',
+      (x) => x.phase === 'Running' && app(x).state.kind === 'running',
+    );
+    expect([...fake.containers.values()].map((c) => c.sandboxId)).toEqual([[...fake.sandboxes.keys()][0]]);
+    expect(s.podIP).toBe(fake.sandboxes.values().next().value!.ip);
+  });
+});
+
 describe('node', () => {
   it('reports the runtime version and answers ping through the runtime', async () => {
     const p = await start();

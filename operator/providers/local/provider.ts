@@ -16,6 +16,7 @@
 import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, cpus, release, totalmem } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { componentLogger, type Logger } from '../../shared/log.ts';
@@ -227,6 +228,7 @@ export class LocalProvider implements SandboxProvider {
           for (const l of this.#eventListeners) l({ key: record.key, type, reason, message });
         },
         ...(this.#options.step ? { step: this.#options.step } : {}),
+        sandboxLost: (why) => this.#replaceSandbox(worker, why),
       },
       secrets.map((s) => Buffer.from(s, 'base64')),
     );
@@ -275,24 +277,52 @@ export class LocalProvider implements SandboxProvider {
     await Promise.all([...this.#workers.values()].map((w) => w.sync()));
   }
 
+  /** Stops and removes a sandbox; retried a few times, as a container of it may be being removed meanwhile. */
   async #removeSandbox(id: string): Promise<void> {
-    await this.cri.stopPodSandbox(id).catch((err: unknown) => {
-      if (!isNotFound(err)) throw err;
-    });
-    await this.cri.removePodSandbox(id).catch((err: unknown) => {
-      if (!isNotFound(err)) throw err;
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.cri.stopPodSandbox(id);
+        await this.cri.removePodSandbox(id);
+        return;
+      } catch (err) {
+        if (isNotFound(err)) return;
+        if (attempt >= 5) throw err;
+        await sleep(200 * attempt);
+      }
+    }
   }
 
-  /** Removes every sandbox of `uid` on this node and the pod's directories. */
-  async #removeTraces(uid: string): Promise<void> {
+  /** Removes every sandbox of `uid` on this node and (unless `keepFiles`) the pod's directories. */
+  async #removeTraces(uid: string, keepFiles = false): Promise<void> {
     const sandboxes = await this.cri.listPodSandbox({
       [NODE_LABEL]: this.#options.nodeName,
       [POD_UID_LABEL]: uid,
     });
     for (const s of sandboxes) await this.#removeSandbox(s.id);
-    for (const dir of this.#dirsOf(uid)) rmSync(dir, { recursive: true, force: true });
+    if (!keepFiles) for (const dir of this.#dirsOf(uid)) rmSync(dir, { recursive: true, force: true });
     removePodCgroups(this.#options.nodeName, uid);
+  }
+
+  /**
+   * Replaces the sandbox of a pod whose sandbox died (its shim was killed, someone removed it), as a kubelet does:
+   * a new sandbox with the same files (volumes, logs), and the containers started in it again. Meanwhile the pod
+   * is a create in flight (list() shows it, create() waits for it).
+   */
+  #replaceSandbox(worker: PodWorker, why: string): void {
+    const { key, pod, env } = worker.record;
+    if (this.#workers.get(key.uid) !== worker || this.#creating.has(key.uid) || this.#deleting.has(key.uid))
+      return;
+    this.#log.warn({ pod: describeKey(key), why }, 'replacing the sandbox of a pod');
+    this.#workers.delete(key.uid);
+    this.#notifier.forget(worker);
+    const done = this.#create(key, pod, { env }, { replacing: worker.record })
+      .catch((err: unknown) => {
+        this.#log.error({ pod: describeKey(key), err: String(err) }, 'replacing a sandbox failed');
+        throw err;
+      })
+      .finally(() => this.#creating.delete(key.uid));
+    done.catch(() => undefined);
+    this.#creating.set(key.uid, { key, done });
   }
 
   // --- watching the runtime ---------------------------------------------------------------------------------
@@ -358,17 +388,24 @@ export class LocalProvider implements SandboxProvider {
     return done;
   }
 
-  async #create(key: SandboxKey, pod: V1Pod, inputs: ResolvedPodInputs): Promise<SandboxStatus> {
+  async #create(
+    key: SandboxKey,
+    pod: V1Pod,
+    inputs: ResolvedPodInputs,
+    how: { replacing?: PodRecord } = {},
+  ): Promise<SandboxStatus> {
     const step = (name: SetupStep) => this.#options.step?.(name, key.uid);
-    // A create that died half-way leaves nothing to build on.
-    await this.#removeTraces(key.uid);
+    // A create that died half-way leaves nothing to build on; a replaced sandbox leaves its files to reuse.
+    await this.#removeTraces(key.uid, Boolean(how.replacing));
     const dir = this.#podDir(key);
     const paths = this.#paths(key);
     mkdirSync(paths.logDirectory, { recursive: true });
     mkdirSync(join(dir, 'etc'), { recursive: true });
-    for (const v of pod.spec?.volumes ?? []) {
-      if (isMaterialised(v)) writeVolume(paths.volume(v.name), inputs.volumes?.[v.name]);
-      else makeEmptyDir(paths.volume(v.name));
+    if (!how.replacing) {
+      for (const v of pod.spec?.volumes ?? []) {
+        if (isMaterialised(v)) writeVolume(paths.volume(v.name), inputs.volumes?.[v.name]);
+        else makeEmptyDir(paths.volume(v.name));
+      }
     }
     step('state-dir');
     const config = sandboxConfig(key, pod, this.#options.nodeName, this.#dns, paths.logDirectory);
@@ -385,9 +422,13 @@ export class LocalProvider implements SandboxProvider {
         );
       }
       writeFileSync(paths.hosts, hostsFile(pod, status.ips[0], this.#dns.domain));
-      const pullSecrets = (pod.spec?.imagePullSecrets ?? [])
-        .map((r) => (r.name ? inputs.imagePullSecrets?.[r.name] : undefined))
-        .filter((b): b is Buffer => b !== undefined);
+      const pullSecrets = how.replacing
+        ? ((how.replacing as PodRecord & { pullSecrets?: string[] }).pullSecrets ?? []).map((b) =>
+            Buffer.from(b, 'base64'),
+          )
+        : (pod.spec?.imagePullSecrets ?? [])
+            .map((r) => (r.name ? inputs.imagePullSecrets?.[r.name] : undefined))
+            .filter((b): b is Buffer => b !== undefined);
       const record: PodRecord & { pullSecrets: string[] } = {
         key,
         createdAt: new Date().toISOString(),
@@ -406,7 +447,7 @@ export class LocalProvider implements SandboxProvider {
       void worker.sync();
       return worker.status();
     } catch (err) {
-      await this.#removeTraces(key.uid).catch(() => undefined);
+      await this.#removeTraces(key.uid, Boolean(how.replacing)).catch(() => undefined);
       throw err;
     }
   }
