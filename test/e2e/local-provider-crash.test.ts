@@ -198,7 +198,10 @@ describe('local provider after a kill -9 of the operator', () => {
     // others half-built.
     await crashAt('*', pods, 25);
     const { provider } = await restart(pods);
-    for (const pod of pods) await expectHealthyThenDelete(provider, pod);
-    await provider.close();
+    try {
+      for (const pod of pods) await expectHealthyThenDelete(provider, pod);
+    } finally {
+      await provider.close(); // never two operators on one node, also when an expectation failed
+    }
   });
 });

@@ -14,7 +14,16 @@
  * killed operator created but never started is removed and created again, never run twice.
  */
 import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { arch, cpus, release, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
@@ -300,7 +309,7 @@ export class LocalProvider implements SandboxProvider {
     });
     for (const s of sandboxes) await this.#removeSandbox(s.id);
     if (!keepFiles) for (const dir of this.#dirsOf(uid)) rmSync(dir, { recursive: true, force: true });
-    removePodCgroups(this.#options.nodeName, uid);
+    await removePodCgroups(this.#options.nodeName, uid);
   }
 
   /**
@@ -680,7 +689,7 @@ export class LocalProvider implements SandboxProvider {
  * Removes the pod's (empty) cgroup directories in every hierarchy (cgroup v1: one per controller; v2: one). The
  * runtime removes its containers' cgroups but not their parent, which is the pod's.
  */
-function removePodCgroups(nodeName: string, uid?: string): void {
+async function removePodCgroups(nodeName: string, uid?: string): Promise<void> {
   const parents = uid
     ? [podCgroupParent(nodeName, uid)]
     : [dirname(podCgroupParent(nodeName, 'x')), dirname(dirname(podCgroupParent(nodeName, 'x')))];
@@ -693,14 +702,45 @@ function removePodCgroups(nodeName: string, uid?: string): void {
   } catch {
     return;
   }
-  for (const root of roots) {
-    for (const parent of parents) {
-      try {
-        rmdirSync(join(root, parent));
-      } catch {
-        /* absent, or not empty yet (another node's pods) */
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    let left = false;
+    for (const root of roots) {
+      for (const parent of parents) {
+        if (!existsSync(join(root, parent))) continue;
+        // A pod's whole cgroup goes: what a dead shim left in it (its containers' cgroups, a stray process) too,
+        // as a kubelet destroys a pod's cgroup.
+        if (uid) removeCgroupTree(join(root, parent));
+        else {
+          try {
+            rmdirSync(join(root, parent));
+          } catch {
+            /* another pod of the node still has its cgroup */
+          }
+        }
+        left ||= Boolean(uid) && existsSync(join(root, parent));
       }
     }
+    if (!left) return;
+    await sleep(100 * attempt);
+  }
+}
+
+/** Kills the processes of a cgroup directory and of those below it, and removes the directories, deepest first. */
+function removeCgroupTree(dir: string): void {
+  try {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
+    }
+    for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    rmdirSync(dir);
+  } catch {
+    /* gone, or still busy: retried by the caller */
   }
 }
 
@@ -736,9 +776,9 @@ export async function removeLocalSandboxes(options: {
       await cri.removePodSandbox(s.id).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
       });
-      removePodCgroups(options.nodeName, s.labels[POD_UID_LABEL] ?? s.metadata.uid);
+      await removePodCgroups(options.nodeName, s.labels[POD_UID_LABEL] ?? s.metadata.uid);
     }
-    removePodCgroups(options.nodeName);
+    await removePodCgroups(options.nodeName);
     rmSync(join(options.stateDir ?? join('/run/spillway', options.nodeName), 'pods'), {
       recursive: true,
       force: true,
