@@ -686,8 +686,9 @@ export class LocalProvider implements SandboxProvider {
 }
 
 /**
- * Removes the pod's (empty) cgroup directories in every hierarchy (cgroup v1: one per controller; v2: one). The
- * runtime removes its containers' cgroups but not their parent, which is the pod's.
+ * Removes the cgroup of pod `uid` of node `nodeName` in every hierarchy (cgroup v1: one per controller; v2: one),
+ * killing what is left in it; without `uid`, every pod cgroup of the node (its sandboxes are gone: cluster-down).
+ * The runtime removes its containers' cgroups but not their parent, which is the pod's.
  */
 async function removePodCgroups(nodeName: string, uid?: string): Promise<void> {
   const parents = uid
@@ -709,12 +710,12 @@ async function removePodCgroups(nodeName: string, uid?: string): Promise<void> {
         if (!existsSync(join(root, parent))) continue;
         // A pod's whole cgroup goes: what a dead shim left in it (its containers' cgroups, a stray process) too,
         // as a kubelet destroys a pod's cgroup.
-        if (uid) removeCgroupTree(join(root, parent));
+        if (uid || parent === parents[0]) removeCgroupTree(join(root, parent));
         else {
           try {
             rmdirSync(join(root, parent));
           } catch {
-            /* another pod of the node still has its cgroup */
+            /* another node's pods still have their cgroups */
           }
         }
         left ||= Boolean(uid) && existsSync(join(root, parent));
