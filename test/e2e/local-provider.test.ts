@@ -355,6 +355,17 @@ describe('local provider on a virtual node', () => {
     await expect(kubectl('exec', '-n', ns.name, 'sleeper', '--', 'sh', '-c', 'exit 7')).rejects.toThrow(
       /exit code 7/,
     );
+    // stdin that ends (`kubectl exec -i < file`, `kubectl cp`): the command sees its end and finishes.
+    const counted = await new Promise<string>((resolve, reject) => {
+      const child = execFile(
+        `${defaultBinDir}/kubectl`,
+        ['--kubeconfig', cluster.kubeconfigPath, 'exec', '-i', '-n', ns.name, 'sleeper', '--', 'wc', '-c'],
+        { encoding: 'utf8', timeout: 30_000 },
+        (err, stdout) => (err ? reject(err) : resolve(stdout)),
+      );
+      child.stdin?.end('twelve bytes');
+    });
+    expect(counted.trim()).toBe('12');
   });
 
   it('restarts a container whose liveness probe fails, with the kubelet’s Unhealthy and Killing Events', async () => {

@@ -16,6 +16,7 @@ import {
 } from '../../operator/providers/local/provider.ts';
 import { PROXY_TABLE } from '../../operator/providers/local/service-proxy.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
+import { SpdySession } from '../../operator/virtualnode/kubelet/spdy.ts';
 import { waitFor } from '../../operator/shared/wait.ts';
 import { freePort } from './ports.ts';
 
@@ -40,6 +41,8 @@ export async function startLocalNode(
   const provider = await LocalProvider.start({
     nodeName: name,
     criEndpoint: testCriEndpoint(),
+    // The streaming server's SPDY path, as `spillway run` wires it: stdin ends and forwards half-close.
+    spdy: (socket, initialData) => new SpdySession(socket, { role: 'client', initialData }),
     // Short back-off so that restart tests take seconds, not minutes; the kubelet's rule is unchanged.
     supervision: { backoffMs: 1000, maxBackoffMs: 4000 },
     ...options,
