@@ -21,6 +21,7 @@ import {
 import { readContainerLog } from '../../operator/providers/local/cri/logs.ts';
 import { UsageSampler } from '../../operator/providers/local/cri/stats.ts';
 import {
+  attachOverSpdy,
   attachOverStream,
   execOverSpdy,
   execOverStream,
@@ -306,6 +307,35 @@ describe('CRI streaming, logs and stats against containerd', () => {
       exitCode: 4,
     });
     expect(stdout.text()).toBe('hello over spdy\ncat-saw-eof\n');
+  });
+
+  it('over SPDY, an attach’s stdin ends the container’s stdin (stdin_once), and detach leaves it running', async () => {
+    const id = await container('cat', 'cat; echo cat-saw-eof', { stdin: true, stdin_once: true });
+    const url = await cri.attach({ container_id: id, tty: false, stdin: true, stdout: true, stderr: true });
+    const stdout = sink();
+    const stdin = Readable.from([Buffer.from('one\n'), Buffer.from('two\n')]);
+    expect(await attachOverSpdy(url, { stdin, stdout, stderr: sink(), tty: false }, spdy)).toEqual({
+      exitCode: 0,
+    });
+    expect(stdout.text()).toBe('one\ntwo\ncat-saw-eof\n');
+
+    const idle = await container('idle', 'sleep 3600');
+    const detach = new AbortController();
+    const attachUrl = await cri.attach({
+      container_id: idle,
+      tty: false,
+      stdin: false,
+      stdout: true,
+      stderr: true,
+    });
+    const attached = attachOverSpdy(
+      attachUrl,
+      { stdout: sink(), stderr: sink(), tty: false, signal: detach.signal },
+      spdy,
+    );
+    detach.abort();
+    expect(await attached).toEqual({ exitCode: 0 });
+    expect((await cri.containerStatus(idle)).state).toBe('CONTAINER_RUNNING');
   });
 
   it('over SPDY, a forward half-closes: the pod sees the end of what was sent and answers it whole', async () => {

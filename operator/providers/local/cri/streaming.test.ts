@@ -447,11 +447,16 @@ describe('portForwardOverSpdy', () => {
     conn.destroy();
   });
 
-  it('destroys the connection with the server’s error text', async () => {
-    const { factory } = fakeSpdy((stream) => {
-      if (stream.headers.streamType !== 'error') return;
-      stream.push('error forwarding port 8080 to pod sb1, uid : connection refused');
+  it('fails the connection with the server’s error text, even when the data stream ended first', async () => {
+    const { factory } = fakeSpdy((stream, all) => {
+      if (stream.headers.streamType !== 'data') return;
+      // As the server does when the dial fails: both streams end, the data stream here before the error text.
       stream.push(null);
+      setImmediate(() => {
+        const error = all.find((s) => s.headers.streamType === 'error')!;
+        error.push('error forwarding port 8080 to pod sb1, uid : connection refused');
+        error.push(null);
+      });
     });
     const conn = await portForwardOverSpdy(http.url('/portforward/refused'), 8080, factory);
     const err = await new Promise<Error>((resolve) => conn.on('error', resolve).resume());

@@ -14,7 +14,7 @@
  * stdin to its end (`kubectl cp`, `kubectl exec -i ... < file`) waits for input for ever (measured against
  * containerd: `cat` never ends), and ending a forward's writable side does not half-close it.
  *
- * SPDY/3.1 ({@link execOverSpdy}, {@link portForwardOverSpdy}): the path a kubelet hands kubectl's streams
+ * SPDY/3.1 ({@link execOverSpdy}, {@link attachOverSpdy}, {@link portForwardOverSpdy}): the path a kubelet hands kubectl's streams
  * through, one SPDY stream per channel, each with its own FIN, so stdin ends and forwards half-close (measured
  * against containerd). The provider should use these; they take the session constructor because the SPDY codec
  * lives in operator/virtualnode/kubelet/, which a provider may not import, until it moves to operator/shared/.
@@ -400,7 +400,7 @@ async function readAll(stream: Readable): Promise<string> {
  * {@link execOverStream} over SPDY/3.1, with what WebSocket v4 lacks: when `streams.stdin` ends, the process sees
  * its stdin end (`kubectl cp`, `exec -i < file`). The CRI request must ask for stdout, for stdin when
  * `streams.stdin` is given and for stderr when `streams.stderr` is and there is no tty (the server waits for
- * exactly those streams). Works for attach URLs too.
+ * exactly those streams).
  * @throws Error the server refused the URL, or reported a failure other than an exit code
  */
 export async function execOverSpdy(
@@ -412,6 +412,7 @@ export async function execOverSpdy(
   const session = await upgradeSpdy(url, CHANNEL_PROTOCOL, spdy);
   const abort = () => session.destroy(new Error('the client went away'));
   streams.signal?.addEventListener('abort', abort, { once: true });
+  if (streams.signal?.aborted) abort(); // while upgrading
   try {
     // client-go's order: error first, then the data streams, each used once the server has replied.
     const error = await openSpdyStream(session, { streamType: 'error' });
@@ -447,6 +448,25 @@ export async function execOverSpdy(
   }
 }
 
+/**
+ * {@link attachOverStream} over SPDY/3.1: when `streams.stdin` ends, the container's stdin ends too (a container
+ * made with `stdin_once` then sees EOF). Resolves (exit code 0) when the container stops or `streams.signal`
+ * aborts (detach).
+ * @throws Error the server refused the URL, or the runtime could not attach
+ */
+export async function attachOverSpdy(
+  url: string,
+  streams: ExecStreams,
+  spdy: SpdyClientFactory,
+): Promise<ExecResult> {
+  try {
+    return await execOverSpdy(url, streams, spdy);
+  } catch (err) {
+    if (streams.signal?.aborted) return { exitCode: 0 };
+    throw err;
+  }
+}
+
 async function sendSpdyResizes(stream: Duplex, sizes: AsyncIterable<TerminalSize>): Promise<void> {
   try {
     for await (const { width, height } of sizes)
@@ -468,20 +488,52 @@ export async function portForwardOverSpdy(
   spdy: SpdyClientFactory,
 ): Promise<Duplex> {
   const session = await upgradeSpdy(url, 'portforward.k8s.io', spdy);
+  let data: SpdyClientStream;
+  let errorText: Promise<string>;
   try {
     const headers = { port: String(port), requestID: '0' };
     const error = await openSpdyStream(session, { ...headers, streamType: 'error' });
     error.end();
-    const data = await openSpdyStream(session, { ...headers, streamType: 'data' });
-    void readAll(error).then((text) => {
-      if (text) data.destroy(new Error(text));
-    });
-    void finished(data)
-      .catch(() => undefined)
-      .then(() => session.close({ timeoutMs: 1000 }));
-    return data;
+    errorText = readAll(error);
+    data = await openSpdyStream(session, { ...headers, streamType: 'data' });
   } catch (err) {
     session.destroy();
     throw err;
   }
+  // The server ends (or resets) the data stream and writes the error text in either order: the connection ends
+  // only once the error stream has ended too, failing with its text when there is one.
+  const conn = new Duplex({
+    read() {
+      data.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      data.write(chunk, callback);
+    },
+    final(callback) {
+      data.end(callback); // the FIN that half-closes the connection in the pod
+    },
+    destroy(err, callback) {
+      data.destroy();
+      session.destroy();
+      callback(err);
+    },
+  });
+  data.on('data', (chunk: Buffer) => {
+    if (!conn.push(chunk)) data.pause();
+  });
+  data.on('error', () => undefined); // a reset: the error stream says why
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    void errorText.then((text) => {
+      if (text) conn.destroy(new Error(text));
+      else conn.push(null);
+    });
+  };
+  data.once('end', end).once('close', end);
+  void finished(conn)
+    .catch(() => undefined)
+    .then(() => session.close({ timeoutMs: 1000 }));
+  return conn;
 }
