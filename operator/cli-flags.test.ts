@@ -153,6 +153,24 @@ describe('command options', () => {
     });
   });
 
+  it('hands --cri-endpoint and --runtime-handler to a local node (its factory reads them as its environment)', () => {
+    const run = options(
+      'run',
+      '--provider',
+      'local',
+      '--kubeconfig',
+      '/k',
+      '--cri-endpoint',
+      '/s.sock',
+      '--runtime-handler',
+      'kata',
+    );
+    expect(run.command === 'run' && run.nodes[0]?.providerOptions.env).toMatchObject({
+      SPILLWAY_CRI_ENDPOINT: '/s.sock',
+      SPILLWAY_RUNTIME_HANDLER: 'kata',
+    });
+  });
+
   it('refuses run --provider local without a kubeconfig file for CoreDNS (not a usage error)', () => {
     expect(() => options('run', '--provider', 'local')).toThrow(
       'run --provider local needs --kubeconfig or $KUBECONFIG (CoreDNS reads it)',
