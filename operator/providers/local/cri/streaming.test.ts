@@ -6,6 +6,7 @@ import { Duplex, PassThrough, Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TerminalSize } from '../../types.ts';
 import {
+  attachOverSpdy,
   attachOverStream,
   execOverSpdy,
   execOverStream,
@@ -328,7 +329,11 @@ function fakeSpdy(script: (stream: FakeSpdyStream, all: FakeSpdyStream[]) => voi
         return stream;
       },
       close: async () => void socket.destroy(),
-      destroy: () => void socket.destroy(),
+      // As SpdySession does: its streams go with it.
+      destroy: () => {
+        streams.forEach((stream) => stream.destroy());
+        socket.destroy();
+      },
     };
     return session;
   };
@@ -412,6 +417,18 @@ describe('execOverSpdy', () => {
     expect(result).toEqual({ exitCode: 0 });
     expect(streams.map((s) => s.headers.streamType)).toEqual(['error', 'stdout', 'resize']);
     expect(Buffer.concat(streams[2]!.written).toString()).toBe('{"Width":100,"Height":30}');
+  });
+
+  it('detaches an attach when the signal aborts, also while still connecting', async () => {
+    const { factory } = fakeSpdy(() => undefined); // a container that never stops
+    const detach = new AbortController();
+    const attached = attachOverSpdy(
+      http.url('/attach/ok'),
+      { stdout: sink(), tty: false, signal: detach.signal },
+      factory,
+    );
+    detach.abort();
+    expect(await attached).toEqual({ exitCode: 0 });
   });
 
   it('rejects with what the server answered for a used or expired URL', async () => {

@@ -410,9 +410,13 @@ export async function execOverSpdy(
 ): Promise<ExecResult> {
   streams.signal?.throwIfAborted();
   const session = await upgradeSpdy(url, CHANNEL_PROTOCOL, spdy);
+  if (streams.signal?.aborted) {
+    // The client left while the upgrade was under way.
+    session.destroy();
+    throw streams.signal.reason;
+  }
   const abort = () => session.destroy(new Error('the client went away'));
   streams.signal?.addEventListener('abort', abort, { once: true });
-  if (streams.signal?.aborted) abort(); // while upgrading
   try {
     // client-go's order: error first, then the data streams, each used once the server has replied.
     const error = await openSpdyStream(session, { streamType: 'error' });
