@@ -319,6 +319,8 @@ async function startNodes(proc: Process, options: RunOptions | VirtualNodeOption
           return startClusterNetwork(kc, kubeconfigPath, provider, {
             corednsBinary: coredns,
             stateDir: localStateDir(config.name),
+            nodeName: config.name,
+            logger: log.child({ component: 'kube-proxy', node: config.name }),
           });
         },
       );

@@ -114,6 +114,7 @@ describe('the provider registry', () => {
     await expect(
       startClusterNetwork(new KubeConfig(), '/nonexistent', new FakeProvider(), {
         corednsBinary: '/nonexistent',
+        nodeName: 'n',
         stateDir: '/nonexistent',
       }),
     ).rejects.toThrow("the local cluster network serves the local provider's bridge, not the fake provider");

@@ -126,6 +126,7 @@ beforeAll(async () => {
   net = await startClusterNetwork(cluster.kc, cluster.kubeconfigPath, local.provider, {
     corednsBinary: join(defaultBinDir, 'coredns'),
     stateDir: dirname(cluster.kubeconfigPath),
+    nodeName,
   });
   ns = await createTestNamespace(cluster.kc, 'e2e-local');
 }, 180_000);
@@ -145,7 +146,7 @@ afterAll(async () => {
     .makeApiClient(CoreV1Api)
     .deleteNode({ name: nodeName })
     .catch(() => undefined);
-  removeLocalNetwork();
+  await removeLocalNetwork(dirname(cluster.kubeconfigPath));
   await removeNodeState(nodeName);
   cri?.close();
 }, 120_000);

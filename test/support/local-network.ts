@@ -2,11 +2,11 @@
  * A virtual node with the `local` provider, wired for e2e tests as `make run PROVIDER=local` wires it: the
  * provider (which installs the network guard before any address is used, then the bridge) over the local
  * cluster's containerd (`make cluster-up` runs it when root; test/support/containerd.ts), and the virtual node
- * itself. The cluster services (CoreDNS, the service proxy) are the test's to start. `stop()` leaves sandboxes
+ * itself. The cluster services (CoreDNS, kube-proxy) are the test's to start. `stop()` leaves sandboxes
  * running (an operator restart); {@link tearDownLocalNode} removes everything the tests made, except the guard.
  */
-import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { defaultCriEndpoint } from '../../operator/providers/local/factory.ts';
 import {
@@ -14,11 +14,12 @@ import {
   removeLocalSandboxes,
   type LocalProviderOptions,
 } from '../../operator/providers/local/provider.ts';
-import { PROXY_TABLE } from '../../operator/providers/local/service-proxy.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
 import { SpdySession } from '../../operator/virtualnode/kubelet/spdy.ts';
 import { waitFor } from '../../operator/shared/wait.ts';
 import { freePort } from './ports.ts';
+import { defaultClusterDir } from './cluster.ts';
+import { stopKubeProxyIn, testKubeProxyBinary } from './kube-proxy.ts';
 
 /** A virtual node over a local provider. */
 export interface LocalNode {
@@ -70,20 +71,17 @@ export async function removeNodeState(node: string): Promise<void> {
 }
 
 /**
- * Removes the service proxy's table. The bridge stays: the local cluster's containerd networks its pods on it
- * (test/support/containerd.ts), and `make cluster-down` removes it with the rest of the cluster.
+ * Stops the kube-proxy a test's cluster network left (startClusterNetwork with `stateDir`, by default the test
+ * cluster's folder) and removes its rules. The bridge stays: the local cluster's containerd networks its pods on
+ * it (test/support/containerd.ts), and `make cluster-down` removes it with the rest of the cluster.
  */
-export function removeLocalNetwork(): void {
-  try {
-    execFileSync('nft', ['delete', 'table', 'ip', PROXY_TABLE], { stdio: 'ignore' });
-  } catch {
-    /* already gone */
-  }
+export async function removeLocalNetwork(stateDir = defaultClusterDir): Promise<void> {
+  await stopKubeProxyIn(join(stateDir, 'kube-proxy'), testKubeProxyBinary);
 }
 
 /**
  * The end of an e2e file that ran `local`: waits (up to a minute) for its sandboxes to go, stops the node, deletes
- * the Node object, then removes what sandboxes are left, the node's state and the proxy table.
+ * the Node object, then removes what sandboxes are left, the node's state and kube-proxy with its rules.
  */
 export async function tearDownLocalNode(
   kc: KubeConfig,
@@ -101,5 +99,5 @@ export async function tearDownLocalNode(
     .deleteNode({ name: nodeName })
     .catch(() => undefined);
   await removeNodeState(nodeName);
-  removeLocalNetwork();
+  await removeLocalNetwork();
 }

@@ -1,7 +1,7 @@
 /**
  * The cluster side of a local node, for a local control plane (`make run PROVIDER=local`, the demo, the e2e
  * tests): CoreDNS on the bridge, the kube-dns and `default/kubernetes` EndpointSlices, a forwarder from the
- * bridge to the apiserver on loopback, and the service proxy. Start it after the provider: the provider
+ * bridge to the apiserver on loopback, and kube-proxy (kube-proxy.ts). Start it after the provider: the provider
  * installs the network guard and the bridge first.
  *
  * Not part of the provider: the provider never calls the Kubernetes API, and neither starts nor knows this. It
@@ -11,10 +11,11 @@
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../../shared/log.ts';
 import { publishClusterServices, startCoreDNS, startForwarder, type RunningCoreDNS } from './cluster-dns.ts';
 import type { SandboxProvider } from '../types.ts';
 import { LocalProvider } from './provider.ts';
-import { ServiceProxy } from './service-proxy.ts';
+import { defaultKubeProxyBinary, startKubeProxy, type RunningKubeProxy } from './kube-proxy.ts';
 
 /** Where the apiserver is reachable from sandboxes (the forwarder on the bridge address). */
 export const apiserverBridgePort = 6443;
@@ -23,16 +24,16 @@ export const apiserverBridgePort = 6443;
 export interface LocalClusterNetwork {
   coredns: RunningCoreDNS;
   forwarder: Server;
-  proxy: ServiceProxy;
+  proxy: RunningKubeProxy;
   stop(): Promise<void>;
 }
 
-/** Starts CoreDNS, the apiserver forwarder and the service proxy for a provider whose network is up. */
+/** Starts CoreDNS, the apiserver forwarder and kube-proxy for a provider whose network is up and whose Node is registered. */
 export async function startClusterNetwork(
   kc: KubeConfig,
   kubeconfigPath: string,
   provider: SandboxProvider,
-  opts: { corednsBinary: string; stateDir: string },
+  opts: { corednsBinary: string; stateDir: string; nodeName: string; logger?: Logger },
 ): Promise<LocalClusterNetwork> {
   if (!(provider instanceof LocalProvider)) {
     throw new Error(
@@ -46,7 +47,7 @@ export async function startClusterNetwork(
     { host: '127.0.0.1', port: Number(server.port) },
   );
   let coredns: RunningCoreDNS | undefined;
-  let proxy: ServiceProxy | undefined;
+  let proxy: RunningKubeProxy | undefined;
   try {
     coredns = await startCoreDNS({
       kubeconfigPath,
@@ -55,8 +56,16 @@ export async function startClusterNetwork(
       binary: opts.corednsBinary,
     });
     await publishClusterServices(kc, bridgeIP, apiserverBridgePort);
-    proxy = new ServiceProxy({ kc });
-    await proxy.start();
+    // kube-proxy for the bridge: the Node (opts.nodeName) is registered by now, and the guard is in place.
+    proxy = await startKubeProxy({
+      binary: defaultKubeProxyBinary(opts.corednsBinary),
+      kubeconfigPath,
+      stateDir: join(opts.stateDir, 'kube-proxy'),
+      nodeName: opts.nodeName,
+      clusterCIDR: provider.network.podCIDR,
+      nodePortAddresses: [`${bridgeIP}/32`],
+      logger: opts.logger,
+    });
   } catch (err) {
     // Nothing half-started may outlive a failed set-up.
     await proxy?.stop().catch(() => undefined);

@@ -105,6 +105,11 @@ export class LocalNetwork {
     this.gateway = intToIp(base + 1);
   }
 
+  /** The whole pod CIDR of local sandboxes (guarded). */
+  get podCIDR(): string {
+    return this.#options.podCIDR;
+  }
+
   /** This node's pod CIDR (the CNI configuration's subnet). */
   get nodeCIDR(): string {
     return this.#options.nodeCIDR;
