@@ -15,7 +15,7 @@ import {
   type LocalProviderOptions,
 } from '../../operator/providers/local/provider.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
-import { SpdySession } from '../../operator/virtualnode/kubelet/spdy.ts';
+import { SpdySession } from '../../operator/shared/spdy/spdy.ts';
 import { waitFor } from '../../operator/shared/wait.ts';
 import { freePort } from './ports.ts';
 import { defaultClusterDir } from './cluster.ts';

@@ -13,7 +13,7 @@ import { componentLogger } from '../../shared/log.ts';
 import { loopbackServingCert } from './api.fixtures.ts';
 import type { KubeletAuth } from './auth.ts';
 import { startKubeletApi } from './api.ts';
-import { encodeHeaderBlock, encodeSynStream, HeaderZlib } from './spdy-frames.ts';
+import { encodeHeaderBlock, encodeSynStream, HeaderZlib } from '../../shared/spdy/spdy-frames.ts';
 
 const POD = {
   metadata: { name: 'web', namespace: 'default', uid: 'uid-web' },

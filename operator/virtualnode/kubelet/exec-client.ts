@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { TerminalSize } from '../../providers/types.ts';
 import type { RemoteCommandStatus } from './exec-stream.ts';
-import { SpdySession, type SpdyStream } from './spdy.ts';
+import { SpdySession, type SpdyStream } from '../../shared/spdy/spdy.ts';
 
 /** The offers kube-apiserver 1.36 sends, most preferred first. */
 export const APISERVER_PROTOCOL_OFFERS = [

@@ -15,7 +15,7 @@ import {
   type RemoteCommandOutcome,
   type ServeRemoteCommandOptions,
 } from './exec-stream.ts';
-import { SpdySession } from './spdy.ts';
+import { SpdySession } from '../../shared/spdy/spdy.ts';
 
 /** A kubelet-shaped HTTP server on loopback whose `upgrade` route serves exec with `handlerFor`. */
 async function kubelet(

@@ -19,7 +19,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable, Writable, type Duplex } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { isNotFound, type ExecResult, type ExecStreams, type TerminalSize } from '../../providers/types.ts';
-import { RstStatus, SpdySession, type SpdyStream } from './spdy.ts';
+import { RstStatus, SpdySession, type SpdyStream } from '../../shared/spdy/spdy.ts';
 
 /** The remote command subprotocol this kubelet speaks (see the module comment for why v4). */
 export const REMOTE_COMMAND_PROTOCOL = 'v4.channel.k8s.io';

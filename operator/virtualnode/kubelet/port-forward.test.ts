@@ -9,7 +9,7 @@ import {
   servePortForward,
   type PortForwardOutcome,
 } from './port-forward.ts';
-import { SpdySession, type SpdyStream } from './spdy.ts';
+import { SpdySession, type SpdyStream } from '../../shared/spdy/spdy.ts';
 
 /** Reads a stream to its end (or reset) as text. */
 function text(stream: Duplex): Promise<string> {

@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { RemoteCommandRequestError, negotiateSpdy, writeUpgradeError } from './exec-stream.ts';
-import { RstStatus, SpdySession, type SpdyStream } from './spdy.ts';
+import { RstStatus, SpdySession, type SpdyStream } from '../../shared/spdy/spdy.ts';
 
 /** The only port-forward subprotocol there is. */
 export const PORT_FORWARD_PROTOCOL = 'portforward.k8s.io';

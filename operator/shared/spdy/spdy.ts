@@ -6,7 +6,8 @@
  * Deliberately absent: flow control (the Go client never sends WINDOW_UPDATE, so enforcing a window would
  * stall it; SETTINGS and WINDOW_UPDATE are read and ignored), priorities, server push. Backpressure is
  * TCP's: when a stream's reader falls behind, the socket is paused until it catches up.
- * A `client` role exists for tests and smoke checks (`exec-client.ts`).
+ * The `client` role dials a streaming server: the local provider's exec, attach and port-forward into containerd
+ * (operator/providers/local/cri/streaming.ts), and the kubelet API's tests and smoke checks (`exec-client.ts`).
  */
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
