@@ -1,8 +1,10 @@
 /**
  * make demo: spillway on one machine. The local control plane (real apiserver, scheduler and controllers, two
- * kwok "normal" nodes of 4 CPUs), the operator with the `local` provider (pods run as Linux-namespace sandboxes
- * on this host), and examples/web as an ElasticWorkload scaled 2 → 10 → 3 while a table shows where every
- * replica runs. A burst pod then calls a backend Service through its ClusterIP, resolved by CoreDNS.
+ * kwok "normal" nodes of 4 CPUs), its registry and containerd, the operator with the `local` provider (burst pods
+ * run from their images in containerd sandboxes on this host), and examples/web as an ElasticWorkload scaled
+ * 2 → 10 → 3 while a table shows where every replica runs. At 10, a client pod sends requests to the web Service
+ * through its ClusterIP, resolved by CoreDNS: the burst replicas (real nginx) answer them, each one's access log
+ * counts its share; the replicas on the kwok nodes are not real (kwok only reports them Running) and answer none.
  *
  * Exits 0 when every step reached its expected distribution, non-zero with the step that did not.
  * KEEP=1 leaves everything running and prints the kubeconfig.
@@ -11,23 +13,21 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  AppsV1Api,
-  CoreV1Api,
-  type KubeConfig,
-  type V1Deployment,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Deployment, type V1Pod } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
+import { DEFAULT_REGISTRY, imageRef } from './images/catalog.ts';
 import { defaultBinDir, LocalCluster, repoRoot } from '../test/support/cluster.ts';
 import { freePort } from '../test/support/ports.ts';
 import { kubectl } from '../test/support/kube.ts';
+import { seedImages } from '../test/support/registry.ts';
 
 const ns = 'spillway-demo';
 const nodeName = 'spillway-virtual-local';
 const keep = process.env.KEEP === '1';
-// Images are not pulled by the local provider: the command runs on this host's filesystem.
-const serve = ['python3', '-m', 'http.server', '8080'];
+/** Requests the client sends through the web Service at 10 replicas. */
+const requests = 30;
+/** The client's User-Agent: how its requests are told apart in the replicas' access logs (nginx logs to stdout). */
+const agent = 'spillway-demo-client';
 
 function fail(message: string): never {
   throw new Error(message);
@@ -90,15 +90,8 @@ async function step(
     .join(' ');
   console.log(`\n── scale to ${replicas}: expecting ${want}`);
   let last = '';
-  await until(`the distribution ${want} with every replica Running`, 120_000, async () => {
-    const pods = (await core.listNamespacedPod({ namespace: ns, labelSelector: 'app=web' })).items.filter(
-      (p) => !p.metadata?.deletionTimestamp,
-    );
-    const virtual = new Set(
-      (await core.listNode({ labelSelector: 'spillway.dev/virtual-node=true' })).items.map(
-        (n) => n.metadata!.name!,
-      ),
-    );
+  await until(`the distribution ${want} with every replica Ready`, 120_000, async () => {
+    const { pods, virtual } = await livePods(core, 'app=web');
     const shown = table(pods, virtual);
     if (shown !== last) {
       console.log(`t=${((performance.now() - t0) / 1000).toFixed(1)}s\n${shown}\n`);
@@ -106,7 +99,8 @@ async function step(
     }
     const count: Record<string, number> = {};
     for (const p of pods) {
-      if (p.status?.phase !== 'Running') return undefined;
+      // Ready, not only Running: the Service sends requests to ready replicas only.
+      if (!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) return undefined;
       const target = p.metadata?.labels?.['spillway.dev/unit'] ?? 'source';
       count[target] = (count[target] ?? 0) + 1;
     }
@@ -116,9 +110,84 @@ async function step(
   console.log(`✓ ${replicas} replicas: ${want}`);
 }
 
+/** The pods of `selector` that are not being deleted, with the names of the virtual nodes. */
+async function livePods(core: CoreV1Api, selector: string): Promise<{ pods: V1Pod[]; virtual: Set<string> }> {
+  const pods = (await core.listNamespacedPod({ namespace: ns, labelSelector: selector })).items.filter(
+    (p) => !p.metadata?.deletionTimestamp,
+  );
+  const virtual = new Set(
+    (await core.listNode({ labelSelector: 'spillway.dev/virtual-node=true' })).items.map(
+      (n) => n.metadata!.name!,
+    ),
+  );
+  return { pods, virtual };
+}
+
+/**
+ * Sends {@link requests} requests to the web Service from a client pod on the virtual node, then counts, in each
+ * burst replica's access log, the requests it answered. A request the Service sends to a kwok replica times out.
+ */
+async function requestsThroughService(kc: KubeConfig, kubeconfig: string, registry: string): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const url = `http://web.${ns}.svc.cluster.local/`;
+  // A burst pod (the placement webhook puts it on the virtual node) that only waits to be exec'd into.
+  await apply(kubeconfig, [
+    {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'client', labels: { 'spillway.dev/burst': 'always' } },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [{ name: 'client', image: imageRef('busybox', registry), command: ['sleep', '3600'] }],
+      },
+    },
+  ]);
+  await until('the client pod Running', 120_000, async () =>
+    (await core.readNamespacedPod({ namespace: ns, name: 'client' })).status?.phase === 'Running'
+      ? true
+      : undefined,
+  );
+  const svc = await core.readNamespacedService({ namespace: ns, name: 'web' });
+  const { pods, virtual } = await livePods(core, 'app=web');
+  const burst = pods.filter((p) => virtual.has(p.spec?.nodeName ?? ''));
+  const kwok = pods.length - burst.length;
+  console.log(
+    `\n── ${requests} requests from pod client (on ${nodeName}) to ${url} (ClusterIP ${svc.spec?.clusterIP}): ` +
+      `${burst.length} burst replicas serve them, ${kwok} kwok replicas do not exist`,
+  );
+  // busybox's wget; a request sent to a kwok replica's address fails or times out after 2 s (`timeout`, not
+  // wget's own -T: busybox 1.35's wget crashes with it).
+  const loop =
+    `for i in $(seq ${requests}); do ` +
+    `timeout 2 wget -q -U ${agent} -O /dev/null ${url} && echo answered || echo unanswered; done`;
+  const out = await kubectl(kubeconfig, 'exec', '-n', ns, 'client', '--', 'sh', '-c', loop);
+  const answered = out.split('\n').filter((l) => l === 'answered').length;
+  const rows: [string, string, string][] = [];
+  let logged = 0;
+  for (const p of burst) {
+    const name = p.metadata!.name!;
+    const log = await kubectl(kubeconfig, 'logs', '-n', ns, name);
+    const count = log.split('\n').filter((l) => l.includes(`"${agent}"`)).length;
+    logged += count;
+    rows.push([name, p.spec!.nodeName!, String(count)]);
+  }
+  const head: [string, string, string] = ['BURST POD', 'NODE', 'ANSWERED'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  console.log([head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n'));
+  if (answered === 0) fail(`none of ${requests} requests to ${url} was answered`);
+  if (logged !== answered)
+    fail(`the client saw ${answered} answers, the burst replicas' access logs show ${logged}`);
+  console.log(
+    `✓ ${answered} of ${requests} requests to ${url} answered by ${burst.length} burst replicas ` +
+      `(the other ${requests - answered} went to the kwok replicas, which do not exist)`,
+  );
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0)
-    fail('make demo runs pods as Linux-namespace sandboxes and needs root (sudo make demo)');
+    fail(
+      'make demo runs pods in containerd sandboxes (mounts, namespaces, a bridge) and needs root (sudo make demo)',
+    );
   const t0 = performance.now();
   const cluster = new LocalCluster();
   const started = await cluster.up((line) => console.log(`[cluster] ${line}`));
@@ -127,6 +196,12 @@ async function main(): Promise<void> {
   const core = kc.makeApiClient(CoreV1Api);
   console.log(
     `control plane ready (${started ? 'started' : 'reused'}) after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  // The images the pods run, in the cluster's registry (built from the layer cache; pushed only if missing).
+  const registry = cluster.registry;
+  const seeded = await seedImages(registry, ['pause', 'busybox', 'nginx']);
+  console.log(
+    `registry ${registry}: ${seeded.pushed.length > 0 ? `pushed ${seeded.pushed.join(', ')}` : 'images already there'}`,
   );
 
   const operator = spawn(
@@ -142,6 +217,8 @@ async function main(): Promise<void> {
       String(await freePort()),
       '--metrics-port',
       '0',
+      '--cri-endpoint',
+      cluster.criEndpoint,
     ],
     {
       env: { ...process.env, KUBECONFIG: kubeconfig, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
@@ -157,91 +234,27 @@ async function main(): Promise<void> {
         : undefined;
     });
     console.log(`operator running, virtual node ${nodeName} Ready`);
+    // A previous run's namespace may still be terminating: new objects in it would be refused.
+    await until(`namespace ${ns} of a previous run to finish terminating`, 120_000, async () => {
+      const existing = await core.readNamespace({ name: ns }).catch(() => undefined);
+      return existing?.metadata?.deletionTimestamp ? undefined : true;
+    });
     await core.createNamespace({ body: { metadata: { name: ns } } }).catch(() => undefined);
 
-    // examples/web as written, with a command the host can run (the local provider does not pull images).
+    // examples/web as written; its image names the default cluster's registry, this cluster's may differ.
     const web = await manifests('examples/web/deployment.yaml');
     for (const obj of web) {
-      if (obj.kind === 'Deployment') {
-        const d = obj as V1Deployment;
-        const c = d.spec!.template.spec!.containers[0]!;
-        c.command = serve;
-        delete c.resources;
-      }
+      if (obj.kind !== 'Deployment') continue;
+      const c = (obj as V1Deployment).spec!.template.spec!.containers[0]!;
+      c.image = c.image!.replace(`${DEFAULT_REGISTRY}/`, `${registry}/`);
+      console.log(`examples/web runs ${c.image}`);
     }
     const ew = (await manifests('examples/web/elasticworkload.yaml'))[0]!;
     (ew.spec as { replicas: number }).replicas = 2;
     await apply(kubeconfig, [...web, ew]);
     await step(kc, kubeconfig, 2, { source: 2 }, t0);
     await step(kc, kubeconfig, 10, { source: 4, spot: 4, 'on-demand': 2 }, t0);
-
-    // A backend on the virtual node, called by a burst replica through its ClusterIP and CoreDNS.
-    const backendLabels = { app: 'backend', 'spillway.dev/burst': 'always' };
-    await apply(kubeconfig, [
-      {
-        apiVersion: 'apps/v1',
-        kind: 'Deployment',
-        metadata: { name: 'backend' },
-        spec: {
-          replicas: 2,
-          selector: { matchLabels: { app: 'backend' } },
-          template: {
-            metadata: { labels: backendLabels },
-            spec: {
-              containers: [
-                {
-                  name: 'backend',
-                  image: 'python',
-                  command: serve,
-                  ports: [{ containerPort: 8080 }],
-                  readinessProbe: { tcpSocket: { port: 8080 } },
-                },
-              ],
-            },
-          },
-        },
-      },
-      {
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name: 'backend' },
-        spec: { selector: { app: 'backend' }, ports: [{ port: 80, targetPort: 8080 }] },
-      },
-    ]);
-    await until('backend ready', 60_000, async () => {
-      const d = await kc
-        .makeApiClient(AppsV1Api)
-        .readNamespacedDeployment({ namespace: ns, name: 'backend' });
-      return d.status?.readyReplicas === 2 ? true : undefined;
-    });
-    const burst =
-      (await core.listNamespacedPod({ namespace: ns, labelSelector: 'spillway.dev/unit=spot' })).items[0] ??
-      fail('no burst pod');
-    const svc = await core.readNamespacedService({ namespace: ns, name: 'backend' });
-    const url = `http://backend.${ns}.svc.cluster.local/`;
-    const status = await until(
-      `a burst pod to reach ${url}`,
-      30_000,
-      async () =>
-        (
-          await kubectl(
-            kubeconfig,
-            'exec',
-            '-n',
-            ns,
-            burst.metadata!.name!,
-            '--',
-            'python3',
-            '-c',
-            `import urllib.request; print(urllib.request.urlopen('${url}', timeout=5).status)`,
-          )
-        ).trim() || undefined,
-    );
-    if (status !== '200') fail(`the burst pod got HTTP ${status} from ${url}`);
-    console.log(
-      `✓ burst pod ${burst.metadata?.name} → ${url} (ClusterIP ${svc.spec?.clusterIP}) → HTTP ${status}`,
-    );
-
+    await requestsThroughService(kc, kubeconfig, registry);
     await step(kc, kubeconfig, 3, { source: 3 }, t0);
     // The ElasticWorkload's own answer to "where are my replicas", once its status has caught up.
     await until('the ElasticWorkload status to show 3 ready', 30_000, async () => {
