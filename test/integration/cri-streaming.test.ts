@@ -22,19 +22,10 @@ import { readContainerLog } from '../../operator/providers/local/cri/logs.ts';
 import { UsageSampler } from '../../operator/providers/local/cri/stats.ts';
 import {
   attachOverSpdy,
-  attachOverStream,
   execOverSpdy,
-  execOverStream,
   portForwardOverSpdy,
-  portForwardOverStream,
-  type SpdyClientFactory,
 } from '../../operator/providers/local/cri/streaming.ts';
-import { SpdySession } from '../../operator/virtualnode/kubelet/spdy.ts';
 import { defaultClusterDir, LocalCluster, waitFor } from '../support/cluster.ts';
-
-/** The project's SPDY/3.1 session in its client role, as a provider would be handed it. */
-const spdy: SpdyClientFactory = (socket, initialData) =>
-  new SpdySession(socket, { role: 'client', initialData });
 
 const cluster = new LocalCluster(process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir);
 
@@ -135,11 +126,11 @@ describe('CRI streaming, logs and stats against containerd', () => {
       stderr: true,
     });
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/exec\//);
-    expect(await execOverStream(url, { stdout, stderr, tty: false })).toEqual({ exitCode: 3 });
+    expect(await execOverSpdy(url, { stdout, stderr, tty: false })).toEqual({ exitCode: 3 });
     expect(stdout.text()).toBe('hi\n');
     expect(stderr.text()).toBe('oops\n');
     // A URL is good for one connection.
-    await expect(execOverStream(url, { stdout: sink(), tty: false })).rejects.toThrow(/answered 404/);
+    await expect(execOverSpdy(url, { stdout: sink(), tty: false })).rejects.toThrow(/answered 404/);
   });
 
   it('execs with stdin, and with a terminal of the size sent', async () => {
@@ -154,7 +145,7 @@ describe('CRI streaming, logs and stats against containerd', () => {
       stderr: false,
     });
     const stdin = Readable.from([Buffer.from('hello\n')]);
-    expect(await execOverStream(withStdin, { stdin, stdout, tty: false })).toEqual({ exitCode: 0 });
+    expect(await execOverSpdy(withStdin, { stdin, stdout, tty: false })).toEqual({ exitCode: 0 });
     expect(stdout.text()).toBe('got hello\n');
 
     const terminal = sink();
@@ -173,7 +164,7 @@ describe('CRI streaming, logs and stats against containerd', () => {
     });
     const resize = Readable.from([{ width: 123, height: 45 }]);
     const open = new PassThrough();
-    expect(await execOverStream(withTty, { stdin: open, stdout: terminal, tty: true, resize })).toEqual({
+    expect(await execOverSpdy(withTty, { stdin: open, stdout: terminal, tty: true, resize })).toEqual({
       exitCode: 0,
     });
     expect(terminal.text()).toBe('45 123\r\n');
@@ -188,7 +179,7 @@ describe('CRI streaming, logs and stats against containerd', () => {
       stdout: true,
       stderr: true,
     });
-    const err = await execOverStream(url, { stdout: sink(), stderr: sink(), tty: false }).catch(
+    const err = await execOverSpdy(url, { stdout: sink(), stderr: sink(), tty: false }).catch(
       (e: Error) => e,
     );
     expect((err as Error).message).toMatch(
@@ -204,7 +195,7 @@ describe('CRI streaming, logs and stats against containerd', () => {
     const url = await cri.attach({ container_id: id, tty: false, stdin: true, stdout: true, stderr: true });
     const stdout = sink();
     const stdin = new PassThrough();
-    const attached = attachOverStream(url, { stdin, stdout, stderr: sink(), tty: false });
+    const attached = attachOverSpdy(url, { stdin, stdout, stderr: sink(), tty: false });
     stdin.write('hello\n');
     expect(await attached).toEqual({ exitCode: 0 });
     expect(stdout.text()).toBe('got hello\nbye\n');
@@ -235,7 +226,7 @@ describe('CRI streaming, logs and stats against containerd', () => {
     // Attach without stdin, detach: the container keeps running.
     const detach = new AbortController();
     const url = await cri.attach({ container_id: id, tty: false, stdin: false, stdout: true, stderr: false });
-    const attached = attachOverStream(url, { stdout: sink(), tty: false, signal: detach.signal });
+    const attached = attachOverSpdy(url, { stdout: sink(), tty: false, signal: detach.signal });
     detach.abort();
     expect(await attached).toEqual({ exitCode: 0 });
     expect((await cri.containerStatus(id)).state).toBe('CONTAINER_RUNNING');
@@ -273,7 +264,7 @@ describe('CRI streaming, logs and stats against containerd', () => {
       const r = await cri.execSync(id, ['sh', '-c', 'netstat -ltn | grep -q 127.0.0.1:8080'], 5);
       return r.exitCode === 0;
     });
-    const conn = await portForwardOverStream(await cri.portForward(sandboxId, [8080]), 8080);
+    const conn = await portForwardOverSpdy(await cri.portForward(sandboxId, [8080]), 8080);
     conn.write('ping-from-test\n');
     expect(await readUntil(conn, 'hello-from-pod\n')).toBe('hello-from-pod\n');
     // What the test sent reached the pod: nc printed it to its stdout, the container's log.
@@ -287,12 +278,12 @@ describe('CRI streaming, logs and stats against containerd', () => {
     logs.destroy();
     conn.destroy();
 
-    const refused = await portForwardOverStream(await cri.portForward(sandboxId, [9999]), 9999);
+    const refused = await portForwardOverSpdy(await cri.portForward(sandboxId, [9999]), 9999);
     const err = await new Promise<Error>((resolve) => refused.on('error', resolve).resume());
     expect(err.message).toMatch(/9999/);
   });
 
-  it('over SPDY, the end of stdin reaches the process (what kubectl cp needs)', async () => {
+  it('ends the process’s stdin when stdin ends (what kubectl cp needs)', async () => {
     const url = await cri.exec({
       container_id: main,
       cmd: ['sh', '-c', 'cat; echo cat-saw-eof; exit 4'],
@@ -302,57 +293,35 @@ describe('CRI streaming, logs and stats against containerd', () => {
       stderr: true,
     });
     const stdout = sink();
-    const stdin = Readable.from([Buffer.from('hello over spdy\n')]);
-    expect(await execOverSpdy(url, { stdin, stdout, stderr: sink(), tty: false }, spdy)).toEqual({
+    const stdin = Readable.from([Buffer.from('hello\n')]);
+    expect(await execOverSpdy(url, { stdin, stdout, stderr: sink(), tty: false })).toEqual({
       exitCode: 4,
     });
-    expect(stdout.text()).toBe('hello over spdy\ncat-saw-eof\n');
+    expect(stdout.text()).toBe('hello\ncat-saw-eof\n');
   });
 
-  it('over SPDY, an attach’s stdin ends the container’s stdin (stdin_once), and detach leaves it running', async () => {
+  it('ends an attached container’s stdin (stdin_once) when stdin ends', async () => {
     const id = await container('cat', 'cat; echo cat-saw-eof', { stdin: true, stdin_once: true });
     const url = await cri.attach({ container_id: id, tty: false, stdin: true, stdout: true, stderr: true });
     const stdout = sink();
     const stdin = Readable.from([Buffer.from('one\n'), Buffer.from('two\n')]);
-    expect(await attachOverSpdy(url, { stdin, stdout, stderr: sink(), tty: false }, spdy)).toEqual({
+    expect(await attachOverSpdy(url, { stdin, stdout, stderr: sink(), tty: false })).toEqual({
       exitCode: 0,
     });
     expect(stdout.text()).toBe('one\ntwo\ncat-saw-eof\n');
-
-    const idle = await container('idle', 'sleep 3600');
-    const detach = new AbortController();
-    const attachUrl = await cri.attach({
-      container_id: idle,
-      tty: false,
-      stdin: false,
-      stdout: true,
-      stderr: true,
-    });
-    const attached = attachOverSpdy(
-      attachUrl,
-      { stdout: sink(), stderr: sink(), tty: false, signal: detach.signal },
-      spdy,
-    );
-    detach.abort();
-    expect(await attached).toEqual({ exitCode: 0 });
-    expect((await cri.containerStatus(idle)).state).toBe('CONTAINER_RUNNING');
   });
 
-  it('over SPDY, a forward half-closes: the pod sees the end of what was sent and answers it whole', async () => {
+  it('half-closes a forward: the pod sees the end of what was sent and answers it whole', async () => {
     const id = await container('echo', 'nc -l -p 8081 127.0.0.1 -e cat');
     await waitFor('nc listening on 8081', 30_000, async () => {
       const r = await cri.execSync(id, ['sh', '-c', 'netstat -ltn | grep -q 127.0.0.1:8081'], 5);
       return r.exitCode === 0;
     });
-    const conn = await portForwardOverSpdy(await cri.portForward(sandboxId, [8081]), 8081, spdy);
+    const conn = await portForwardOverSpdy(await cri.portForward(sandboxId, [8081]), 8081);
     conn.end('echo me, then EOF\n');
     let echoed = '';
     for await (const chunk of conn) echoed += String(chunk);
     expect(echoed).toBe('echo me, then EOF\n');
-
-    const refused = await portForwardOverSpdy(await cri.portForward(sandboxId, [9998]), 9998, spdy);
-    const err = await new Promise<Error>((resolve) => refused.on('error', resolve).resume());
-    expect(err.message).toMatch(/9998/);
   });
 
   it('reports the sandbox’s usage from ListPodSandboxStats, with a CPU rate from two samples', async () => {
@@ -376,7 +345,7 @@ describe('CRI streaming, logs and stats against containerd', () => {
       stdout: true,
       stderr: true,
     });
-    expect(await execOverStream(busy, { stdout: sink(), stderr: sink(), tty: false })).toEqual({
+    expect(await execOverSpdy(busy, { stdout: sink(), stderr: sink(), tty: false })).toEqual({
       exitCode: 0,
     });
     const [second] = await sample();

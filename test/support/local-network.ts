@@ -15,7 +15,6 @@ import {
   type LocalProviderOptions,
 } from '../../operator/providers/local/provider.ts';
 import { startVirtualNode, type RunningVirtualNode } from '../../operator/virtualnode/run.ts';
-import { SpdySession } from '../../operator/shared/spdy/spdy.ts';
 import { waitFor } from '../../operator/shared/wait.ts';
 import { freePort } from './ports.ts';
 import { defaultClusterDir } from './cluster.ts';
@@ -42,8 +41,6 @@ export async function startLocalNode(
   const provider = await LocalProvider.start({
     nodeName: name,
     criEndpoint: testCriEndpoint(),
-    // The streaming server's SPDY path, as `spillway run` wires it: stdin ends and forwards half-close.
-    spdy: (socket, initialData) => new SpdySession(socket, { role: 'client', initialData }),
     // Short back-off so that restart tests take seconds, not minutes; the kubelet's rule is unchanged.
     supervision: { backoffMs: 1000, maxBackoffMs: 4000 },
     ...options,

@@ -53,15 +53,7 @@ import { StatusNotifier } from '../status-notifier.ts';
 import { CriClient } from './cri/client.ts';
 import { containerLogFile, readContainerLog } from './cri/logs.ts';
 import { UsageSampler, type StartTimes } from './cri/stats.ts';
-import {
-  attachOverSpdy,
-  attachOverStream,
-  execOverSpdy,
-  execOverStream,
-  portForwardOverSpdy,
-  portForwardOverStream,
-  type SpdyClientFactory,
-} from './cri/streaming.ts';
+import { attachOverSpdy, execOverSpdy, portForwardOverSpdy } from './cri/streaming.ts';
 import { LOCAL_NODE_CIDR } from './factory.ts';
 import { inCIDR, LocalNetwork } from './network.ts';
 import {
@@ -117,12 +109,6 @@ export interface LocalProviderOptions {
   logger?: Logger;
   /** Told after each step of a create and of a container's start; for tests, which crash there. */
   step?: (name: SetupStep, uid: string) => void;
-  /**
-   * A SPDY/3.1 client session maker (the project's SpdySession, which a provider may not import). With it, exec,
-   * attach and port-forward speak the streaming server's SPDY path, where stdin ends (`kubectl cp`, `exec -i <
-   * file`) and a forward half-closes; without it, the WebSocket path, which has neither (./cri/streaming.ts).
-   */
-  spdy?: SpdyClientFactory;
 }
 
 const supervisionDefaults: SupervisionOptions = {
@@ -586,7 +572,7 @@ export class LocalProvider implements SandboxProvider {
     );
   }
 
-  /** `kubectl exec`: a CRI Exec session through containerd's streaming server (./cri/streaming.ts). */
+  /** `kubectl exec`: a CRI Exec session through containerd's streaming server over SPDY (./cri/streaming.ts). */
   async exec(
     key: SandboxKey,
     container: string,
@@ -602,8 +588,7 @@ export class LocalProvider implements SandboxProvider {
       stdout: true,
       stderr: !streams.tty && Boolean(streams.stderr),
     });
-    const spdy = this.#options.spdy;
-    return spdy ? execOverSpdy(url, streams, spdy) : execOverStream(url, streams);
+    return execOverSpdy(url, streams);
   }
 
   /** `kubectl attach`: the main process's output, and its stdin when the container has `stdin: true`. */
@@ -619,16 +604,14 @@ export class LocalProvider implements SandboxProvider {
       stderr: !streams.tty && Boolean(streams.stderr),
     });
     const attached = stdin ? streams : { ...streams, stdin: undefined };
-    const spdy = this.#options.spdy;
-    return spdy ? attachOverSpdy(url, attached, spdy) : attachOverStream(url, attached);
+    return attachOverSpdy(url, attached);
   }
 
   /** `kubectl port-forward`: a connection to `port` in the pod's network namespace, through the runtime. */
   async portForward(key: SandboxKey, port: number): Promise<Duplex> {
     const worker = this.#get(key);
     const url = await this.cri.portForward(worker.record.sandboxId, [port]);
-    const spdy = this.#options.spdy;
-    return spdy ? portForwardOverSpdy(url, port, spdy) : portForwardOverStream(url, port);
+    return portForwardOverSpdy(url, port);
   }
 
   /** The id of the running container `container` of the pod. */
