@@ -360,26 +360,26 @@ describe('validatePod: what the virtual nodes’ providers refuse', () => {
   const local = node('virtual-local', 'local');
   const fake = node('virtual-fake', 'fake');
   const burst = { 'spillway.dev/burst': 'always' };
+  // The local provider runs Linux containers only (operator/providers/local/rules.ts); the fake runs any spec.
+  const windows: Partial<V1PodSpec> = { os: { name: 'windows' } };
 
   it('denies a pod every provider it may land on refuses, naming the field (no Failed-pod storm)', () => {
-    const verdict = validatePod(pod(burst), undefined, isVirtual, 'web', [local]);
+    const verdict = validatePod(pod(burst, windows), undefined, isVirtual, 'web', [local]);
     expect(verdict.allowed).toBe(false);
     if (verdict.allowed) return;
     expect(verdict.message).toContain('would run on a virtual node');
-    expect(verdict.message).toContain('provider local cannot run it: spec.containers[0].command');
+    expect(verdict.message).toContain('provider local cannot run it: spec.os.name');
+    expect(verdict.message).toContain('remove spec.os or set it to linux');
   });
 
   it.each<[string, V1Pod, V1Node[]]>([
+    ['a Linux pod', pod(burst, { os: { name: 'linux' } }), [local]],
+    ['a pod without spec.os', pod(burst), [local]],
+    ['a Windows pod that stays on real nodes', pod({}, windows), [local]],
+    ['a Windows pod another provider may run', pod(burst, windows), [local, fake]],
     [
-      'a pod with a command',
-      pod(burst, { containers: [{ name: 'app', image: 'x', command: ['serve'] }] }),
-      [local],
-    ],
-    ['a pod that stays on real nodes', pod(), [local]],
-    ['a pod another provider may run', pod(burst), [local, fake]],
-    [
-      'a pod pinned to the provider that runs it',
-      pod(burst, { nodeSelector: { 'spillway.dev/provider': 'fake' } }),
+      'a Windows pod pinned to the provider that runs it',
+      pod(burst, { ...windows, nodeSelector: { 'spillway.dev/provider': 'fake' } }),
       [local, fake],
     ],
   ])('allows %s', (_name, p, nodes) => {
@@ -387,7 +387,7 @@ describe('validatePod: what the virtual nodes’ providers refuse', () => {
   });
 
   it('denies when the selector picks the refusing provider among several', () => {
-    const p = pod(burst, { nodeSelector: { 'spillway.dev/provider': 'local' } });
+    const p = pod(burst, { ...windows, nodeSelector: { 'spillway.dev/provider': 'local' } });
     expect(validatePod(p, undefined, isVirtual, 'web', [local, fake]).allowed).toBe(false);
   });
 });

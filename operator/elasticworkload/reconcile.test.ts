@@ -190,7 +190,8 @@ describe('ElasticWorkload reconcile: fold-back on delete', () => {
 
 describe('ElasticWorkload reconcile: what blocks bursting', () => {
   it('a template the only virtual node’s provider refuses gets no unit replica, and an Event once', async () => {
-    const template = { containers: [{ name: 'web', image: 'nginx:1.27' }] };
+    // The local provider runs Linux containers only (operator/providers/local/rules.ts).
+    const template = { os: { name: 'windows' }, containers: [{ name: 'web', image: 'nginx:1.27' }] };
     // The burst label sends the unit's pods to virtual nodes (examples/web's unit).
     const ew = elasticWorkload({
       replicas: 5,
@@ -206,7 +207,7 @@ describe('ElasticWorkload reconcile: what blocks bursting', () => {
     expect(condition(w, 'BurstBlocked')).toEqual(['True', 'ProviderRefusesPodSpec']);
     expect(condition(w, 'Capped')?.[0]).toBe('True');
     expect(eventOf(w, 'ProviderRefusesPodSpec').note).toMatch(
-      /^unit burst gets no replica: provider local cannot run Deployment web's pod template: spec\.template\.spec\.containers\[0\]\.command/,
+      /^unit burst gets no replica: provider local cannot run Deployment web's pod template: spec\.template\.spec\.os\.name: the local provider runs Linux containers only/,
     );
 
     const told = { ...ew, status: writtenStatus(w) };

@@ -21,52 +21,68 @@ const virtualNode = (name: string, provider: string): V1Node => ({
 });
 const local = virtualNode('vn-local', 'local');
 const eci = virtualNode('vn-eci', 'eci');
+// The fake provider has no static rules: it runs any spec.
+const fake = virtualNode('vn-fake', 'fake');
 
-/** examples/web's unit template: an image without command, sent to virtual nodes by its burst label. */
+/** examples/web's unit template, sent to virtual nodes by its burst label. */
 const burstTemplate = (extra: Partial<V1PodTemplateSpec['spec']> = {}): V1PodTemplateSpec => ({
   metadata: { labels: { app: 'web', 'spillway.dev/burst': 'always' } },
   spec: { containers: [{ name: 'web', image: 'nginx:1.27' }], ...extra },
 });
+/** The same template for Windows, which the local provider (Linux containers only) and ECI refuse. */
+const windowsTemplate = (extra: Partial<V1PodTemplateSpec['spec']> = {}): V1PodTemplateSpec =>
+  burstTemplate({ os: { name: 'windows' }, ...extra });
 
 describe('templateRefusal', () => {
   it.each<[string, V1PodTemplateSpec, V1Node[], string | undefined]>([
-    ['the local provider refuses an image without command', burstTemplate(), [local], 'local'],
-    ['ECI runs it: no refusal', burstTemplate(), [eci], undefined],
-    ['one of two providers may run it: not refused', burstTemplate(), [local, eci], undefined],
+    ['the local provider refuses a Windows pod', windowsTemplate(), [local], 'local'],
+    ['the local provider runs a Linux pod', burstTemplate({ os: { name: 'linux' } }), [local], undefined],
+    ['the local provider runs a pod without spec.os', burstTemplate(), [local], undefined],
+    ['every provider refuses it: the first one is named', windowsTemplate(), [local, eci], 'local'],
+    ['one of two providers may run it: not refused', windowsTemplate(), [local, fake], undefined],
     [
-      'pinned to the local provider by nodeSelector: the ECI node does not count',
-      burstTemplate({ nodeSelector: { 'spillway.dev/provider': 'local' } }),
-      [local, eci],
+      'pinned to the local provider by nodeSelector: the fake node does not count',
+      windowsTemplate({ nodeSelector: { 'spillway.dev/provider': 'local' } }),
+      [local, fake],
       'local',
     ],
-    ['no virtual node registered: not known, not refused', burstTemplate(), [], undefined],
+    ['no virtual node registered: not known, not refused', windowsTemplate(), [], undefined],
     [
       'a template that does not go to virtual nodes is none of the providers’ business',
-      { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } },
+      {
+        metadata: { labels: { app: 'web' } },
+        spec: { os: { name: 'windows' }, containers: [{ name: 'web', image: 'nginx' }] },
+      },
       [local],
       undefined,
     ],
     [
       'a provider this build has no rules for: not refused',
-      burstTemplate(),
+      windowsTemplate(),
       [virtualNode('vn-x', 'acme')],
-      undefined,
-    ],
-    [
-      'with a command the local provider runs it',
-      burstTemplate({
-        containers: [{ name: 'web', image: 'nginx', command: ['nginx', '-g', 'daemon off;'] }],
-      }),
-      [local],
       undefined,
     ],
   ])('%s', (_name, template, nodes, refusedBy) => {
     expect(templateRefusal(template, nodes)?.provider).toBe(refusedBy);
   });
 
-  it('names the field in the source Deployment', () => {
-    expect(templateRefusal(burstTemplate(), [local])?.causes).toEqual([
-      { path: 'spec.template.spec.containers[0].command', message: expect.stringMatching(/set command/) },
+  it('names the field in the source Deployment, and what to change', () => {
+    expect(templateRefusal(windowsTemplate(), [local])?.causes).toEqual([
+      {
+        path: 'spec.template.spec.os.name',
+        message: 'the local provider runs Linux containers only: remove spec.os or set it to linux',
+      },
+    ]);
+  });
+
+  it('names each container without an image and each mount of a missing volume', () => {
+    const template = burstTemplate({
+      initContainers: [{ name: 'init' }],
+      containers: [{ name: 'web', image: 'nginx', volumeMounts: [{ name: 'gone', mountPath: '/data' }] }],
+    });
+    expect(templateRefusal(template, [local])?.causes.map((c) => c.path)).toEqual([
+      'spec.template.spec.initContainers[0].image',
+      'spec.template.spec.containers[0].volumeMounts[0].name',
     ]);
   });
 });
@@ -147,7 +163,7 @@ describe('templateRefusal for a pod (as the admission webhook would ask)', () =>
   it('names the pod’s own paths and honours a namespace-wide burst label', () => {
     const template: V1PodTemplateSpec = {
       metadata: { labels: { app: 'web' } },
-      spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] },
+      spec: { os: { name: 'windows' }, containers: [{ name: 'web', image: 'nginx:1.27' }] },
     };
     expect(templateRefusal(template, [local], { base: 'spec' })).toBeUndefined();
     expect(
@@ -155,7 +171,7 @@ describe('templateRefusal for a pod (as the admission webhook would ask)', () =>
         base: 'spec',
         namespaceLabels: { 'spillway.dev/burst': 'always' },
       })?.causes[0]?.path,
-    ).toBe('spec.containers[0].command');
+    ).toBe('spec.os.name');
   });
 });
 

@@ -28,7 +28,10 @@ import { freePort } from '../support/ports.ts';
 
 /** A node object that claims to be a local-provider virtual node (labels only: nothing runs on it). */
 const localNodeName = 'spillway-refusals-local';
-/** A real virtual node with the fake provider: a few pods of room, refusing containers without command. */
+/**
+ * A real virtual node with the fake provider: a few pods of room, refusing containers without command when a pod
+ * reaches it (a refusal the fake provider's static rules do not know, so only the node finds out).
+ */
 const fakeNodeName = 'spillway-refusals-fake';
 
 const onFakeNode = {
@@ -38,8 +41,15 @@ const onFakeNode = {
   ],
 };
 
-/** A Deployment of nginx; without `command` (as examples/web) unless one is given. */
-function deployment(name: string, replicas: number, command?: string[]): V1Deployment {
+/**
+ * A Deployment of nginx; without `command` (as examples/web) unless one is given; for Windows with `windows`
+ * (which the local provider refuses: it runs Linux containers only).
+ */
+function deployment(
+  name: string,
+  replicas: number,
+  { command, windows = false }: { command?: string[]; windows?: boolean } = {},
+): V1Deployment {
   return {
     metadata: { name },
     spec: {
@@ -48,6 +58,7 @@ function deployment(name: string, replicas: number, command?: string[]): V1Deplo
       template: {
         metadata: { labels: { app: name } },
         spec: {
+          ...(windows ? { os: { name: 'windows' } } : {}),
           containers: [
             {
               name: 'web',
@@ -149,7 +160,10 @@ describe('ElasticWorkload status under refusals and missing capacity', () => {
   });
 
   it('gives no replica to a unit whose template the provider refuses, and names the field', async () => {
-    await apps.createNamespacedDeployment({ namespace: ns.name, body: deployment('refused', 2) });
+    await apps.createNamespacedDeployment({
+      namespace: ns.name,
+      body: deployment('refused', 2, { windows: true }),
+    });
     await createEw({
       metadata: { name: 'refused' },
       spec: {
@@ -172,7 +186,9 @@ describe('ElasticWorkload status under refusals and missing capacity', () => {
     const blocked = (await condition('refused', 'BurstBlocked'))!;
     expect(blocked.reason).toBe('ProviderRefusesPodSpec');
     expect(blocked.message).toContain('unit burst gets no replica: provider local cannot run');
-    expect(blocked.message).toContain('spec.template.spec.containers[0].command');
+    expect(blocked.message).toContain(
+      'spec.template.spec.os.name: the local provider runs Linux containers only: remove spec.os or set it to linux',
+    );
     expect(await condition('refused', 'Ready')).toMatchObject({
       status: 'False',
       reason: 'ProviderRefusesPodSpec',
@@ -184,7 +200,7 @@ describe('ElasticWorkload status under refusals and missing capacity', () => {
       (await eventsOf('refused')).some((e) => e.reason === 'ProviderRefusesPodSpec' && e.type === 'Warning'),
     );
 
-    // Fixed (a command), the unit gets its replicas.
+    // Fixed (a Linux pod, as the message says), the unit gets its replicas.
     await kubectl(
       cluster.kubeconfigPath,
       'patch',
@@ -194,7 +210,7 @@ describe('ElasticWorkload status under refusals and missing capacity', () => {
       ns.name,
       '--type=json',
       '-p',
-      '[{"op":"add","path":"/spec/template/spec/containers/0/command","value":["nginx"]}]',
+      '[{"op":"remove","path":"/spec/template/spec/os"}]',
     );
     await waitFor(
       'the unit gets 3 replicas',
@@ -290,7 +306,7 @@ describe('ElasticWorkload status under refusals and missing capacity', () => {
     // The fake node has room for 3 pods; the unit wants 5.
     await apps.createNamespacedDeployment({
       namespace: ns.name,
-      body: deployment('crowded', 1, ['sleep', 'infinity']),
+      body: deployment('crowded', 1, { command: ['sleep', 'infinity'] }),
     });
     await createEw({
       metadata: { name: 'crowded' },

@@ -360,8 +360,8 @@ describe('admission webhooks against the real apiserver and scheduler', () => {
   });
 
   it('refuses at admission what the only provider a pod may land on cannot run, so its ReplicaSet backs off', async () => {
-    // A virtual node whose provider (local) refuses a container without a command: only a Node object is needed,
-    // the webhooks read the providers' static rules off its labels.
+    // A virtual node whose provider (local) refuses a Windows pod (it runs Linux containers only): only a Node
+    // object is needed, the webhooks read the providers' static rules off its labels.
     const localNode = 'virtual-local-webhooks';
     await core.createNode({
       body: {
@@ -379,45 +379,44 @@ describe('admission webhooks against the real apiserver and scheduler', () => {
     try {
       const toLocal = { 'spillway.dev/burst': 'always' };
       const spec = { nodeSelector: { 'spillway.dev/provider': 'local' } };
+      const windows = { ...spec, os: { name: 'windows' } };
       let message: string | undefined;
       let attempt = 0;
       await waitFor('the webhooks to know the local virtual node', 30_000, async () => {
         // Until the webhooks' node cache has the new node, the pod is admitted: try again under a new name.
-        message = await refusal(created(ns.name, pod(`no-command-${attempt++}`, toLocal, spec)));
+        message = await refusal(created(ns.name, pod(`windows-${attempt++}`, toLocal, windows)));
         return message !== undefined;
       });
-      expect(message, message).toContain('provider local cannot run it: spec.containers[0].command');
+      expect(message, message).toContain(
+        'provider local cannot run it: spec.os.name: the local provider runs Linux containers only: remove spec.os or set it to linux',
+      );
       // A Deployment's ReplicaSet gets the same answer as FailedCreate and backs off: no pod is created to fail.
       await apps.createNamespacedDeployment({
         namespace: ns.name,
         body: {
-          metadata: { name: 'no-command' },
+          metadata: { name: 'windows' },
           spec: {
             replicas: 3,
-            selector: { matchLabels: { app: 'no-command' } },
+            selector: { matchLabels: { app: 'windows' } },
             template: {
-              metadata: { labels: { app: 'no-command', ...toLocal } },
-              spec: { ...spec, containers: [{ ...pause }] },
+              metadata: { labels: { app: 'windows', ...toLocal } },
+              spec: { ...windows, containers: [{ ...pause }] },
             },
           },
         },
       });
       await waitFor('a FailedCreate Event naming the field', 60_000, async () =>
         (await core.listNamespacedEvent({ namespace: ns.name })).items.some(
-          (e) => e.reason === 'FailedCreate' && e.message?.includes('spec.containers[0].command'),
+          (e) => e.reason === 'FailedCreate' && e.message?.includes('spec.os.name'),
         ),
       );
-      const pods = await core.listNamespacedPod({ namespace: ns.name, labelSelector: 'app=no-command' });
+      const pods = await core.listNamespacedPod({ namespace: ns.name, labelSelector: 'app=windows' });
       expect(pods.items).toHaveLength(0);
-      // A container with a command runs there.
-      await created(
-        ns.name,
-        pod('with-command', toLocal, { ...spec, containers: [{ ...pause, command: ['/pause'] }] }),
-      );
+      // A Linux pod, and a pod that does not say, may go there.
+      await created(ns.name, pod('linux', toLocal, { ...spec, os: { name: 'linux' } }));
+      await created(ns.name, pod('no-os', toLocal, spec));
     } finally {
-      await apps
-        .deleteNamespacedDeployment({ namespace: ns.name, name: 'no-command' })
-        .catch(() => undefined);
+      await apps.deleteNamespacedDeployment({ namespace: ns.name, name: 'windows' }).catch(() => undefined);
       await core.deleteNode({ name: localNode }).catch(() => undefined);
     }
   });

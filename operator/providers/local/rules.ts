@@ -23,12 +23,19 @@ function containerCauses(
 }
 
 /**
- * Every field of `spec` the local provider refuses whatever the inputs: a container without an image, a mount of
- * a volume the pod lacks, a relative mount path.
+ * Every field of `spec` the local provider refuses whatever the inputs: a Windows pod, a container without an
+ * image, a mount of a volume the pod lacks, a relative mount path.
  * @param base the path of `spec` in the object the user wrote
  */
 export function localUnsupported(spec: V1PodSpec, base = 'spec'): PodSpecCause[] {
   const causes: PodSpecCause[] = [];
+  // runc on this host's Linux kernel runs Linux containers only; a Windows image would fail to start.
+  if (spec.os?.name === 'windows') {
+    causes.push({
+      path: `${base}.os.name`,
+      message: 'the local provider runs Linux containers only: remove spec.os or set it to linux',
+    });
+  }
   const volumes = new Set((spec.volumes ?? []).map((v) => v.name));
   (spec.initContainers ?? []).forEach((c, i) =>
     containerCauses(c, `${base}.initContainers[${i}]`, volumes, causes),
