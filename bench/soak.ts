@@ -6,17 +6,20 @@
  * - orphans: provider instances whose pod no longer exists; duplicates: more than one live instance for a pod;
  * - stuck pods: unit pods not Running and Ready (or still terminating) after the settle time;
  * - extra creates: instances created for a pod beyond its first (ECI: the fake endpoint's record of every group
- *   it created; local: every sandbox PID 1 seen for a pod, sampled each second), and the create calls made;
- * - broken sandboxes (local): Running pods whose sandbox lacks eth0 up with the pod IP or a route to the service
- *   CIDR, checked with nsenter; duplicate container runs (local): more than one shim live for one container;
+ *   it created; local: every containerd pod sandbox id seen for a pod UID, listed through CRI every half second),
+ *   and the create calls made;
+ * - broken sandboxes (local): Running pods without exactly one ready sandbox, whose PodSandboxStatus IP is not the
+ *   pod's IP, whose container is not running, whose port does not answer on that IP from the host, or whose
+ *   container cannot connect to the `kubernetes` ClusterIP (ExecSync); duplicate container runs (local): more than
+ *   one running container at once for one pod UID and container name;
  * - repeated Events: the same reason and message for the same pod UID emitted more than once by the node;
- * - leftovers once the ElasticWorkload and its namespace are deleted: container groups (ECI); sandbox processes,
- *   state directories, IP leases, veths and cgroups (local).
+ * - leftovers once the ElasticWorkload and its namespace are deleted: container groups (ECI); the node's sandboxes
+ *   and containers in containerd, state directories, pod cgroups and host-local IP leases (local).
  *
  * Providers: `eci` against the fake ECI endpoint running in this process (so its books survive the kills), and
- * `local` (real sandboxes on this host; needs root; sandboxes outlive the kills, which is the point). Whatever
- * the run leaves, the soak removes at the end (sandboxes, veths, state, and the nftables tables, routes and
- * bridge that were not there before it). Results go to bench/results/soak.json (one entry per provider, kept
+ * `local` (pods of busybox `httpd` from the cluster registry in the cluster's containerd; needs root; sandboxes
+ * outlive the kills, which is the point). Whatever the run leaves, the soak removes at the end (the node's
+ * sandboxes through CRI, state, cgroups, leases, and the nftables tables and routes that were not there before). Results go to bench/results/soak.json (one entry per provider, kept
  * from earlier runs for providers not run now) and a table on stdout; operator logs to soak.<provider>.log.
  *
  *   node bench/soak.ts [--providers eci,local]
@@ -31,12 +34,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
-import { AppsV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { imageRef } from '../hack/images/catalog.ts';
 import { unitDeploymentName } from '../operator/elasticworkload/units.ts';
 import { LocalCluster, serviceCIDR } from '../test/support/cluster.ts';
 import { createTestNamespace } from '../test/support/namespace.ts';
 import { createDeployment, createElasticWorkload, deployment } from '../test/support/objects.ts';
 import { freePort } from '../test/support/ports.ts';
+import { seedImages } from '../test/support/registry.ts';
 import { benchClusterDir } from './lib/cluster.ts';
 import { waitNodeReady } from './lib/pod-progress.ts';
 import { environment, logFile, printTable, repoRoot, resultsDir } from './lib/results.ts';
@@ -89,17 +94,31 @@ const stepValue = (from: number, to: number, k: number, steps: number) =>
 
 const rolloutOf = (p: PodLike) => p.spec?.containers?.[0]?.env?.find((e) => e.name === ROLLOUT_ENV)?.value;
 
-async function soakOne(kc: KubeConfig, kubeconfig: string, name: ProviderName, providerSeed: number) {
+async function soakOne(cluster: LocalCluster, name: ProviderName, providerSeed: number) {
+  const kc = cluster.kubeConfig();
+  const kubeconfig = cluster.kubeconfigPath;
   const log = (line: string) => console.log(`  soak ${name}: ${line}`);
   const rand = seededRandom(providerSeed);
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
   const nodeName = `spillway-soak-${name}`;
   const port = await freePort();
+  // The local provider runs the image: its pods pull busybox from the cluster registry (ECI's fake runs nothing).
+  let image = 'registry.k8s.io/pause:3.10';
+  if (name === 'local') {
+    const seeded = await seedImages(cluster.registry, ['pause', 'busybox']);
+    log(
+      `registry ${cluster.registry}: pushed [${seeded.pushed.join(', ')}], present [${seeded.present.join(', ')}]`,
+    );
+    image = imageRef('busybox', cluster.registry);
+  }
   const provider: SoakProvider =
     name === 'eci'
       ? await eciSoakProvider(nodeName, port)
-      : localSoakProvider(nodeName, port, serviceCIDR.replace(/0\/\d+$/, '1'));
+      : localSoakProvider(nodeName, port, cluster.criEndpoint, {
+          ip: serviceCIDR.replace(/0\/\d+$/, '1'), // the `kubernetes` Service
+          port: 443,
+        });
   const op = new OperatorProcess({
     args: provider.args,
     env: { ...provider.env, KUBECONFIG: kubeconfig, LOG_LEVEL: 'info' },
@@ -126,7 +145,7 @@ async function soakOne(kc: KubeConfig, kubeconfig: string, name: ProviderName, p
     ns = await createTestNamespace(kc, `soak-${name}`);
     ledger = new PodLedger(kc, ns.name, nodeName);
     await ledger.start();
-    const container = { name: 'app', image: 'registry.k8s.io/pause:3.10', command: provider.command };
+    const container = { name: 'app', image, command: provider.command };
     await createDeployment(
       kc,
       ns.name,
@@ -280,7 +299,6 @@ const clusterDir = process.env.SOAK_CLUSTER_DIR ?? benchClusterDir;
 const cluster = new LocalCluster(clusterDir);
 const wasRunning = await cluster.isRunning();
 await cluster.up((line) => console.log(`  cluster: ${line}`));
-const kc = cluster.kubeConfig();
 console.log(
   `soak: seed ${seed} (SOAK_SEED=${seed} replays the kill moments), ${kills} kills and ${pods} pods per provider`,
 );
@@ -294,7 +312,7 @@ try {
     }
     try {
       runs.push({
-        ...(await soakOne(kc, cluster.kubeconfigPath, name, seed + i)),
+        ...(await soakOne(cluster, name, seed + i)),
         environment: environment(),
       });
     } catch (err) {

@@ -1,116 +1,167 @@
 /**
- * The kill-soak's view of the local provider from the host, independent of the operator's own bookkeeping:
- * sandboxes are found as processes in /proc (sandbox-init.sh's PID 1 per pod UID, container-shim.sh runs per
- * container), their network is checked from inside their namespace with `nsenter`, and what a deleted
- * workload may leave behind is looked for where the provider puts it (state directory, leases, veths on the
- * bridge, cgroups). Also the clean-up of everything the soak made, whatever the operator did. Needs root.
+ * The kill-soak's view of the local provider from the host, independent of the operator's own bookkeeping: the
+ * node's pod sandboxes and containers as containerd lists them through CRI (crictl, filtered by the provider's
+ * `spillway.dev/node` label and keyed by `io.kubernetes.pod.uid`), each sandbox's network checked from outside (the
+ * address containerd's CNI gave it, and the pod's port answering on it) and from inside (a connection to a
+ * ClusterIP through an ExecSync in its container), and what a deleted workload may leave behind looked for where
+ * the provider and the runtime put it (sandboxes and containers in containerd, state directories, pod cgroups,
+ * host-local IP leases). Also the clean-up of everything the soak made, whatever the operator
+ * did. Needs root.
+ *
+ * crictl is run synchronously: the SoakProvider contract (./soak-counts.ts) reads the host in plain calls, and a
+ * listing takes tens of milliseconds.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SANDBOX_INIT_PATH } from '../../operator/providers/local/runtime.ts';
+import { NODE_LABEL, POD_UID_LABEL } from '../../operator/providers/local/plan.ts';
+import { removeLocalSandboxes } from '../../operator/providers/local/provider.ts';
+import { ipamDir, CNI_NETWORK } from '../../test/support/containerd.ts';
+import { repoRoot } from './results.ts';
 import type { SoakProvider } from './soak-counts.ts';
 
-/** One live sandbox PID 1 (sandbox-init.sh), with the pod UID its state directory names. */
-export interface SandboxInit {
-  uid: string;
-  pid: number;
-  /** pid + start time: a new sandbox for the same UID has another. */
+/** The port the soak's pods serve on (busybox `httpd`), which the network check connects to. */
+export const SOAK_POD_PORT = 8080;
+const BRIDGE = 'spillway0';
+/** Where host-local keeps the leases of the CNI network: one file per address, its first line the sandbox id. */
+const LEASES = join(ipamDir(BRIDGE), CNI_NETWORK);
+const CRICTL = join(repoRoot, 'bin', 'crictl');
+
+/** One pod sandbox of the node as CRI lists it. */
+export interface CriSandbox {
   id: string;
-  pidNs: string | undefined;
+  uid: string;
+  ready: boolean;
 }
 
-/** What /proc shows of one node's sandboxes at one moment. */
-export interface SandboxScan {
-  inits: SandboxInit[];
-  /** Live container runs (distinct run directories with a shim) per `uid/container`: more than one is a duplicate. */
-  shims: Map<string, number>;
+/** One container of the node as CRI lists it. */
+export interface CriContainer {
+  id: string;
+  sandboxId: string;
+  uid: string;
+  name: string;
+  running: boolean;
 }
 
-function argvOf(pid: string): string[] {
+/** What containerd holds of one node at one moment. */
+export interface CriScan {
+  sandboxes: CriSandbox[];
+  containers: CriContainer[];
+}
+
+function sh(cmd: string, args: string[], timeout = 10_000): string | undefined {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return [];
-  }
-}
-
-function startTime(pid: string): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return f[0] === 'Z' ? undefined : f[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether the process is PID 1 of its innermost PID namespace (the last NSpid value). */
-function isNsInit(pid: string): boolean {
-  try {
-    const m = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m?.[1]?.trim().split(/\s+/).at(-1) === '1';
-  } catch {
-    return false;
-  }
-}
-
-function pidNs(pid: string | number): string | undefined {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/pid`);
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout });
   } catch {
     return undefined;
   }
 }
 
-/** Scans /proc for the sandboxes under `stateDir` (PID 1 of each, and every container run inside). */
-export function scanSandboxes(stateDir: string): SandboxScan {
-  const prefix = `${join(stateDir, 'sandboxes')}/`;
-  const inits: SandboxInit[] = [];
-  const shimNs: { ns: string | undefined; container: string; run: string }[] = [];
-  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    const argv = argvOf(p);
-    // PID 1 is `bash sandbox-init.sh <dir>`; its `unshare` parent carries the same arguments after its own.
-    // Only PID 1 of its namespace: the script's command substitutions fork subshells with the same arguments.
-    if (argv[0] === 'bash' && argv[1] === SANDBOX_INIT_PATH && argv[2]?.startsWith(prefix) && isNsInit(p)) {
-      const st = startTime(p);
-      if (st !== undefined) {
-        const uid = argv[2].slice(prefix.length).split('/')[0]!;
-        inits.push({ uid, pid: Number(p), id: `${p}@${st}`, pidNs: pidNs(p) });
-      }
-    } else if (argv[0] === 'bash' && argv[1] === '-c' && argv[3] === 'container-shim') {
-      // `bash -c <shim> container-shim /run/.spillway/<container>/<run> …` (its nsenter parent runs `nsenter`).
-      // The shim's subshells carry the same arguments: runs are told apart by their run directory.
-      const container = argv[4]?.split('/').at(-2) ?? '?';
-      if (startTime(p) !== undefined) shimNs.push({ ns: pidNs(p), container, run: argv[4] ?? '?' });
+/** crictl against one runtime endpoint; throws with crictl's own words when it fails. */
+export class Crictl {
+  readonly #endpoint: string;
+
+  constructor(endpoint: string) {
+    this.#endpoint = endpoint;
+  }
+
+  get #global(): string[] {
+    return ['--runtime-endpoint', this.#endpoint, '--timeout', '10s'];
+  }
+
+  /** `crictl <command> -o json <args>`: flags before the arguments, or crictl takes them for more ids. */
+  json<T>(command: string, ...args: string[]): T {
+    // crictl's own deadline is 2 s, which a loaded 2-core host misses now and then.
+    const out = execFileSync(CRICTL, [...this.#global, command, '-o', 'json', ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 15_000,
+    });
+    return JSON.parse(out) as T;
+  }
+
+  /** The node's sandboxes and containers (every state). */
+  scan(node: string): CriScan {
+    const label = `${NODE_LABEL}=${node}`;
+    const pods = this.json<{
+      items?: { id: string; state: string; metadata: { uid: string }; labels?: Record<string, string> }[];
+    }>('pods', '--label', label);
+    const ctrs = this.json<{
+      containers?: {
+        id: string;
+        podSandboxId: string;
+        state: string;
+        metadata: { name: string };
+        labels?: Record<string, string>;
+      }[];
+    }>('ps', '-a', '--label', label);
+    return {
+      sandboxes: (pods.items ?? []).map((s) => ({
+        id: s.id,
+        uid: s.labels?.[POD_UID_LABEL] ?? s.metadata.uid,
+        ready: s.state === 'SANDBOX_READY',
+      })),
+      containers: (ctrs.containers ?? []).map((c) => ({
+        id: c.id,
+        sandboxId: c.podSandboxId,
+        uid: c.labels?.[POD_UID_LABEL] ?? '?',
+        name: c.metadata.name,
+        running: c.state === 'CONTAINER_RUNNING',
+      })),
+    };
+  }
+
+  /** The sandbox's pod IP from PodSandboxStatus (empty before its network is up), or why it could not be read. */
+  sandboxIP(id: string): { ip?: string; error?: string } {
+    try {
+      const s = this.json<{ status?: { network?: { ip?: string } } }>('inspectp', id);
+      return { ip: s.status?.network?.ip || undefined };
+    } catch (err) {
+      const e = err as { message?: string; stderr?: string };
+      return { error: (e.stderr || e.message || String(err)).trim().split('\n').at(-1)?.slice(0, 200) };
     }
   }
-  const byNs = new Map(inits.map((i) => [i.pidNs, i.uid]));
-  const runs = new Map<string, Set<string>>();
-  for (const s of shimNs) {
-    const uid = byNs.get(s.ns);
-    if (uid === undefined) continue;
-    const key = `${uid}/${s.container}`;
-    runs.set(key, (runs.get(key) ?? new Set()).add(s.run));
+
+  /** ExecSync of `cmd` in a container; its exit code and output, or why it could not run. */
+  exec(containerId: string, cmd: string[], timeoutSeconds = 5): { code: number; output: string } {
+    try {
+      const output = execFileSync(
+        CRICTL,
+        [...this.#global, 'exec', '-s', '--timeout', String(timeoutSeconds), containerId, ...cmd],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: (timeoutSeconds + 10) * 1000 },
+      );
+      return { code: 0, output };
+    } catch (err) {
+      const e = err as { status?: number | null; stdout?: string; stderr?: string };
+      return { code: e.status ?? -1, output: `${e.stdout ?? ''}${e.stderr ?? ''}`.trim() };
+    }
   }
-  return { inits, shims: new Map([...runs].map(([k, r]) => [k, r.size])) };
 }
 
 /**
- * Samples the sandboxes every `intervalMs` for the whole soak and remembers every distinct PID 1 per UID:
- * more than one is a sandbox built again for the same pod (after a kill, or a rebuilt half-built sandbox).
+ * Lists the node's sandboxes every `intervalMs` for the whole soak and remembers every distinct sandbox id per pod
+ * UID (more than one is a sandbox built again for the same pod: after a kill, or a half-built one rebuilt), and the
+ * most ready sandboxes and running containers seen at once per UID and per `uid/container`.
  */
 export class SandboxSampler {
   readonly seen = new Map<string, Set<string>>();
-  /** The most container runs seen live at once per `uid/container`. */
-  readonly maxShims = new Map<string, number>();
-  readonly #stateDir: string;
+  /** The most ready sandboxes seen at once per pod UID. */
+  readonly maxReady = new Map<string, number>();
+  /** The most running containers seen at once per `uid/container`. */
+  readonly maxRunning = new Map<string, number>();
+  /** Listings that failed (containerd busy or down), so that a gap in the samples shows. */
+  failedSamples = 0;
+  samples = 0;
+  readonly #crictl: Crictl;
+  readonly #node: string;
+  #last: CriScan = { sandboxes: [], containers: [] };
   #stopped = false;
   #loop: Promise<void>;
 
-  constructor(stateDir: string, intervalMs = 1000) {
-    this.#stateDir = stateDir;
+  constructor(crictl: Crictl, node: string, intervalMs = 500) {
+    this.#crictl = crictl;
+    this.#node = node;
     this.#loop = (async () => {
       while (!this.#stopped) {
         this.sample();
@@ -119,14 +170,33 @@ export class SandboxSampler {
     })();
   }
 
-  sample(): SandboxScan {
-    const scan = scanSandboxes(this.#stateDir);
-    for (const i of scan.inits) {
-      const ids = this.seen.get(i.uid) ?? new Set<string>();
-      ids.add(i.id);
-      this.seen.set(i.uid, ids);
+  /** Every sandbox id seen for the node. */
+  get sandboxIds(): Set<string> {
+    return new Set([...this.seen.values()].flatMap((ids) => [...ids]));
+  }
+
+  sample(): CriScan {
+    let scan: CriScan;
+    try {
+      scan = this.#crictl.scan(this.#node);
+    } catch {
+      this.failedSamples++;
+      return this.#last;
     }
-    for (const [k, n] of scan.shims) this.maxShims.set(k, Math.max(n, this.maxShims.get(k) ?? 0));
+    this.samples++;
+    const ready = new Map<string, number>();
+    for (const s of scan.sandboxes) {
+      this.seen.set(s.uid, (this.seen.get(s.uid) ?? new Set()).add(s.id));
+      if (s.ready) ready.set(s.uid, (ready.get(s.uid) ?? 0) + 1);
+    }
+    for (const [uid, n] of ready) this.maxReady.set(uid, Math.max(n, this.maxReady.get(uid) ?? 0));
+    const running = new Map<string, number>();
+    for (const c of scan.containers.filter((x) => x.running)) {
+      const key = `${c.uid}/${c.name}`;
+      running.set(key, (running.get(key) ?? 0) + 1);
+    }
+    for (const [k, n] of running) this.maxRunning.set(k, Math.max(n, this.maxRunning.get(k) ?? 0));
+    this.#last = scan;
     return scan;
   }
 
@@ -136,46 +206,47 @@ export class SandboxSampler {
   }
 }
 
-function sh(cmd: string, args: string[]): string | undefined {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * Why a running sandbox's network is broken, or undefined when it is whole: `eth0` up with the pod's IP, and a
- * route to the service CIDR (through the bridge's gateway) inside the sandbox's network namespace.
+ * Why a Running pod's sandbox is not whole, or undefined when it is: one ready sandbox whose PodSandboxStatus has
+ * the pod's IP, the pod's container running in it, its port answering on that IP from the host (through the
+ * bridge), and a connection from inside the container to a ClusterIP (through kube-proxy's rules and the bridge's
+ * gateway).
  */
-export function sandboxNetworkFault(
-  initPid: number,
+export function sandboxFault(
+  crictl: Crictl,
+  scan: CriScan,
+  uid: string,
   podIP: string | undefined,
-  serviceIP: string,
+  service: { ip: string; port: number },
 ): string | undefined {
-  const inside = (...args: string[]) => sh('nsenter', ['-t', String(initPid), '-n', 'ip', ...args]);
-  const link = inside('-o', 'link', 'show', 'eth0');
-  if (link === undefined) return 'no eth0';
-  if (!/[<,]UP[,>]/.test(link)) return 'eth0 down';
-  const addr = inside('-o', '-4', 'addr', 'show', 'dev', 'eth0') ?? '';
-  if (podIP && !addr.includes(` ${podIP}/`)) return `eth0 lacks the pod IP ${podIP}`;
-  const route = inside('route', 'get', serviceIP);
-  if (route === undefined || !route.includes('dev eth0')) return `no route to ${serviceIP}`;
+  const ready = scan.sandboxes.filter((s) => s.uid === uid && s.ready);
+  if (ready.length === 0) return 'Running without a ready sandbox';
+  if (ready.length > 1) return `${ready.length} ready sandboxes`;
+  const sandbox = ready[0]!;
+  const { ip, error } = crictl.sandboxIP(sandbox.id);
+  if (error) return `PodSandboxStatus of ${sandbox.id.slice(0, 12)} failed: ${error}`;
+  if (!ip) return `sandbox ${sandbox.id.slice(0, 12)} has no IP (the pod's: ${podIP ?? 'none'})`;
+  if (ip !== podIP) return `sandbox IP ${ip} is not the pod's IP ${podIP ?? '(none)'}`;
+  const container = scan.containers.find((c) => c.sandboxId === sandbox.id && c.running);
+  if (!container) return `no running container in sandbox ${sandbox.id.slice(0, 12)}`;
+  const answer = sh('curl', [
+    '-s',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    '--max-time',
+    '3',
+    `http://${ip}:${SOAK_POD_PORT}/`,
+  ]);
+  if (!answer || answer === '000') return `nothing answers on ${ip}:${SOAK_POD_PORT} from the host`;
+  // busybox's nc has no -z: an empty line sent and the connection closed; it exits 1 when it cannot connect.
+  const inside = crictl.exec(container.id, ['sh', '-c', `echo | nc -w 3 ${service.ip} ${service.port}`]);
+  if (inside.code !== 0) {
+    return `no connection to ${service.ip}:${service.port} from inside (exit ${inside.code}${inside.output ? `: ${inside.output.slice(0, 120)}` : ''})`;
+  }
   return undefined;
 }
-
-/** Everything of one node left on the host: after the workload is deleted, all of it should be empty. */
-export interface LocalLeftovers {
-  sandboxProcesses: number;
-  stateDirs: number;
-  leases: number;
-  veths: number;
-  cgroups: number;
-}
-
-const CGROUP_ROOTS = ['cpu', 'cpuacct', 'memory', 'pids', 'unified', ''].map((c) =>
-  join('/sys/fs/cgroup', c),
-);
 
 function entries(dir: string): string[] {
   try {
@@ -185,43 +256,38 @@ function entries(dir: string): string[] {
   }
 }
 
-/** The pod cgroup directories of `node` (`spillway/<node>/<uid>` under each controller). */
-function podCgroups(node: string): string[] {
-  return CGROUP_ROOTS.flatMap((root) =>
-    entries(join(root, 'spillway', node)).flatMap((e) => {
-      try {
-        return readdirSync(join(root, 'spillway', node), { withFileTypes: true }).some(
-          (d) => d.name === e && d.isDirectory(),
-        )
-          ? [join(root, 'spillway', node, e)]
-          : [];
-      } catch {
-        return [];
-      }
-    }),
-  );
+/** The pod cgroups of `node` (`spillway/<node>/pod<uid>` under any hierarchy), one per pod UID. */
+function podCgroups(node: string): Map<string, string[]> {
+  const roots = ['/sys/fs/cgroup', ...entries('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c))];
+  const byUid = new Map<string, string[]>();
+  for (const root of roots) {
+    for (const e of entries(join(root, 'spillway', node)).filter((x) => x.startsWith('pod'))) {
+      byUid.set(e, [...(byUid.get(e) ?? []), join(root, 'spillway', node, e)]);
+    }
+  }
+  return byUid;
 }
 
-/** Counts what sandboxes of `node` (state under `stateDir`) left behind. */
-export function localLeftovers(node: string, stateDir: string): LocalLeftovers {
-  const links = sh('ip', ['-o', 'link', 'show']) ?? '';
-  return {
-    sandboxProcesses: scanSandboxes(stateDir).inits.length,
-    stateDirs: entries(join(stateDir, 'sandboxes')).length,
-    leases: entries(join(stateDir, 'leases')).length,
-    veths: links.split('\n').filter((l) => /^\d+: sw[0-9a-f]{12}[@:]/.test(l)).length,
-    cgroups: podCgroups(node).length,
-  };
+/** host-local's leases: address → the sandbox id on its first line. */
+function leases(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const f of entries(LEASES).filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x))) {
+    try {
+      out.set(f, readFileSync(join(LEASES, f), 'utf8').split('\n')[0]!.trim());
+    } catch {
+      /* released meanwhile */
+    }
+  }
+  return out;
 }
 
 /** The host's nftables tables and blackhole routes, to remove at the end only what the soak added. */
-export interface HostNetworkSnapshot {
+export interface HostSnapshot {
   tables: string[];
   blackholes: string[];
-  bridge: boolean;
 }
 
-export function snapshotHostNetwork(bridge = 'spillway0'): HostNetworkSnapshot {
+export function snapshotHost(): HostSnapshot {
   const lines = (s: string | undefined) =>
     (s ?? '')
       .split('\n')
@@ -230,70 +296,112 @@ export function snapshotHostNetwork(bridge = 'spillway0'): HostNetworkSnapshot {
   return {
     tables: lines(sh('nft', ['list', 'tables'])),
     blackholes: lines(sh('ip', ['route', 'show', 'type', 'blackhole'])),
-    bridge: sh('ip', ['link', 'show', bridge]) !== undefined,
   };
 }
 
 /**
- * Removes everything of `node` the soak's operator made and the provider did not remove: sandbox processes
- * (SIGKILL; their namespaces go with them), veths, state, cgroups, and the nftables tables, blackhole routes
- * and bridge that were not there before the soak. Returns what it had to remove.
+ * Everything of one node left on the host. Leases are host-wide (every cluster's containerd puts its pods on the
+ * same bridge), so a lease counts when its sandbox id is one of this node's sandboxes. (A veth goes with its
+ * sandbox's network namespace, which RemovePodSandbox removes: a leftover sandbox shows it.)
  */
-export async function cleanUpLocal(
+export function localLeftovers(
+  crictl: Crictl,
   node: string,
   stateDir: string,
-  before: HostNetworkSnapshot,
+  sampler: SandboxSampler,
+): { counts: Record<string, number>; what: string[] } {
+  const scan = crictl.scan(node);
+  const ids = new Set([...sampler.sandboxIds, ...scan.sandboxes.map((s) => s.id)]);
+  const stateDirs = entries(join(stateDir, 'pods'));
+  const cgroups = podCgroups(node);
+  const leased = [...leases()].filter(([, id]) => ids.has(id));
+  return {
+    counts: {
+      sandboxes: scan.sandboxes.length,
+      containers: scan.containers.length,
+      stateDirs: stateDirs.length,
+      cgroups: cgroups.size,
+      leases: leased.length,
+    },
+    what: [
+      ...scan.sandboxes.map(
+        (s) => `sandbox ${s.id.slice(0, 12)} of ${s.uid} (${s.ready ? 'ready' : 'not ready'})`,
+      ),
+      ...scan.containers.map((c) => `container ${c.id.slice(0, 12)} ${c.uid}/${c.name}`),
+      ...stateDirs.map((d) => `state ${d}`),
+      ...[...cgroups].map(([uid, dirs]) => {
+        const procs = dirs.reduce(
+          (n, d) => n + (sh('cat', [join(d, 'cgroup.procs')]) ?? '').split('\n').filter(Boolean).length,
+          0,
+        );
+        const uidOf = uid.replace(/^pod/, '');
+        return `cgroup ${uid} in ${dirs.length} hierarchies (${procs} processes; sandboxes seen: ${[...(sampler.seen.get(uidOf) ?? [])].map((i) => i.slice(0, 12)).join(', ') || 'none'})`;
+      }),
+      ...leased.map(([ip, id]) => `lease ${ip} of ${id.slice(0, 12)}`),
+    ],
+  };
+}
+
+/**
+ * Removes everything of `node` the soak's operator made and the provider did not remove: its sandboxes through
+ * CRI (StopPodSandbox releases the network and lease, RemovePodSandbox the containers), pod cgroups, state, leases
+ * of its sandboxes still on disk, and the nftables tables and blackhole routes that were not there before the soak.
+ * Returns what it had to remove.
+ */
+export async function cleanUpLocal(
+  criEndpoint: string,
+  node: string,
+  stateDir: string,
+  sampler: SandboxSampler,
+  before: HostSnapshot,
 ): Promise<string[]> {
   const removed: string[] = [];
-  const prefix = `${join(stateDir, 'sandboxes')}/`;
-  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    const argv = argvOf(p);
-    const i = argv.indexOf(SANDBOX_INIT_PATH);
-    if (i >= 0 && argv[i + 1]?.startsWith(prefix)) {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-        removed.push(`process ${p} (${argv[0]})`);
-      } catch {
-        /* gone */
-      }
+  const n = await removeLocalSandboxes({ nodeName: node, criEndpoint, stateDir }).catch((err: unknown) => {
+    removed.push(`(removing sandboxes failed: ${err instanceof Error ? err.message : String(err)})`);
+    return 0;
+  });
+  if (n > 0) removed.push(`${n} sandboxes`);
+  for (const [uid, dirs] of podCgroups(node)) {
+    // cgroupfs directories go with rmdir only, deepest first (their files cannot be unlinked).
+    for (const d of dirs) for (const sub of [...entries(d).map((e) => join(d, e)), d]) sh('rmdir', [sub]);
+    removed.push(`cgroup ${uid}`);
+  }
+  const ids = sampler.sandboxIds;
+  for (const [ip, id] of leases()) {
+    if (ids.has(id)) {
+      rmSync(join(LEASES, ip), { force: true });
+      removed.push(`lease ${ip}`);
     }
   }
-  if (removed.length > 0) await sleep(1000); // reaped, so that their cgroups can go
-  for (const l of (sh('ip', ['-o', 'link', 'show']) ?? '').split('\n')) {
-    const veth = /^\d+: (sw[0-9a-f]{12})[@:]/.exec(l)?.[1];
-    if (veth && sh('ip', ['link', 'del', veth]) !== undefined) removed.push(`veth ${veth}`);
-  }
-  for (const dir of podCgroups(node)) {
-    for (const sub of entries(dir)) sh('rmdir', [join(dir, sub)]);
-    if (sh('rmdir', [dir]) !== undefined) removed.push(`cgroup ${dir}`);
-  }
-  for (const root of CGROUP_ROOTS) {
-    sh('rmdir', [join(root, 'spillway', node)]);
-    sh('rmdir', [join(root, 'spillway')]);
-  }
-  if (entries(join(stateDir, 'sandboxes')).length > 0) removed.push(`state ${stateDir}`);
-  sh('rm', ['-rf', stateDir]);
-  const now = snapshotHostNetwork();
+  if (entries(join(stateDir, 'pods')).length > 0) removed.push(`state ${stateDir}`);
+  rmSync(stateDir, { recursive: true, force: true });
+  const now = snapshotHost();
   for (const t of now.tables.filter((x) => !before.tables.includes(x))) {
     if (sh('nft', ['delete', ...t.split(/\s+/)]) !== undefined) removed.push(t);
   }
   for (const r of now.blackholes.filter((x) => !before.blackholes.includes(x))) {
     if (sh('ip', ['route', 'del', ...r.split(/\s+/)]) !== undefined) removed.push(`route ${r}`);
   }
-  if (!before.bridge && now.bridge && sh('ip', ['link', 'del', 'spillway0']) !== undefined) {
-    removed.push('bridge spillway0');
-  }
   return removed;
 }
 
 /**
- * The soak's view of a local-provider node: instances are sandbox PID 1s found in /proc, sampled every second
- * for the whole soak so that a sandbox built twice for one pod is counted even if the first went again.
+ * The soak's view of a local-provider node over the cluster's containerd: instances are the node's ready pod
+ * sandboxes, listed through CRI every half second for the whole soak so that a sandbox built twice for one pod is
+ * counted even if the first went again. The pods run busybox `httpd` from the cluster registry so that their
+ * network can be checked by connecting to them.
  */
-export function localSoakProvider(nodeName: string, kubeletPort: number, serviceIP: string): SoakProvider {
+export function localSoakProvider(
+  nodeName: string,
+  kubeletPort: number,
+  criEndpoint: string,
+  service: { ip: string; port: number },
+): SoakProvider {
   const stateDir = join('/run/spillway', nodeName);
-  const before = snapshotHostNetwork();
-  const sampler = new SandboxSampler(stateDir);
+  const crictl = new Crictl(criEndpoint);
+  const before = snapshotHost();
+  const sampler = new SandboxSampler(crictl, nodeName);
+  let lastLeftovers: string[] = [];
   return {
     name: 'local',
     nodeName,
@@ -307,11 +415,12 @@ export function localSoakProvider(nodeName: string, kubeletPort: number, service
       '--metrics-port',
       '0',
     ],
-    env: {},
-    command: ['sleep', '3600'],
+    env: { SPILLWAY_CRI_ENDPOINT: criEndpoint },
+    command: ['httpd', '-f', '-p', String(SOAK_POD_PORT), '-h', '/tmp'],
     instances() {
       const out = new Map<string, number>();
-      for (const i of sampler.sample().inits) out.set(i.uid, (out.get(i.uid) ?? 0) + 1);
+      for (const s of sampler.sample().sandboxes.filter((x) => x.ready))
+        out.set(s.uid, (out.get(s.uid) ?? 0) + 1);
       return out;
     },
     creates() {
@@ -324,30 +433,46 @@ export function localSoakProvider(nodeName: string, kubeletPort: number, service
     },
     duplicateRuns() {
       sampler.sample();
-      return [...sampler.maxShims.values()].reduce((s, n) => s + Math.max(0, n - 1), 0);
+      return [...sampler.maxRunning.values()].reduce((s, n) => s + Math.max(0, n - 1), 0);
     },
     broken(pods) {
-      const inits = sampler.sample().inits;
+      const scan = sampler.sample();
       return pods.flatMap((p) => {
         if (p.status?.phase !== 'Running' || p.spec?.nodeName !== nodeName) return [];
-        const name = p.metadata?.name ?? '?';
-        const init = inits.find((i) => i.uid === p.metadata?.uid);
-        if (!init) return [{ pod: name, fault: 'Running without a sandbox' }];
-        const fault = sandboxNetworkFault(init.pid, p.status.podIP, serviceIP);
-        return fault ? [{ pod: name, fault }] : [];
+        const fault = sandboxFault(crictl, scan, p.metadata?.uid ?? '', p.status.podIP, service);
+        return fault ? [{ pod: p.metadata?.name ?? '?', fault }] : [];
       });
     },
-    leftovers: () => ({ ...localLeftovers(nodeName, stateDir) }),
-    details: () => ({
-      stateDir,
-      duplicateRunsSeen: [...sampler.maxShims].filter(([, n]) => n > 1).map(([k, n]) => `${k}: ${n} at once`),
-      sandboxesBuiltTwice: [...sampler.seen]
-        .filter(([, ids]) => ids.size > 1)
-        .map(([uid, ids]) => `${uid}: ${ids.size}`),
-    }),
+    leftovers() {
+      const found = localLeftovers(crictl, nodeName, stateDir, sampler);
+      lastLeftovers = found.what;
+      return found.counts;
+    },
+    details() {
+      const scan = sampler.sample();
+      return {
+        criEndpoint,
+        stateDir,
+        leftoversFound: lastLeftovers,
+        samples: sampler.samples,
+        failedSamples: sampler.failedSamples,
+        notReadySandboxesAtEnd: scan.sandboxes
+          .filter((s) => !s.ready)
+          .map((s) => `${s.uid}: ${s.id.slice(0, 12)}`),
+        readySandboxesAtOnce: [...sampler.maxReady]
+          .filter(([, n]) => n > 1)
+          .map(([uid, n]) => `${uid}: ${n}`),
+        duplicateRunsSeen: [...sampler.maxRunning]
+          .filter(([, n]) => n > 1)
+          .map(([k, n]) => `${k}: ${n} at once`),
+        sandboxesBuiltTwice: [...sampler.seen]
+          .filter(([, ids]) => ids.size > 1)
+          .map(([uid, ids]) => `${uid}: ${ids.size} (${[...ids].map((i) => i.slice(0, 12)).join(', ')})`),
+      };
+    },
     async close() {
       await sampler.stop();
-      return cleanUpLocal(nodeName, stateDir, before);
+      return cleanUpLocal(criEndpoint, nodeName, stateDir, sampler, before);
     },
   };
 }
