@@ -9,6 +9,12 @@
  * only record of runs: attempt N of a container is the container whose metadata attempt is N (its restart count).
  * A container found created but never started was left by a create that died half-way: it is removed and created
  * again under the same attempt, so one pod never has two containers running for one name.
+ *
+ * Native sidecars (init containers with `restartPolicy: Always`, Kubernetes 1.29+) follow the kubelet: one starts in
+ * its place in the init order and the next init container starts once it has started (past its startupProbe, or
+ * running when it has none); it runs for the pod's life, restarted with the same back-off whatever the pod's
+ * restartPolicy; once the main containers of a Never/OnFailure pod have all ended, the sidecars are stopped in
+ * reverse order and the pod's phase is the main containers' alone.
  */
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
@@ -107,6 +113,9 @@ interface Probing {
   started: boolean;
   ready: boolean;
 }
+
+/** A native sidecar: an init container with `restartPolicy: Always`. */
+export const isSidecar = (c: V1Container) => c.restartPolicy === 'Always';
 
 /** `<runtime>://<id>` as a kubelet reports it. */
 export const containerID = (id: string) => `containerd://${id}`;
@@ -281,9 +290,26 @@ export class PodWorker {
     }
     this.#runs = new Map([...this.#runs].map(([n, runs]) => [n, runs.filter((x) => !halfBuilt(x))]));
     await this.#collectOldRuns();
-    if (this.#failed || this.terminating) return;
+    if (this.terminating) return;
+    // A pod that has ended (an init container failed under Never, or its main containers are all done) keeps no
+    // sidecar running: they stop after the main containers, as the kubelet stops them.
+    if (this.#failed || this.#mainsDone()) return this.#stopSidecars();
+    const initialized = this.#initialized();
     for (const c of this.#spec.initContainers ?? []) {
       const l = this.latest(c.name);
+      if (isSidecar(c)) {
+        if (l?.state === 'CONTAINER_RUNNING') {
+          this.#ensureProbes(c, l);
+          // The next init container waits for this one to have started (its startupProbe passed), not to end.
+          if (initialized || this.#probing.get(c.name)?.started) continue;
+          return;
+        }
+        this.#stopProbes(c.name);
+        await this.#startWhenDue(c, true);
+        if (initialized) continue;
+        return;
+      }
+      if (initialized) continue; // a regular init container never runs again once the main containers have run
       if (l?.state === 'CONTAINER_EXITED' && l.exitCode === 0) continue;
       if (l?.state === 'CONTAINER_RUNNING') return;
       if (l && this.#restartPolicy() === 'Never') {
@@ -291,6 +317,7 @@ export class PodWorker {
           reason: 'InitContainerFailed',
           message: `init container "${c.name}" exited with ${l.exitCode}`,
         };
+        this.#again = true; // the next pass stops the sidecars that run
         return;
       }
       await this.#startWhenDue(c, true);
@@ -305,6 +332,65 @@ export class PodWorker {
       this.#stopProbes(c.name);
       if (l && !this.#wantsRestart(l)) continue;
       await this.#startWhenDue(c, false);
+    }
+  }
+
+  /**
+   * Whether the pod is initialized: some main container has run (the kubelet's test, which keeps a pod initialized
+   * while a sidecar restarts), or every regular init container completed and every sidecar has started.
+   */
+  #initialized(): boolean {
+    if (this.#spec.containers.some((c) => this.latest(c.name))) return true;
+    return (this.#spec.initContainers ?? []).every((c) => {
+      const l = this.latest(c.name);
+      if (isSidecar(c))
+        return l?.state === 'CONTAINER_RUNNING' && Boolean(this.#probing.get(c.name)?.started);
+      return l?.state === 'CONTAINER_EXITED' && l.exitCode === 0;
+    });
+  }
+
+  /** A Never/OnFailure pod whose main containers have all ended for good: its phase is theirs. */
+  #mainsDone(): boolean {
+    if (this.#restartPolicy() === 'Always') return false;
+    return this.#spec.containers.every((c) => {
+      const l = this.latest(c.name);
+      return l?.state === 'CONTAINER_EXITED' && !this.#wantsRestart(l);
+    });
+  }
+
+  /** Stops the running sidecars one by one, the last declared first (the kubelet's order). */
+  async #stopSidecars(): Promise<void> {
+    const grace = this.#spec.terminationGracePeriodSeconds ?? 30;
+    for (const c of [...(this.#spec.initContainers ?? [])].reverse()) {
+      const r = isSidecar(c) ? this.running(c.name) : undefined;
+      if (!r) continue;
+      this.#stopProbes(c.name);
+      await this.#ctx.cri.stopContainer(r.id, grace);
+      this.#again = true;
+    }
+  }
+
+  /**
+   * Stops every running container of the pod in the kubelet's order: the main containers together, then the
+   * sidecars one by one in reverse order, all within `graceSeconds` (a sidecar gets what its elders left, at
+   * least 2 s as the kubelet gives). Call after {@link detach}.
+   */
+  async stopContainers(graceSeconds: number): Promise<void> {
+    await this.#read().catch(() => undefined);
+    const began = Date.now();
+    const inits = this.#spec.initContainers ?? [];
+    const sidecars = new Set(inits.filter(isSidecar).map((c) => c.name));
+    const stop = (r: ContainerStatus, grace: number) =>
+      this.#ctx.cri.stopContainer(r.id, grace).catch(() => undefined);
+    const others = [...this.#runs.entries()]
+      .filter(([name]) => !sidecars.has(name))
+      .flatMap(([, runs]) => runs.filter((r) => r.state === 'CONTAINER_RUNNING'));
+    await Promise.all(others.map((r) => stop(r, graceSeconds)));
+    for (const c of [...inits].reverse()) {
+      const r = sidecars.has(c.name) ? this.running(c.name) : undefined;
+      if (!r) continue;
+      const left = graceSeconds - Math.floor((Date.now() - began) / 1000);
+      await stop(r, graceSeconds === 0 ? 0 : Math.max(2, left));
     }
   }
 
@@ -483,11 +569,14 @@ export class PodWorker {
     });
     const startup = add('startup', c.startupProbe, (ok) => {
       if (!ok) return void this.#restartUnhealthy(c, run.id, 'Startup', c.startupProbe!);
+      const was = probing.started;
       probing.started = true;
       probing.ready = !readiness;
       readiness?.start();
       liveness?.start();
       this.#notifyIfChanged();
+      // A sidecar past its startupProbe lets the next init container (or the main containers) start.
+      if (!was && isSidecar(c)) void this.sync();
     });
     if (startup) startup.start();
     else {
@@ -584,8 +673,11 @@ export class PodWorker {
     } else {
       const b = this.#backoff.get(c.name);
       const restarting =
-        (init ? l.exitCode !== 0 && this.#restartPolicy() !== 'Never' : this.#wantsRestart(l)) &&
-        !this.#failed;
+        (isSidecar(c)
+          ? !this.#mainsDone()
+          : init
+            ? l.exitCode !== 0 && this.#restartPolicy() !== 'Never'
+            : this.#wantsRestart(l)) && !this.#failed;
       if (restarting && b?.after === l.id && (b.until ?? 0) > Date.now()) {
         const seconds = Math.round(((b.until ?? 0) - (l.finishedAt?.getTime() ?? Date.now())) / 1000);
         state = {
@@ -604,7 +696,10 @@ export class PodWorker {
       state,
       ...(lastState ? { lastState } : {}),
       restartCount: l?.metadata.attempt ?? 0,
-      ready: init ? l?.state === 'CONTAINER_EXITED' && l.exitCode === 0 : running && Boolean(probing?.ready),
+      ready:
+        init && !isSidecar(c)
+          ? l?.state === 'CONTAINER_EXITED' && l.exitCode === 0
+          : running && Boolean(probing?.ready),
       started: running && Boolean(probing ? probing.started : true),
       image: c.image ?? '',
       imageID: l?.imageRef ?? '',
@@ -612,18 +707,13 @@ export class PodWorker {
     };
   }
 
-  #phase(inits: ContainerReport[], containers: ContainerReport[]): SandboxPhase {
+  #phase(containers: ContainerReport[]): SandboxPhase {
     if (this.#failed) return 'Failed';
-    const initsDone = (this.#spec.initContainers ?? []).every((c) => {
-      const l = this.latest(c.name);
-      return l?.state === 'CONTAINER_EXITED' && l.exitCode === 0;
-    });
-    if (!initsDone) return 'Pending';
-    void inits;
-    const policy = this.#restartPolicy();
-    const runs = this.#spec.containers.map((c) => this.latest(c.name));
-    if (policy !== 'Always' && runs.every((r) => r?.state === 'CONTAINER_EXITED' && !this.#wantsRestart(r))) {
-      return runs.some((r) => r!.exitCode !== 0) ? 'Failed' : 'Succeeded';
+    if (!this.#initialized()) return 'Pending';
+    // Sidecars do not count: a Job-like pod ends with its main containers.
+    if (this.#mainsDone()) {
+      const runs = this.#spec.containers.map((c) => this.latest(c.name)!);
+      return runs.some((r) => r.exitCode !== 0) ? 'Failed' : 'Succeeded';
     }
     // As the kubelet: Pending until some container has run; then Running (also while one restarts).
     return containers.some((c) => c.state.kind !== 'waiting' || c.restartCount > 0 || c.lastState)
@@ -634,15 +724,12 @@ export class PodWorker {
   /** The full status report, from the runtime's view at the last sync. */
   status(): SandboxStatus {
     const specInits = this.#spec.initContainers ?? [];
-    const initsDone = specInits.every((c) => {
-      const l = this.latest(c.name);
-      return l?.state === 'CONTAINER_EXITED' && l.exitCode === 0;
-    });
+    const initsDone = this.#initialized();
     const initContainers = specInits.map((c) => this.#report(c, true, 'PodInitializing'));
     const containers = this.#spec.containers.map((c) =>
       this.#report(c, false, initsDone ? 'ContainerCreating' : 'PodInitializing'),
     );
-    const phase = this.#phase(initContainers, containers);
+    const phase = this.#phase(containers);
     const conditions: ReportedCondition[] = [];
     return {
       key: { ...this.key },
