@@ -356,12 +356,14 @@ export async function cleanUpLocal(
   before: HostSnapshot,
 ): Promise<string[]> {
   const removed: string[] = [];
+  // Listed first: removeLocalSandboxes removes the node's whole cgroup subtree, what it found there unsaid.
+  const cgroups = podCgroups(node);
   const n = await removeLocalSandboxes({ nodeName: node, criEndpoint, stateDir }).catch((err: unknown) => {
     removed.push(`(removing sandboxes failed: ${err instanceof Error ? err.message : String(err)})`);
     return 0;
   });
   if (n > 0) removed.push(`${n} sandboxes`);
-  for (const [uid, dirs] of podCgroups(node)) {
+  for (const [uid, dirs] of cgroups) {
     // cgroupfs directories go with rmdir only, deepest first (their files cannot be unlinked).
     for (const d of dirs) for (const sub of [...entries(d).map((e) => join(d, e)), d]) sh('rmdir', [sub]);
     removed.push(`cgroup ${uid}`);
