@@ -39,7 +39,7 @@ type Script = (stream: SpdyStream, all: SpdyStream[]) => void;
 
 /**
  * A fake of the CRI streaming server's SPDY/3.1 path (k8s.io/cri-streaming) over the project's real SPDY codec:
- * `/…/used` answers 404 like a consumed token; any other path upgrades, accepts every stream the client opens and
+ * `/…/used` answers 404 like a consumed token (and keeps the connection open, as Go's server does); any other path upgrades, accepts every stream the client opens and
  * hands it to the script of the test that made the URL.
  */
 async function fakeStreamingServer(): Promise<{
@@ -57,7 +57,7 @@ async function fakeStreamingServer(): Promise<{
       socket.off('data', onData);
       const path = head.toString('latin1').split(' ')[1]!;
       if (path.endsWith('/used')) {
-        socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n');
+        socket.write('HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n');
         return;
       }
       socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n');

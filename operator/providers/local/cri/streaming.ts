@@ -85,28 +85,41 @@ async function upgradeSpdy(url: string, protocol: string): Promise<SpdySession> 
       '',
     ].join('\r\n'),
   );
-  const { status, rest } = await new Promise<{ status: number; rest: Buffer }>((resolve, reject) => {
-    let head = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      socket.off('data', onData).off('error', onError);
-      socket.pause();
-      resolve({
-        status: Number(head.subarray(0, end).toString('latin1').split(' ')[1]),
-        rest: head.subarray(end + 4),
-      });
-    };
-    const onError = (err: Error) =>
-      reject(new Error(`connecting to the runtime's streaming server ${url}: ${err.message}`));
-    socket.on('data', onData).once('error', onError);
-  });
+  const { status, length, rest } = await new Promise<{ status: number; length: number; rest: Buffer }>(
+    (resolve, reject) => {
+      let head = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        socket.off('data', onData).off('error', onError);
+        socket.pause();
+        const text = head.subarray(0, end).toString('latin1');
+        resolve({
+          status: Number(text.split(' ')[1]),
+          length: Number(/\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1] ?? Infinity),
+          rest: head.subarray(end + 4),
+        });
+      };
+      const onError = (err: Error) =>
+        reject(new Error(`connecting to the runtime's streaming server ${url}: ${err.message}`));
+      socket.on('data', onData).once('error', onError);
+    },
+  );
   if (status !== 101) {
-    const body = Buffer.concat([rest, ...(await socket.toArray())]).toString('utf8');
+    // The server keeps the connection open after its answer (HTTP/1.1): read the body by its length.
+    let body = rest;
+    if (body.length < length) {
+      for await (const chunk of socket) {
+        body = Buffer.concat([body, chunk as Buffer]);
+        if (body.length >= length) break;
+      }
+    }
     socket.destroy();
     const why = status === 404 ? ' (the URL was used already or expired: ask CRI for a new one)' : '';
-    throw new Error(`the runtime's streaming server answered ${status} to ${url}${why}: ${body.trim()}`);
+    throw new Error(
+      `the runtime's streaming server answered ${status} to ${url}${why}: ${body.subarray(0, length).toString('utf8').trim()}`,
+    );
   }
   return new SpdySession(socket, { role: 'client', initialData: rest });
 }
