@@ -45,7 +45,7 @@ import { benchCluster, componentPid } from './lib/cluster.ts';
 import { ms, sec, type BenchOutcome, type SummaryRow } from './lib/outcome.ts';
 import { barChart, cdf, lineChart, stack } from './lib/plot.ts';
 import { deleteAndDrain, pinnedDeployment, PodProgress, waitNodeReady } from './lib/pod-progress.ts';
-import { readMemoryKiB } from './lib/process.ts';
+import { readMemoryKiB, readProc } from './lib/process.ts';
 import { environment, printTable, repoRoot, writeResult } from './lib/results.ts';
 import { nowMs, summarize, type Summary } from './lib/stats.ts';
 
@@ -72,6 +72,8 @@ interface SandboxMemory {
   shim: Kib;
   pause: Kib;
   container: Kib;
+  /** CPU time of the shim and of the runc runs it waited for (utime + stime + cutime + cstime), seconds. */
+  shimCpuSeconds: number;
 }
 
 interface Proc {
@@ -103,6 +105,27 @@ function readProcs(): Proc[] {
     });
 }
 
+const CLOCK_TICKS = 100; // USER_HZ, the unit of /proc's CPU times
+
+/** A process's CPU time and that of its children it waited for, seconds; 0 once it is gone. */
+function cpuWithChildren(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After "(comm) ": state is index 0, utime 11, stime 12, cutime 13, cstime 14.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/** Busy CPU time of the whole machine since boot (all cores, not idle or iowait), seconds. */
+function machineBusySeconds(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const all = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (all - (cpu[3] ?? 0) - (cpu[4] ?? 0)) / CLOCK_TICKS;
+}
+
 const add = (a: Kib, b: Kib | undefined): Kib => (b ? { rss: a.rss + b.rss, pss: a.pss + b.pss } : a);
 const ZERO: Kib = { rss: 0, pss: 0 };
 
@@ -129,8 +152,15 @@ function sandboxMemory(uids: string[]): SandboxMemory[] {
       shim: ZERO,
       pause: ZERO,
       container: ZERO,
+      shimCpuSeconds: 0,
     };
-    for (const pid of shims) m = { ...m, shim: add(m.shim, readMemoryKiB(pid)) };
+    for (const pid of shims) {
+      m = {
+        ...m,
+        shim: add(m.shim, readMemoryKiB(pid)),
+        shimCpuSeconds: m.shimCpuSeconds + cpuWithChildren(pid),
+      };
+    }
     for (const p of inside) {
       const part = p.comm === 'pause' ? 'pause' : 'container';
       m = { ...m, [part]: add(m[part], readMemoryKiB(p.pid)) };
@@ -246,6 +276,13 @@ export async function sandboxBench(opts: SandboxBenchOptions = {}): Promise<Benc
 
     const containerdPid = componentPid(cluster, 'containerd');
     const containerdBefore = containerdPid ? readMemoryKiB(containerdPid) : undefined;
+    // Where the start's CPU goes: the machine, containerd, this process (virtual node and provider), the shims.
+    const cpuBefore = {
+      machine: machineBusySeconds(),
+      containerd: containerdPid ? (readProc(containerdPid)?.cpuSeconds ?? NaN) : NaN,
+      containerdWithChildren: containerdPid ? cpuWithChildren(containerdPid) : NaN,
+      self: process.cpuUsage(),
+    };
     log(`${pods} pods on the local provider (containerd ${cluster.criEndpoint})`);
     const t0 = nowMs();
     await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
@@ -261,6 +298,27 @@ export async function sandboxBench(opts: SandboxBenchOptions = {}): Promise<Benc
     const run = progress.summary(t0, pods);
     log(`${run.running}/${pods} Running in ${run.allRunningSeconds?.toFixed(2) ?? 'TIMEOUT'} s`);
     progress.stop();
+    const selfCpu = process.cpuUsage(cpuBefore.self);
+    const startSeconds = (nowMs() - t0) / 1000;
+    const cpu = {
+      windowSeconds: Number(startSeconds.toFixed(2)),
+      machineBusyCores: Number(((machineBusySeconds() - cpuBefore.machine) / startSeconds).toFixed(2)),
+      containerdCpuSeconds: Number(
+        ((containerdPid ? (readProc(containerdPid)?.cpuSeconds ?? NaN) : NaN) - cpuBefore.containerd).toFixed(
+          2,
+        ),
+      ),
+      // containerd's children it waited for: the CNI plugins (bridge, host-local, loopback) of each sandbox.
+      containerdChildrenCpuSeconds: Number(
+        (
+          (containerdPid ? cpuWithChildren(containerdPid) : NaN) -
+          cpuBefore.containerdWithChildren -
+          ((containerdPid ? (readProc(containerdPid)?.cpuSeconds ?? NaN) : NaN) - cpuBefore.containerd)
+        ).toFixed(2),
+      ),
+      virtualNodeAndProviderCpuSeconds: Number(((selfCpu.user + selfCpu.system) / 1e6).toFixed(2)),
+    };
+    log(`CPU over the start: ${JSON.stringify(cpu)}`);
     const failure = done ? undefined : await notRunningReport(kc, ns.name);
     if (failure) log(`not all Running: ${JSON.stringify(failure, null, 2)}`);
 
@@ -278,8 +336,13 @@ export async function sandboxBench(opts: SandboxBenchOptions = {}): Promise<Benc
     const teardownSeconds = await deleteAndDrain(kc, ns.name, 'sandboxes');
     const gone0 = nowMs();
     let sandboxesLeft = -1;
+    const sandboxesLeftOverTime: [number, number][] = [];
     for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
       sandboxesLeft = (await nodeSandboxes()).length;
+      sandboxesLeftOverTime.push([
+        Number(((nowMs() - gone0) / 1000 + (teardownSeconds ?? 0)).toFixed(2)),
+        sandboxesLeft,
+      ]);
       if (sandboxesLeft === 0) break;
       await sleep(200);
     }
@@ -298,6 +361,7 @@ export async function sandboxBench(opts: SandboxBenchOptions = {}): Promise<Benc
         pssMiB: summarize(memory.map((m) => mib(total(m).pss + perContainerd))),
         rssMiB: summarize(memory.map((m) => mib(total(m).rss + perContainerd))),
       },
+      shimCpuSeconds: summarize(memory.map((m) => m.shimCpuSeconds)),
       shimPssMiB: summarize(memory.map((m) => mib(m.shim.pss))),
       shimRssMiB: summarize(memory.map((m) => mib(m.shim.rss))),
       pausePssMiB: summarize(memory.map((m) => mib(m.pause.pss))),
@@ -333,8 +397,10 @@ export async function sandboxBench(opts: SandboxBenchOptions = {}): Promise<Benc
       pods,
       ...run,
       ...(failure ? { failure } : {}),
+      cpu,
       teardownSeconds,
       sandboxesGoneSeconds,
+      sandboxesLeftOverTime,
       memoryPerSandbox: perSandbox,
       memoryAllSandboxesPssMiB: Number(memory.reduce((a, m) => a + total(m).pss / 1024, 0).toFixed(1)),
       containerd,
@@ -357,6 +423,12 @@ export async function sandboxBench(opts: SandboxBenchOptions = {}): Promise<Benc
         xLabel: 'ms',
         yLabel: 'pods (%)',
         series: [{ name: 'local (CRI)', points: cdf(progress.boundToRunning()) }],
+      }),
+      lineChart({
+        title: 'Sandboxes CRI still lists after the Deployment delete',
+        xLabel: 'seconds since delete (pods gone from the API at the first point)',
+        yLabel: 'sandboxes',
+        series: [{ name: 'local (CRI)', points: sandboxesLeftOverTime }],
       }),
       barChart({
         title: 'Memory per sandbox (MiB): shim + pause + container',
@@ -424,6 +496,15 @@ export async function sandboxBench(opts: SandboxBenchOptions = {}): Promise<Benc
         metric: 'containerd RSS growth per sandbox',
         value: containerd.rssGrowthPerSandboxMiB === null ? '–' : `${containerd.rssGrowthPerSandboxMiB} MiB`,
         vsAnchor: before('no containerd'),
+      },
+      {
+        benchmark: NAME,
+        metric: 'CPU over the start',
+        value:
+          `machine ${cpu.machineBusyCores} of ${env.cpus} cores busy; containerd ${cpu.containerdCpuSeconds} s ` +
+          `+ CNI plugins ${cpu.containerdChildrenCpuSeconds} s, ` +
+          `virtual node + provider ${cpu.virtualNodeAndProviderCpuSeconds} s, ` +
+          `shim + runc ${perSandbox.shimCpuSeconds.p50} s per sandbox (p50)`,
       },
       {
         benchmark: NAME,
