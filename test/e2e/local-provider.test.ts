@@ -483,6 +483,92 @@ describe('local provider on a virtual node', () => {
     });
   });
 
+  it('runs native sidecars: one feeds a shared emptyDir the container reads, Running and Ready; a restartPolicy Never pod completes Succeeded beside its sidecar', async () => {
+    const shared = [{ name: 'shared', mountPath: '/shared' }];
+    // Writes a tick a second; exits at once on SIGTERM (a shell as PID 1 would otherwise ignore it).
+    const writer = {
+      name: 'writer',
+      image: BUSYBOX(),
+      restartPolicy: 'Always',
+      command: ['sh', '-c', "trap 'exit 0' TERM; while true; do date +%s > /shared/tick; sleep 1; done"],
+      volumeMounts: shared,
+      // The main container starts only once this passes: the sidecar has written its first tick.
+      startupProbe: { exec: { command: ['test', '-s', '/shared/tick'] }, periodSeconds: 1 },
+    };
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'sidecar-web' },
+        spec: onLocalNode({
+          volumes: [{ name: 'shared', emptyDir: {} }],
+          initContainers: [writer],
+          containers: [
+            {
+              name: 'reader',
+              image: BUSYBOX(),
+              command: ['sh', '-c', 'echo first tick $(cat /shared/tick); exec sleep 3600'],
+              volumeMounts: shared,
+            },
+          ],
+        }),
+      },
+    });
+    let web: V1Pod | undefined;
+    await waitFor('sidecar-web Ready', 90_000, async () => {
+      web = await pod('sidecar-web');
+      return web.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    });
+    expect(web!.status?.phase).toBe('Running');
+    expect(web!.status?.conditions?.find((c) => c.type === 'Initialized')?.status).toBe('True');
+    expect(web!.status?.initContainerStatuses?.[0]).toMatchObject({
+      name: 'writer',
+      started: true,
+      ready: true,
+      state: { running: expect.anything() },
+    });
+    expect(web!.status?.containerStatuses?.[0]).toMatchObject({ name: 'reader', ready: true });
+    await waitFor('the reader log', 30_000, async () => (await logsOf('sidecar-web')).includes('first tick'));
+    expect(await logsOf('sidecar-web')).toMatch(/^first tick \d+\n$/);
+    // The sidecar keeps writing while the main container runs.
+    const tick = async () =>
+      Number(
+        await kubectl('exec', '-n', ns.name, 'sidecar-web', '-c', 'reader', '--', 'cat', '/shared/tick'),
+      );
+    const before = await tick();
+    await waitFor('a later tick', 30_000, async () => (await tick()) > before);
+
+    await core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'sidecar-job' },
+        spec: onLocalNode({
+          restartPolicy: 'Never',
+          volumes: [{ name: 'shared', emptyDir: {} }],
+          initContainers: [writer],
+          containers: [
+            {
+              name: 'job',
+              image: BUSYBOX(),
+              command: ['sh', '-c', 'sleep 2; echo job saw tick $(cat /shared/tick)'],
+              volumeMounts: shared,
+            },
+          ],
+        }),
+      },
+    });
+    const done = await waitPhase('sidecar-job', ['Succeeded', 'Failed']);
+    expect(done.status?.phase).toBe('Succeeded');
+    expect(done.status?.containerStatuses?.[0]?.state?.terminated).toMatchObject({ exitCode: 0 });
+    expect(await logsOf('sidecar-job')).toMatch(/^job saw tick \d+\n$/);
+    // Its sidecar was stopped after the job, not restarted.
+    await waitFor('the sidecar stopped', 30_000, async () => {
+      const s = (await pod('sidecar-job')).status?.initContainerStatuses?.[0];
+      return s?.state?.terminated !== undefined && s.restartCount === 0;
+    });
+    await core.deleteNamespacedPod({ name: 'sidecar-web', namespace: ns.name });
+    await core.deleteNamespacedPod({ name: 'sidecar-job', namespace: ns.name });
+  });
+
   it('leaves nothing behind after deletes and after an operator restart (f)', async () => {
     await core.createNamespacedPod({
       namespace: ns.name,
