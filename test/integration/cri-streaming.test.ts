@@ -13,11 +13,8 @@ import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageRef } from '../../hack/images/catalog.ts';
-import {
-  CriClient,
-  type ContainerConfig,
-  type PodSandboxConfig,
-} from '../../operator/providers/local/cri/client.ts';
+import { CriClient } from '../../operator/providers/local/cri/client.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../../operator/providers/local/cri/types.ts';
 import { readContainerLog } from '../../operator/providers/local/cri/logs.ts';
 import { UsageSampler } from '../../operator/providers/local/cri/stats.ts';
 import {

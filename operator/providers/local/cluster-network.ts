@@ -15,7 +15,8 @@ import type { Logger } from '../../shared/log.ts';
 import { publishClusterServices, startCoreDNS, startForwarder, type RunningCoreDNS } from './cluster-dns.ts';
 import type { SandboxProvider } from '../types.ts';
 import { LocalProvider } from './provider.ts';
-import { defaultKubeProxyBinary, startKubeProxy, type RunningKubeProxy } from './kube-proxy.ts';
+import { defaultKubeProxyBinary } from './kube-proxy-config.ts';
+import { startKubeProxy, type RunningKubeProxy } from './kube-proxy.ts';
 
 /** Where the apiserver is reachable from sandboxes (the forwarder on the bridge address). */
 export const apiserverBridgePort = 6443;

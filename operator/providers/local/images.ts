@@ -5,7 +5,8 @@
  * `ImagePullBackOff` while waiting to try again, `ErrImageNeverPull` when the policy forbids the pull.
  */
 import type { V1Container } from '@kubernetes/client-node';
-import type { AuthConfig, CriClient, PodSandboxConfig } from './cri/client.ts';
+import type { CriClient } from './cri/client.ts';
+import type { AuthConfig, PodSandboxConfig } from './cri/types.ts';
 
 /** Why an image is not there to run: the waiting reason and the kubelet's message. */
 export class ImageError extends Error {

@@ -15,7 +15,7 @@ import type {
   PodSandboxConfig,
   PortMapping,
   SecurityProfile,
-} from './cri/client.ts';
+} from './cri/types.ts';
 
 /** The label every sandbox and container of a local node carries: how `list()` finds this node's pods. */
 export const NODE_LABEL = 'spillway.dev/node';

@@ -30,7 +30,8 @@ import {
   type SandboxPhase,
   type SandboxStatus,
 } from '../types.ts';
-import type { ContainerStatus, CriClient, PodSandboxConfig } from './cri/client.ts';
+import type { CriClient } from './cri/client.ts';
+import type { ContainerStatus, PodSandboxConfig } from './cri/types.ts';
 import { ensureImage, ImageError } from './images.ts';
 import { ContainerConfigError, containerConfig, type PodPaths } from './plan.ts';
 import { httpCheck, probePort, ProbeWorker, tcpCheck, type ProbeCheck } from './probes.ts';

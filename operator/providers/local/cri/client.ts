@@ -8,8 +8,8 @@
  * UNAVAILABLE (nothing listens on the socket) becomes an error naming the socket; anything else keeps
  * containerd's message with the method it answered.
  *
- * Requests use the proto's own field names (snake_case) so that a reader can hold them against the CRI
- * documentation; results are narrowed to the fields the provider reads, int64 nanosecond times as `Date`s.
+ * This file holds the proto loading, the client and its error mapping; the request and result types are in
+ * types.ts, the decoding of raw messages into results in decode.ts.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -17,6 +17,32 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NotFoundError } from '../../types.ts';
+import {
+  containerEventOf,
+  containerOf,
+  containerStatsOf,
+  containerStatusOf,
+  num,
+  podSandboxStatsOf,
+  sandboxOf,
+  sandboxStatusOf,
+  type Raw,
+} from './decode.ts';
+import type {
+  AuthConfig,
+  Container,
+  ContainerConfig,
+  ContainerEvent,
+  ContainerStatus,
+  CriContainerStats,
+  CriPodSandboxStats,
+  ExecSyncResult,
+  Image,
+  PodSandbox,
+  PodSandboxConfig,
+  PodSandboxStatus,
+  RuntimeVersion,
+} from './types.ts';
 
 /** Where the CRI proto lives in a checkout: `<repo>/bin/cri/api.proto`. */
 export const DEFAULT_CRI_PROTO = join(
@@ -42,336 +68,12 @@ export interface CriClientOptions {
   pullTimeoutMs?: number;
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Requests (proto field names; only what the provider sets)
-// ---------------------------------------------------------------------------------------------------------
-
-export interface KeyValue {
-  key: string;
-  value: string;
-}
-
-export interface Int64Value {
-  value: number;
-}
-
-export interface SecurityProfile {
-  profile_type: 'RuntimeDefault' | 'Unconfined' | 'Localhost';
-  localhost_ref?: string;
-}
-
-export interface NamespaceOption {
-  network?: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
-  pid?: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
-  ipc?: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
-}
-
-export interface LinuxContainerResources {
-  cpu_period?: number;
-  cpu_quota?: number;
-  cpu_shares?: number;
-  memory_limit_in_bytes?: number;
-  oom_score_adj?: number;
-}
-
-export interface PortMapping {
-  protocol: 'TCP' | 'UDP' | 'SCTP';
-  container_port: number;
-  host_port?: number;
-  host_ip?: string;
-}
-
-export interface PodSandboxMetadata {
-  name: string;
-  uid: string;
-  namespace: string;
-  attempt: number;
-}
-
-export interface PodSandboxConfig {
-  metadata: PodSandboxMetadata;
-  hostname: string;
-  log_directory: string;
-  dns_config?: { servers: string[]; searches: string[]; options: string[] };
-  port_mappings?: PortMapping[];
-  labels: Record<string, string>;
-  annotations?: Record<string, string>;
-  linux?: {
-    cgroup_parent?: string;
-    sysctls?: Record<string, string>;
-    security_context?: {
-      namespace_options?: NamespaceOption;
-      run_as_user?: Int64Value;
-      run_as_group?: Int64Value;
-      readonly_rootfs?: boolean;
-      supplemental_groups?: number[];
-      privileged?: boolean;
-      seccomp?: SecurityProfile;
-    };
-  };
-}
-
-export interface Mount {
-  container_path: string;
-  host_path: string;
-  readonly?: boolean;
-  propagation?: 'PROPAGATION_PRIVATE' | 'PROPAGATION_HOST_TO_CONTAINER' | 'PROPAGATION_BIDIRECTIONAL';
-}
-
-export interface LinuxContainerSecurityContext {
-  capabilities?: { add_capabilities: string[]; drop_capabilities: string[] };
-  privileged?: boolean;
-  namespace_options?: NamespaceOption;
-  run_as_user?: Int64Value;
-  run_as_group?: Int64Value;
-  run_as_username?: string;
-  readonly_rootfs?: boolean;
-  supplemental_groups?: number[];
-  no_new_privs?: boolean;
-  seccomp?: SecurityProfile;
-}
-
-export interface ContainerConfig {
-  metadata: { name: string; attempt: number };
-  image: { image: string; user_specified_image?: string };
-  command?: string[];
-  args?: string[];
-  working_dir?: string;
-  envs?: KeyValue[];
-  mounts?: Mount[];
-  labels: Record<string, string>;
-  annotations?: Record<string, string>;
-  /** Relative to the sandbox's `log_directory`. */
-  log_path: string;
-  stdin?: boolean;
-  stdin_once?: boolean;
-  tty?: boolean;
-  linux?: { resources?: LinuxContainerResources; security_context?: LinuxContainerSecurityContext };
-}
-
-/** Registry credentials of one pull (a docker config's `auths` entry). */
-export interface AuthConfig {
-  username?: string;
-  password?: string;
-  auth?: string;
-  server_address?: string;
-  identity_token?: string;
-  registry_token?: string;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Results (only the fields read)
-// ---------------------------------------------------------------------------------------------------------
-
-export type PodSandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
-export type ContainerStateName =
-  'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
-
-export interface PodSandbox {
-  id: string;
-  metadata: PodSandboxMetadata;
-  state: PodSandboxState;
-  createdAt: Date;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-}
-
-export interface PodSandboxStatus extends PodSandbox {
-  /** The pod's IPs from CNI, first one first; empty before the network is up or with host networking. */
-  ips: string[];
-}
-
-export interface Container {
-  id: string;
-  podSandboxId: string;
-  metadata: { name: string; attempt: number };
-  image: string;
-  imageRef: string;
-  state: ContainerStateName;
-  createdAt: Date;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-}
-
-export interface ContainerStatus {
-  id: string;
-  metadata: { name: string; attempt: number };
-  state: ContainerStateName;
-  createdAt: Date;
-  /** Absent until started. */
-  startedAt?: Date;
-  /** Absent until exited. */
-  finishedAt?: Date;
-  exitCode: number;
-  image: string;
-  imageRef: string;
-  /** `OOMKilled`, `Error`, `Completed`, `ContainerCannotRun` (set by the runtime on exit). */
-  reason: string;
-  message: string;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  logPath: string;
-}
-
-export interface ContainerEvent {
-  containerId: string;
-  type:
-    | 'CONTAINER_CREATED_EVENT'
-    | 'CONTAINER_STARTED_EVENT'
-    | 'CONTAINER_STOPPED_EVENT'
-    | 'CONTAINER_DELETED_EVENT';
-  createdAt: Date;
-  /** The sandbox's status (containerd sends it with every event). */
-  sandbox?: PodSandboxStatus;
-  containers: ContainerStatus[];
-}
-
-export interface ExecSyncResult {
-  stdout: Buffer;
-  stderr: Buffer;
-  exitCode: number;
-}
-
-export interface Image {
-  id: string;
-  repoTags: string[];
-  repoDigests: string[];
-  size: number;
-}
-
-export interface RuntimeVersion {
-  runtimeName: string;
-  runtimeVersion: string;
-  runtimeApiVersion: string;
-}
-
-/** A usage sample of the CRI stats API (only the values the summary API reports). */
-export interface CriUsage {
-  timestamp: Date;
-  usageCoreNanoSeconds?: number;
-  usageNanoCores?: number;
-  workingSetBytes?: number;
-  usageBytes?: number;
-  rssBytes?: number;
-}
-
-export interface CriContainerStats {
-  id: string;
-  name: string;
-  labels: Record<string, string>;
-  cpu?: CriUsage;
-  memory?: CriUsage;
-}
-
-export interface CriPodSandboxStats {
-  id: string;
-  metadata: PodSandboxMetadata;
-  labels: Record<string, string>;
-  cpu?: CriUsage;
-  memory?: CriUsage;
-  network?: { rxBytes: number; txBytes: number };
-  containers: CriContainerStats[];
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
-type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Unary = (
   req: Raw,
   meta: grpc.Metadata,
   opts: grpc.CallOptions,
   cb: (e: grpc.ServiceError | null, r: Raw) => void,
 ) => void;
-
-/** An int64 as proto-loader gives it (a decimal string) to a number; nanoseconds since the epoch to a Date. */
-const num = (v: unknown): number => (v === undefined || v === null || v === '' ? 0 : Number(v));
-const nanosToDate = (v: unknown): Date | undefined => {
-  if (v === undefined || v === null || v === '' || v === '0') return undefined;
-  return new Date(Number(BigInt(String(v)) / 1_000_000n));
-};
-
-const sandboxOf = (r: Raw): PodSandbox => ({
-  id: r.id,
-  metadata: {
-    name: r.metadata?.name ?? '',
-    uid: r.metadata?.uid ?? '',
-    namespace: r.metadata?.namespace ?? '',
-    attempt: num(r.metadata?.attempt),
-  },
-  state: r.state,
-  createdAt: nanosToDate(r.created_at) ?? new Date(0),
-  labels: r.labels ?? {},
-  annotations: r.annotations ?? {},
-});
-
-const sandboxStatusOf = (r: Raw): PodSandboxStatus => {
-  const ips = [r.network?.ip, ...((r.network?.additional_ips ?? []) as Raw[]).map((p) => p.ip)].filter(
-    (ip): ip is string => Boolean(ip),
-  );
-  return { ...sandboxOf(r), ips };
-};
-
-const containerOf = (r: Raw): Container => ({
-  id: r.id,
-  podSandboxId: r.pod_sandbox_id,
-  metadata: { name: r.metadata?.name ?? '', attempt: num(r.metadata?.attempt) },
-  image: r.image?.image ?? '',
-  imageRef: r.image_ref ?? '',
-  state: r.state,
-  createdAt: nanosToDate(r.created_at) ?? new Date(0),
-  labels: r.labels ?? {},
-  annotations: r.annotations ?? {},
-});
-
-const containerStatusOf = (r: Raw): ContainerStatus => {
-  const startedAt = nanosToDate(r.started_at);
-  const finishedAt = nanosToDate(r.finished_at);
-  return {
-    id: r.id,
-    metadata: { name: r.metadata?.name ?? '', attempt: num(r.metadata?.attempt) },
-    state: r.state,
-    createdAt: nanosToDate(r.created_at) ?? new Date(0),
-    ...(startedAt ? { startedAt } : {}),
-    ...(finishedAt ? { finishedAt } : {}),
-    exitCode: num(r.exit_code),
-    image: r.image?.image ?? '',
-    imageRef: r.image_ref ?? '',
-    reason: r.reason ?? '',
-    message: r.message ?? '',
-    labels: r.labels ?? {},
-    annotations: r.annotations ?? {},
-    logPath: r.log_path ?? '',
-  };
-};
-
-const u64 = (v: Raw | undefined | null): number | undefined => (v ? num(v.value) : undefined);
-
-const usageOf = (cpu: Raw | undefined, memory: Raw | undefined): { cpu?: CriUsage; memory?: CriUsage } => {
-  const out: { cpu?: CriUsage; memory?: CriUsage } = {};
-  if (cpu) {
-    out.cpu = {
-      timestamp: nanosToDate(cpu.timestamp) ?? new Date(),
-      usageCoreNanoSeconds: u64(cpu.usage_core_nano_seconds),
-      usageNanoCores: u64(cpu.usage_nano_cores),
-    };
-  }
-  if (memory) {
-    out.memory = {
-      timestamp: nanosToDate(memory.timestamp) ?? new Date(),
-      workingSetBytes: u64(memory.working_set_bytes),
-      usageBytes: u64(memory.usage_bytes),
-      rssBytes: u64(memory.rss_bytes),
-    };
-  }
-  return out;
-};
-
-const containerStatsOf = (r: Raw): CriContainerStats => ({
-  id: r.attributes?.id ?? '',
-  name: r.attributes?.metadata?.name ?? '',
-  labels: r.attributes?.labels ?? {},
-  ...usageOf(r.cpu, r.memory),
-});
 
 /** Loads the CRI services from the proto; cached per path (loading takes ~100 ms). */
 const loaded = new Map<
@@ -620,27 +322,7 @@ export class CriClient {
 
   async listPodSandboxStats(labels: Record<string, string> = {}): Promise<CriPodSandboxStats[]> {
     const r = await this.#call(this.#runtime, 'ListPodSandboxStats', { filter: { label_selector: labels } });
-    return ((r.stats ?? []) as Raw[]).map((s) => {
-      const linux: Raw = s.linux ?? {};
-      const ifaces = (linux.network?.interfaces ?? []) as Raw[];
-      const def: Raw | undefined = linux.network?.default_interface;
-      const all = def ? [def, ...ifaces] : ifaces;
-      const network =
-        all.length > 0
-          ? {
-              rxBytes: all.reduce((a, i) => a + (u64(i.rx_bytes) ?? 0), 0),
-              txBytes: all.reduce((a, i) => a + (u64(i.tx_bytes) ?? 0), 0),
-            }
-          : undefined;
-      return {
-        id: s.attributes?.id ?? '',
-        metadata: sandboxOf({ metadata: s.attributes?.metadata }).metadata,
-        labels: s.attributes?.labels ?? {},
-        ...usageOf(linux.cpu, linux.memory),
-        ...(network ? { network } : {}),
-        containers: ((linux.containers ?? []) as Raw[]).map(containerStatsOf),
-      };
-    });
+    return ((r.stats ?? []) as Raw[]).map(podSandboxStatsOf);
   }
 
   /** Asks the runtime to reopen a container's log file (after the caller rotated it). */
@@ -658,15 +340,7 @@ export class CriClient {
       'GetContainerEvents'
     ]!.call(this.#runtime, {});
     let cancelled = false;
-    call.on('data', (r: Raw) => {
-      onEvent({
-        containerId: r.container_id,
-        type: r.container_event_type,
-        createdAt: nanosToDate(r.created_at) ?? new Date(),
-        ...(r.pod_sandbox_status ? { sandbox: sandboxStatusOf(r.pod_sandbox_status) } : {}),
-        containers: ((r.containers_statuses ?? []) as Raw[]).map(containerStatusOf),
-      });
-    });
+    call.on('data', (r: Raw) => onEvent(containerEventOf(r)));
     call.on('error', (err: grpc.ServiceError) => {
       if (!cancelled) onEnd(this.#error('GetContainerEvents', err));
     });
