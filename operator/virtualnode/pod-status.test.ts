@@ -1,6 +1,6 @@
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import type { SandboxStatus } from '../providers/types.ts';
+import type { ContainerReport, SandboxStatus } from '../providers/types.ts';
 import { failedStatus, pendingStatus, podStatusFrom, qosClass, statusFingerprint } from './pod-status.ts';
 
 const t0 = new Date('2026-11-23T10:00:00.000Z');
@@ -279,5 +279,83 @@ describe('statusFingerprint', () => {
       t1,
     );
     expect(statusFingerprint(b)).not.toBe(statusFingerprint(a));
+  });
+});
+
+describe('native sidecars (init containers with restartPolicy Always)', () => {
+  const spec = {
+    initContainers: [
+      { name: 'setup', image: 'busybox' },
+      { name: 'proxy', image: 'envoy', restartPolicy: 'Always' },
+    ],
+    containers: [{ name: 'app', image: 'nginx' }],
+  };
+  const sidecarPod: V1Pod = { metadata: { name: 'p', namespace: 'd', uid: 'u' }, spec };
+  const at = new Date('2026-01-01T00:00:00Z');
+  const done = { kind: 'terminated' as const, exitCode: 0, reason: 'Completed', finishedAt: at };
+  const report = (proxy: Partial<ContainerReport>, app: Partial<ContainerReport>, phase = 'Running') =>
+    ({
+      key: { uid: 'u', namespace: 'd', name: 'p' },
+      phase,
+      initContainers: [
+        { name: 'setup', state: done, restartCount: 0, ready: true, started: false },
+        {
+          name: 'proxy',
+          state: { kind: 'running', startedAt: at },
+          restartCount: 0,
+          ready: true,
+          started: true,
+          ...proxy,
+        },
+      ],
+      containers: [
+        {
+          name: 'app',
+          state: { kind: 'running', startedAt: at },
+          restartCount: 0,
+          ready: true,
+          started: true,
+          ...app,
+        },
+      ],
+    }) as SandboxStatus;
+  const cond = (s: V1PodStatus, type: string) => s.conditions?.find((c) => c.type === type)?.status;
+
+  it('is Initialized once the sidecar has started, and Ready only with the sidecar ready', () => {
+    const waiting = { kind: 'waiting' as const, reason: 'PodInitializing' };
+    const starting = podStatusFrom(
+      sidecarPod,
+      report({ started: false, ready: false }, { state: waiting, ready: false, started: false }, 'Pending'),
+      '10.0.0.1',
+      at,
+    );
+    expect(cond(starting, 'Initialized')).toBe('False');
+    const s = podStatusFrom(sidecarPod, report({}, {}), '10.0.0.1', at);
+    expect([cond(s, 'Initialized'), cond(s, 'Ready')]).toEqual(['True', 'True']);
+    const unready = podStatusFrom(sidecarPod, report({ ready: false }, {}), '10.0.0.1', at);
+    expect([cond(unready, 'ContainersReady'), cond(unready, 'Ready')]).toEqual(['False', 'False']);
+  });
+
+  it('stays Initialized while the sidecar restarts and after a Job-like pod stopped it', () => {
+    const looping = { kind: 'waiting' as const, reason: 'CrashLoopBackOff' };
+    const restarting = podStatusFrom(
+      sidecarPod,
+      report({ state: looping, started: false, ready: false }, {}),
+      '10.0.0.1',
+      at,
+    );
+    expect(cond(restarting, 'Initialized')).toBe('True');
+    const killed = { kind: 'terminated' as const, exitCode: 137, reason: 'Error', finishedAt: at };
+    const completed = podStatusFrom(
+      sidecarPod,
+      report(
+        { state: killed, started: false, ready: false },
+        { state: done, ready: false, started: false },
+        'Succeeded',
+      ),
+      '10.0.0.1',
+      at,
+    );
+    expect(cond(completed, 'Initialized')).toBe('True');
   });
 });

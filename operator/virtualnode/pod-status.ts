@@ -165,10 +165,22 @@ export function podStatusFrom(
     ended,
     pod.status?.containerStatuses,
   );
-  const initialized = inits.every(
-    (s) => s.state?.terminated?.exitCode === 0 || (s.started === true && s.state?.running !== undefined),
+  // Native sidecars (init containers with restartPolicy Always) keep running beside the containers.
+  const sidecars = new Set(
+    (pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always').map((c) => c.name),
   );
-  const containersReady = !terminal && mains.length > 0 && mains.every((s) => s.ready);
+  // As the kubelet: a pod once initialized stays so (a main container has run) while a sidecar restarts or after
+  // its sidecars were stopped; before that, a sidecar counts once started, a regular init container once done.
+  const initialized =
+    report.phase === 'Succeeded' ||
+    report.containers.some((c) => c.state.kind !== 'waiting' || c.lastState !== undefined) ||
+    inits.every((s) => (sidecars.has(s.name) ? s.started === true : s.state?.terminated?.exitCode === 0));
+  // A sidecar's readiness counts for the pod's, as a main container's does.
+  const containersReady =
+    !terminal &&
+    mains.length > 0 &&
+    mains.every((s) => s.ready) &&
+    inits.every((s) => !sidecars.has(s.name) || s.ready);
   const gatesReady = (pod.spec?.readinessGates ?? []).every(
     (g) => prev?.find((c) => c.type === g.conditionType)?.status === 'True',
   );
