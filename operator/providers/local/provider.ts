@@ -477,14 +477,8 @@ export class LocalProvider implements SandboxProvider {
     if (worker) {
       worker.detach();
       const grace = gracePeriodSeconds ?? worker.record.pod.spec?.terminationGracePeriodSeconds ?? 30;
-      const containers = await this.cri
-        .listContainers({ podSandboxId: worker.record.sandboxId })
-        .catch(() => []);
-      await Promise.all(
-        containers
-          .filter((c) => c.state === 'CONTAINER_RUNNING')
-          .map((c) => this.cri.stopContainer(c.id, grace).catch(() => undefined)),
-      );
+      // The main containers first, then the native sidecars in reverse order (the kubelet's order).
+      await worker.stopContainers(grace);
       this.#workers.delete(key.uid);
       this.#notifier.forget(worker);
     }
