@@ -193,7 +193,12 @@ describe('local provider volumes in a container run from an image', () => {
       return (await execOut('cat', '/etc/settings/greeting')) === 'bonjour';
     });
     // A removed key's file goes (soft: the checks below still run and report).
-    expect.soft(await execOut('ls', '/etc/settings')).toBe('greeting\n');
+    expect
+      .soft(
+        await execOut('ls', '/etc/settings'),
+        await execOut('sh', '-c', 'ls -la /etc/settings/; grep . /etc/settings/* || true'),
+      )
+      .toBe('greeting\n');
     expect(await execOut('cat', '/etc/all/settings/greeting')).toBe('bonjour'); // projected too
     // A subPath mount keeps the file it was given at start, as a kubelet's does.
     expect(await execOut('cat', '/etc/greeting.txt')).toBe('hello');
