@@ -58,12 +58,22 @@ export async function startCoreDNS(opts: {
   child.on('error', (err) => (spawnError = err));
   const resolver = new Resolver({ timeout: 500, tries: 1 });
   resolver.setServers([opts.address]);
-  await waitFor('CoreDNS to answer', 30_000, async () => {
-    if (spawnError)
-      throw new Error(`cannot run ${opts.binary}: ${spawnError.message} (make tools builds it)`);
-    if (child.exitCode !== null) throw new Error(`coredns exited; see ${join(opts.dir, 'coredns.log')}`);
-    return (await resolver.resolve4('kubernetes.default.svc.cluster.local')).length > 0;
-  });
+  try {
+    await waitFor('CoreDNS to answer', 30_000, async () => {
+      if (spawnError)
+        throw new Error(`cannot run ${opts.binary}: ${spawnError.message} (make tools builds it)`);
+      if (child.exitCode !== null) throw new Error(`coredns exited; see ${join(opts.dir, 'coredns.log')}`);
+      return (await resolver.resolve4('kubernetes.default.svc.cluster.local')).length > 0;
+    });
+  } catch (err) {
+    // A CoreDNS that never answered must not outlive the failed start, still bound to the bridge address.
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    throw err;
+  }
   return {
     address: opts.address,
     stop: async () => {

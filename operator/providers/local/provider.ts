@@ -283,6 +283,10 @@ export class LocalProvider implements SandboxProvider {
       const uid = name.split('_').pop() ?? '';
       if (!adopted.has(uid)) rmSync(join(root, name), { recursive: true, force: true });
     }
+    // And the pod cgroups left without a sandbox: an operator killed between a sandbox's removal and its
+    // cgroup's (a delete, a replacement) leaves one that nothing would remove otherwise.
+    for (const uid of podCgroupUids(this.#options.nodeName))
+      if (!adopted.has(uid)) await removePodCgroups(this.#options.nodeName, uid);
     await Promise.all([...this.#workers.values()].map((w) => w.sync()));
   }
 
@@ -680,6 +684,36 @@ export class LocalProvider implements SandboxProvider {
   }
 }
 
+/** The cgroup hierarchies' roots: `/sys/fs/cgroup` (v2) and each controller's mount under it (v1). */
+function cgroupRoots(): string[] {
+  try {
+    return [
+      '/sys/fs/cgroup',
+      ...readdirSync('/sys/fs/cgroup', { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => join('/sys/fs/cgroup', e.name)),
+    ];
+  } catch {
+    return [];
+  }
+}
+
+/** The UIDs of the pod cgroups of node `nodeName` in any hierarchy (`<root>/spillway/<node>/pod<uid>`). */
+function podCgroupUids(nodeName: string): Set<string> {
+  const uids = new Set<string>();
+  const nodeDir = dirname(podCgroupParent(nodeName, 'x'));
+  for (const root of cgroupRoots()) {
+    let names: string[];
+    try {
+      names = readdirSync(join(root, nodeDir));
+    } catch {
+      continue; // no pod of this node in this hierarchy
+    }
+    for (const name of names) if (name.startsWith('pod')) uids.add(name.slice('pod'.length));
+  }
+  return uids;
+}
+
 /**
  * Removes the cgroup of pod `uid` of node `nodeName` in every hierarchy (cgroup v1: one per controller; v2: one),
  * killing what is left in it; without `uid`, every pod cgroup of the node (its sandboxes are gone: cluster-down).
@@ -689,15 +723,7 @@ async function removePodCgroups(nodeName: string, uid?: string): Promise<void> {
   const parents = uid
     ? [podCgroupParent(nodeName, uid)]
     : [dirname(podCgroupParent(nodeName, 'x')), dirname(dirname(podCgroupParent(nodeName, 'x')))];
-  let roots: string[];
-  try {
-    const v1 = readdirSync('/sys/fs/cgroup', { withFileTypes: true })
-      .filter((e) => e.isDirectory())
-      .map((e) => join('/sys/fs/cgroup', e.name));
-    roots = ['/sys/fs/cgroup', ...v1];
-  } catch {
-    return;
-  }
+  const roots = cgroupRoots();
   for (let attempt = 1; attempt <= 5; attempt++) {
     let left = false;
     for (const root of roots) {
