@@ -148,6 +148,19 @@ describe('container lifecycle Events', () => {
     ]);
   });
 
+  it('records a failed pull as the kubelet does: Pulling, the pull error, then the reason', () => {
+    const failed: ContainerReport = {
+      ...waiting('app', 'ErrImagePull'),
+      state: { kind: 'waiting', reason: 'ErrImagePull', message: 'failed to resolve image: not found' },
+    };
+    const events = containerEvents(pod, [], report(done('init'), failed));
+    expect(events.slice(4).map((e) => `${e.type} ${e.reason}: ${e.message}`)).toEqual([
+      'Normal Pulling: Pulling image "nginx:1.27"',
+      'Warning Failed: Failed to pull image "nginx:1.27": failed to resolve image: not found',
+      'Warning Failed: Error: ErrImagePull',
+    ]);
+  });
+
   it('records Unhealthy when a running container with a readiness probe stops being ready', () => {
     const before = viewsFromReport(report(done('init'), running('app')));
     const events = containerEvents(pod, before, report(done('init'), running('app', 0, false)));

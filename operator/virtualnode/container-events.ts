@@ -154,6 +154,11 @@ export function containerEvents(
       add('Warning', 'BackOff', `Back-off restarting failed container ${a.name} in pod ${formatPod(pod)}`);
     } else if (newReason && a.reason && FAILED_WAITING_REASONS.has(a.reason)) {
       if (a.reason === 'ImagePullBackOff') add('Normal', 'BackOff', `Back-off pulling image "${image}"`);
+      // A pull that failed: the kubelet tells the attempt and its error before the reason.
+      if (a.reason === 'ErrImagePull') {
+        add('Normal', 'Pulling', `Pulling image "${image}"`);
+        add('Warning', 'Failed', `Failed to pull image "${image}": ${a.message || 'the pull failed'}`);
+      }
       add('Warning', 'Failed', `Error: ${a.reason}`);
     }
     const sameRun = b?.state === 'running' && a.state === 'running' && a.restartCount === b.restartCount;

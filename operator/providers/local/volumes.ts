@@ -16,6 +16,7 @@ import {
   readlinkSync,
   renameSync,
   rmSync,
+  unlinkSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -70,7 +71,10 @@ export function writeVolume(root: string, volume: MaterialisedVolume | undefined
   // Entries no longer in the volume, then the previous version.
   for (const name of readdirSync(root)) {
     if (name.startsWith('..') || top.has(name)) continue;
-    rmSync(join(root, name), { recursive: true, force: true });
+    // unlink, not rmSync: Node 24's rmSync leaves a dangling symlink in place (nodejs/node#61020), and a key
+    // removed from the volume is exactly that once `..data` has moved on.
+    if (isSymlink(join(root, name))) unlinkSync(join(root, name));
+    else rmSync(join(root, name), { recursive: true, force: true });
   }
   if (previous && previous !== version) rmSync(join(root, previous), { recursive: true, force: true });
   return written;
