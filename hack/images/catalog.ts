@@ -14,7 +14,10 @@ export const DEFAULT_REGISTRY = 'localhost:5000';
 export const IMAGES = {
   /** The pod sandbox's infra container: a static binary that sleeps until signalled and reaps zombies. */
   pause: 'spillway/pause:3.10',
-  /** Debian's busybox-static with its applets linked in /bin: `sh`, `wget`, `nc`, `sleep`... */
+  /**
+   * Debian's busybox-static with its applets linked in /bin: `sh`, `wget`, `nc`, `sleep`... Its `wget -T <seconds>`
+   * crashes (SIGSEGV, also on the host: the Debian build's bug); use `timeout N wget ...` instead.
+   */
   busybox: 'spillway/busybox:1.35.0',
   /** Debian's nginx (bookworm's nginx-light is a metapackage over it) serving /usr/share/nginx/html on :80, as upstream's. */
   nginx: 'spillway/nginx:1.22.1',
