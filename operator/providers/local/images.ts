@@ -1,7 +1,7 @@
 /**
  * Image pulls as a kubelet makes them: the pull policy (`Always`, `IfNotPresent`, `Never`; `:latest` or no tag
  * defaults to `Always`), credentials from the pod's imagePullSecrets (docker config JSON, tried in order for the
- * image's registry, then anonymously), and the waiting reasons a user sees: `ErrImagePull` when a pull fails,
+ * image's registry; anonymously only when none has any for it), and the waiting reasons a user sees: `ErrImagePull` when a pull fails,
  * `ImagePullBackOff` while waiting to try again, `ErrImageNeverPull` when the policy forbids the pull.
  */
 import type { V1Container } from '@kubernetes/client-node';
@@ -61,7 +61,9 @@ export function credentialsFor(image: string, secrets: Buffer[]): AuthConfig[] {
     const auths = (parsed['auths'] ?? parsed) as Record<string, Record<string, string>>;
     for (const [key, entry] of Object.entries(auths)) {
       if (hostOf(key) !== registry || typeof entry !== 'object' || !entry) continue;
-      const auth: AuthConfig = { server_address: hostOf(key) };
+      // No server_address: containerd parses it as a URL and silently drops credentials whose host does not match
+      // the registry's, which a bare `localhost:5000` (or `docker.io`) never does. The entry was matched above.
+      const auth: AuthConfig = {};
       if (entry['auth']) auth.auth = entry['auth'];
       if (entry['username']) auth.username = entry['username'];
       if (entry['password']) auth.password = entry['password'];
@@ -96,7 +98,10 @@ export async function ensureImage(
       );
     }
   }
-  const tries: (AuthConfig | undefined)[] = [...credentialsFor(image, pullSecrets), undefined];
+  // As the kubelet: each matching credential in turn, anonymously only when no secret has one for this registry
+  // (so that a wrong password is reported as the registry's refusal, not as missing credentials).
+  const credentials = credentialsFor(image, pullSecrets);
+  const tries: (AuthConfig | undefined)[] = credentials.length > 0 ? credentials : [undefined];
   let last: Error | undefined;
   for (const auth of tries) {
     try {
@@ -106,8 +111,6 @@ export async function ensureImage(
       last = err as Error;
     }
   }
-  throw new ImageError(
-    'ErrImagePull',
-    `failed to pull image "${image}": ${last?.message ?? 'unknown error'}`,
-  );
+  // The runtime's own words (they name the image), as the kubelet shows them; the Event adds `Failed to pull image`.
+  throw new ImageError('ErrImagePull', (last?.message ?? 'the pull failed').replace(/^PullImage: /, ''));
 }
