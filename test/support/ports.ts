@@ -1,13 +1,2 @@
-/** A free TCP port on 127.0.0.1 (bound, read, released), for servers a test starts. */
-import { createServer } from 'node:net';
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 for servers a test starts: the operator's own (operator/shared/ports.ts). */
+export { freePort } from '../../operator/shared/ports.ts';

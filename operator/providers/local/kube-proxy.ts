@@ -23,10 +23,10 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { freePort } from '../../shared/ports.ts';
 import { defaultKubeProxyBinary, kubeProxyConfig, kubeProxyCredentials } from './kube-proxy-config.ts';
 import { LOCAL_GUARD_TABLE } from './network.ts';
 import { Supervisor, tailLines, type BackoffPolicy, type SupervisorLogger } from './supervisor.ts';
@@ -102,18 +102,6 @@ export interface RunningKubeProxy {
 
 function inNetns(netns: string | undefined, argv: string[]): string[] {
   return netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv;
-}
-
-/** A free TCP port on 127.0.0.1 (bound, read, released), for kube-proxy's metrics and healthz. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /**

@@ -3,99 +3,39 @@
  * supervises containers (restarts, back-off, image pulls, init containers), and what a restarted operator adopts.
  * The real runtime (containerd) is exercised by test/e2e/local-provider.test.ts.
  */
-import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../../shared/wait.ts';
 import { isNotFound, type SandboxStatus } from '../types.ts';
 import { CriClient } from './cri/client.ts';
-import { FakeRuntime } from './cri/fake-runtime.ts';
-import { LocalProvider, type LocalProviderOptions } from './provider.ts';
+import { IMAGE, keyOf, ProviderFixture, until } from './provider.fixtures.ts';
 
-const IMAGE = 'localhost:5000/spillway/busybox:1.36';
+const f = new ProviderFixture();
+beforeEach(() => f.setUp());
+afterEach(() => f.tearDown());
 
-let fake: FakeRuntime;
-let stateDir: string;
-const providers: LocalProvider[] = [];
-
-beforeEach(async () => {
-  fake = await FakeRuntime.start();
-  fake.images.set(IMAGE, 'sha256:busybox');
-  fake.images.set('registry.k8s.io/pause:3.10', 'sha256:pause');
-  stateDir = mkdtempSync(join(tmpdir(), 'local-provider-'));
-});
-
-afterEach(async () => {
-  for (const p of providers.splice(0)) await p.close();
-  await fake.stop();
-  rmSync(stateDir, { recursive: true, force: true });
-});
-
-async function start(options: Partial<LocalProviderOptions> = {}): Promise<LocalProvider> {
-  const p = await LocalProvider.start({
-    nodeName: 'node-a',
-    criEndpoint: fake.endpoint,
-    stateDir,
-    manageNetwork: false,
-    pollMs: 20,
-    supervision: { backoffMs: 100, maxBackoffMs: 400, backoffResetMs: 60_000 },
-    ...options,
-  });
-  providers.push(p);
-  return p;
-}
-
-let n = 0;
-function pod(spec: Partial<V1Pod['spec']> = {}, containers: Partial<V1Container>[] = [{}]): V1Pod {
-  n++;
-  return {
-    metadata: { name: `web-${n}`, namespace: 'shop', uid: `uid-${n}` },
-    spec: {
-      containers: containers.map((c, i) => ({ name: i === 0 ? 'app' : `c${i}`, image: IMAGE, ...c })),
-      ...spec,
-    },
-  };
-}
-const keyOf = (p: V1Pod) => ({ uid: p.metadata!.uid!, namespace: 'shop', name: p.metadata!.name! });
-
-async function until(
-  p: LocalProvider,
-  pd: V1Pod,
-  what: string,
-  ok: (s: SandboxStatus) => boolean,
-): Promise<SandboxStatus> {
-  let last: SandboxStatus | undefined;
-  await waitFor(what, 10_000, async () => {
-    last = await p.status(keyOf(pd));
-    return ok(last);
-  }).catch((err: Error) => {
-    throw new Error(`${err.message}; last status: ${JSON.stringify(last)}`);
-  });
-  return last!;
-}
 const app = (s: SandboxStatus) => s.containers[0]!;
 
 describe('create', () => {
   it('runs the pod in a sandbox labelled with its UID, from its image, and reports it Running', async () => {
-    const p = await start({ runtimeHandler: 'kata' });
-    const pd = pod({}, [{ env: [{ name: 'COLOR', value: 'blue' }] }]);
+    const p = await f.start({ runtimeHandler: 'kata' });
+    const pd = f.pod({}, [{ env: [{ name: 'COLOR', value: 'blue' }] }]);
     await p.create(pd);
     const s = await until(p, pd, 'running', (x) => x.phase === 'Running' && app(x).ready);
-    expect(fake.calls('CreateContainer')[0]!.config.envs).toEqual([
+    expect(f.fake.calls('CreateContainer')[0]!.config.envs).toEqual([
       { key: 'COLOR', value: Buffer.from('blue') },
     ]);
-    const [run] = fake.calls('RunPodSandbox');
+    const [run] = f.fake.calls('RunPodSandbox');
     expect(run!.runtime_handler).toBe('kata');
     expect(run!.config.labels).toMatchObject({
       'io.kubernetes.pod.uid': pd.metadata!.uid,
       'spillway.dev/node': 'node-a',
     });
     expect(run!.config.log_directory).toBe(
-      join(stateDir, 'pods', `shop_${pd.metadata!.name}_${pd.metadata!.uid}`, 'logs'),
+      join(f.stateDir, 'pods', `shop_${pd.metadata!.name}_${pd.metadata!.uid}`, 'logs'),
     );
-    const container = [...fake.containers.values()][0]!;
+    const container = [...f.fake.containers.values()][0]!;
     expect(app(s)).toMatchObject({
       state: { kind: 'running' },
       restartCount: 0,
@@ -113,38 +53,38 @@ describe('create', () => {
   });
 
   it('is idempotent per UID: a second create makes no second sandbox', async () => {
-    const p = await start();
-    const pd = pod();
+    const p = await f.start();
+    const pd = f.pod();
     await Promise.all([p.create(pd), p.create(pd)]);
     await p.create(pd);
-    expect(fake.sandboxes.size).toBe(1);
+    expect(f.fake.sandboxes.size).toBe(1);
   });
 
   it('refuses a container without an image before touching the runtime', async () => {
-    const p = await start();
-    await expect(p.create(pod({}, [{ image: '' }]))).rejects.toMatchObject({ code: 'InvalidPodSpec' });
-    expect(fake.calls('RunPodSandbox')).toHaveLength(0);
+    const p = await f.start();
+    await expect(p.create(f.pod({}, [{ image: '' }]))).rejects.toMatchObject({ code: 'InvalidPodSpec' });
+    expect(f.fake.calls('RunPodSandbox')).toHaveLength(0);
   });
 });
 
 describe('images', () => {
   it('pulls per policy: IfNotPresent skips a present image, Always pulls it', async () => {
-    const p = await start();
-    const a = pod({}, [{ imagePullPolicy: 'IfNotPresent' }]);
+    const p = await f.start();
+    const a = f.pod({}, [{ imagePullPolicy: 'IfNotPresent' }]);
     await p.create(a);
     await until(p, a, 'running', (x) => app(x).state.kind === 'running');
-    expect(fake.calls('PullImage')).toHaveLength(0);
-    const b = pod({}, [{ imagePullPolicy: 'Always' }]);
+    expect(f.fake.calls('PullImage')).toHaveLength(0);
+    const b = f.pod({}, [{ imagePullPolicy: 'Always' }]);
     await p.create(b);
     await until(p, b, 'running', (x) => app(x).state.kind === 'running');
-    expect(fake.calls('PullImage').map((r) => r.image.image)).toEqual([IMAGE]);
+    expect(f.fake.calls('PullImage').map((r) => r.image.image)).toEqual([IMAGE]);
   });
 
   it('shows ErrImagePull then ImagePullBackOff for a missing image, the pod Pending, never Failed; runs once it appears', async () => {
-    const p = await start();
+    const p = await f.start();
     const missing = 'localhost:5000/spillway/nope:1';
-    fake.pullFailures.set(missing, `failed to resolve reference "${missing}": not found`);
-    const pd = pod({}, [{ image: missing }]);
+    f.fake.pullFailures.set(missing, `failed to resolve reference "${missing}": not found`);
+    const pd = f.pod({}, [{ image: missing }]);
     await p.create(pd);
     const first = await until(
       p,
@@ -162,13 +102,13 @@ describe('images', () => {
       (x) => (app(x).state as { reason?: string }).reason === 'ImagePullBackOff',
     );
     expect(backoff.phase).toBe('Pending');
-    fake.pullFailures.delete(missing);
+    f.fake.pullFailures.delete(missing);
     await until(p, pd, 'running after the image appeared', (x) => x.phase === 'Running');
   });
 
   it('refuses to pull with policy Never (ErrImageNeverPull)', async () => {
-    const p = await start();
-    const pd = pod({}, [{ image: 'localhost:5000/absent:1', imagePullPolicy: 'Never' }]);
+    const p = await f.start();
+    const pd = f.pod({}, [{ image: 'localhost:5000/absent:1', imagePullPolicy: 'Never' }]);
     await p.create(pd);
     await until(
       p,
@@ -176,19 +116,19 @@ describe('images', () => {
       'ErrImageNeverPull',
       (x) => (app(x).state as { reason?: string }).reason === 'ErrImageNeverPull',
     );
-    expect(fake.calls('PullImage')).toHaveLength(0);
+    expect(f.fake.calls('PullImage')).toHaveLength(0);
   });
 
   it('pulls with the credentials of the pod imagePullSecrets for the image registry', async () => {
-    const p = await start();
+    const p = await f.start();
     const image = 'localhost:5001/private/app:1';
-    fake.requiredAuth.set(image, 'alice:s3cret');
+    f.fake.requiredAuth.set(image, 'alice:s3cret');
     const config = { auths: { 'localhost:5001': { auth: Buffer.from('alice:s3cret').toString('base64') } } };
-    const pd = pod({ imagePullSecrets: [{ name: 'regcred' }] }, [{ image }]);
+    const pd = f.pod({ imagePullSecrets: [{ name: 'regcred' }] }, [{ image }]);
     await p.create(pd, { imagePullSecrets: { regcred: Buffer.from(JSON.stringify(config)) } });
     await until(p, pd, 'running', (x) => x.phase === 'Running');
     // The secret's credentials, without a server_address that containerd would fail to match to the registry.
-    expect(fake.calls('PullImage')[0]!.auth).toMatchObject({
+    expect(f.fake.calls('PullImage')[0]!.auth).toMatchObject({
       auth: Buffer.from('alice:s3cret').toString('base64'),
       server_address: '',
     });
@@ -197,9 +137,9 @@ describe('images', () => {
 
 describe('supervision', () => {
   it('restarts a crashing container at once, then with back-off shown as CrashLoopBackOff', async () => {
-    const p = await start();
-    fake.exitOnStart = () => 1;
-    const pd = pod();
+    const p = await f.start();
+    f.fake.exitOnStart = () => 1;
+    const pd = f.pod();
     await p.create(pd);
     const looping = await until(
       p,
@@ -212,26 +152,26 @@ describe('supervision', () => {
     expect(app(looping).lastState).toMatchObject({ kind: 'terminated', exitCode: 1, reason: 'Error' });
     await until(p, pd, 'a later attempt', (x) => app(x).restartCount >= 3);
     // Only the latest attempt and the one before it are kept (logs --previous).
-    expect(fake.containersNamed('app').length).toBeLessThanOrEqual(2);
+    expect(f.fake.containersNamed('app').length).toBeLessThanOrEqual(2);
   });
 
   it('ends a restartPolicy Never pod as Succeeded or Failed by the exit codes', async () => {
-    const p = await start();
-    fake.exitOnStart = (c) => (c.command?.[0] === 'false' ? 1 : 0);
-    const ok = pod({ restartPolicy: 'Never' }, [{ command: ['true'] }]);
-    const bad = pod({ restartPolicy: 'Never' }, [{ command: ['false'] }]);
+    const p = await f.start();
+    f.fake.exitOnStart = (c) => (c.command?.[0] === 'false' ? 1 : 0);
+    const ok = f.pod({ restartPolicy: 'Never' }, [{ command: ['true'] }]);
+    const bad = f.pod({ restartPolicy: 'Never' }, [{ command: ['false'] }]);
     await p.create(ok);
     await p.create(bad);
     const s = await until(p, ok, 'Succeeded', (x) => x.phase === 'Succeeded');
     expect(app(s).state).toMatchObject({ kind: 'terminated', exitCode: 0, reason: 'Completed' });
     await until(p, bad, 'Failed', (x) => x.phase === 'Failed');
-    expect(fake.containersNamed('app').filter((c) => c.config.command?.[0] === 'false')).toHaveLength(1);
+    expect(f.fake.containersNamed('app').filter((c) => c.config.command?.[0] === 'false')).toHaveLength(1);
   });
 
   it('runs init containers in order before the containers', async () => {
-    const p = await start();
-    fake.exitOnStart = (c) => (c.metadata.name.startsWith('init') ? 0 : undefined);
-    const pd = pod({
+    const p = await f.start();
+    f.fake.exitOnStart = (c) => (c.metadata.name.startsWith('init') ? 0 : undefined);
+    const pd = f.pod({
       initContainers: [
         { name: 'init-a', image: IMAGE },
         { name: 'init-b', image: IMAGE },
@@ -240,16 +180,16 @@ describe('supervision', () => {
     await p.create(pd);
     const s = await until(p, pd, 'running', (x) => x.phase === 'Running' && app(x).state.kind === 'running');
     expect(s.initContainers.map((c) => c.state.kind)).toEqual(['terminated', 'terminated']);
-    const order = fake.calls('CreateContainer').map((r) => r.config.metadata.name);
+    const order = f.fake.calls('CreateContainer').map((r) => r.config.metadata.name);
     expect(order).toEqual(['init-a', 'init-b', 'app']);
   });
 
   it('reports the OOM kill and the termination message of a run', async () => {
-    const p = await start();
-    const pd = pod({ restartPolicy: 'Never' });
+    const p = await f.start();
+    const pd = f.pod({ restartPolicy: 'Never' });
     await p.create(pd);
     await until(p, pd, 'running', (x) => app(x).state.kind === 'running');
-    fake.exit('app', 137, 'OOMKilled');
+    f.fake.exit('app', 137, 'OOMKilled');
     const s = await until(p, pd, 'terminated', (x) => app(x).state.kind === 'terminated');
     expect(app(s).state).toMatchObject({ exitCode: 137, reason: 'OOMKilled', signal: 9 });
   });
@@ -257,13 +197,13 @@ describe('supervision', () => {
 
 describe('volumes', () => {
   it('writes materialised volumes behind ..data and refreshes them in place', async () => {
-    const p = await start();
-    const pd = pod({ volumes: [{ name: 'cfg', configMap: { name: 'c' } }] }, [
+    const p = await f.start();
+    const pd = f.pod({ volumes: [{ name: 'cfg', configMap: { name: 'c' } }] }, [
       { volumeMounts: [{ name: 'cfg', mountPath: '/etc/app' }] },
     ]);
     await p.create(pd, { volumes: { cfg: { files: [{ path: 'mode', content: Buffer.from('blue') }] } } });
     await until(p, pd, 'running', (x) => x.phase === 'Running');
-    const m = [...fake.containers.values()][0]!.config.mounts.find(
+    const m = [...f.fake.containers.values()][0]!.config.mounts.find(
       (x: { container_path: string }) => x.container_path === '/etc/app',
     );
     expect(m.readonly).toBe(true);
@@ -275,13 +215,13 @@ describe('volumes', () => {
 
 describe('delete', () => {
   it('stops the containers with the grace period, removes the sandbox and the state', async () => {
-    const p = await start();
-    const pd = pod();
+    const p = await f.start();
+    const pd = f.pod();
     await p.create(pd);
     await until(p, pd, 'running', (x) => x.phase === 'Running');
     await p.delete(keyOf(pd), { gracePeriodSeconds: 7 });
-    expect(fake.calls('StopContainer').map((r) => Number(r.timeout))).toEqual([7]);
-    expect(fake.sandboxes.size).toBe(0);
+    expect(f.fake.calls('StopContainer').map((r) => Number(r.timeout))).toEqual([7]);
+    expect(f.fake.sandboxes.size).toBe(0);
     await expect(p.status(keyOf(pd))).rejects.toSatisfy(isNotFound);
     expect(await p.list()).toEqual([]);
     await p.delete(keyOf(pd)); // again: resolves
@@ -290,28 +230,28 @@ describe('delete', () => {
 
 describe('adoption after an operator restart', () => {
   it('adopts a complete sandbox and keeps its containers running', async () => {
-    const first = await start();
-    const pd = pod();
+    const first = await f.start();
+    const pd = f.pod();
     await first.create(pd);
     await until(first, pd, 'running', (x) => x.phase === 'Running');
     await first.close();
-    const second = await start();
+    const second = await f.start();
     const s = await until(second, pd, 'running', (x) => x.phase === 'Running');
     expect(app(s).restartCount).toBe(0);
-    expect(fake.containers.size).toBe(1);
-    expect(fake.calls('RemovePodSandbox')).toHaveLength(0);
+    expect(f.fake.containers.size).toBe(1);
+    expect(f.fake.calls('RemovePodSandbox')).toHaveLength(0);
   });
 
   it('removes a sandbox whose create died before its record', async () => {
-    const first = await start({
+    const first = await f.start({
       step: (name) => {
         if (name === 'sandbox') throw new Error('killed after RunPodSandbox');
       },
     });
-    const pd = pod();
+    const pd = f.pod();
     await expect(first.create(pd)).rejects.toThrow(/killed/);
     // The failed create cleaned up; now leave one behind as a kill -9 would.
-    const cri = new CriClient({ endpoint: fake.endpoint });
+    const cri = new CriClient({ endpoint: f.fake.endpoint });
     await cri.runPodSandbox({
       metadata: { name: pd.metadata!.name!, uid: pd.metadata!.uid!, namespace: 'shop', attempt: 0 },
       hostname: 'x',
@@ -320,17 +260,17 @@ describe('adoption after an operator restart', () => {
     });
     cri.close();
     await first.close();
-    const second = await start();
-    expect(fake.sandboxes.size).toBe(0);
+    const second = await f.start();
+    expect(f.fake.sandboxes.size).toBe(0);
     expect(await second.list()).toEqual([]);
     await second.create(pd);
     await until(second, pd, 'running', (x) => x.phase === 'Running');
-    expect(fake.sandboxes.size).toBe(1);
+    expect(f.fake.sandboxes.size).toBe(1);
   });
 
   it('removes a container created but never started and creates it again: never two for one name', async () => {
     let crash = true;
-    const first = await start({
+    const first = await f.start({
       step: (name) => {
         if (name === 'container-created' && crash) {
           crash = false;
@@ -339,11 +279,11 @@ describe('adoption after an operator restart', () => {
         }
       },
     });
-    const pd = pod();
+    const pd = f.pod();
     await first.create(pd);
-    await waitFor('the container created', 5000, async () => fake.containers.size === 1);
-    expect([...fake.containers.values()][0]!.state).toBe('CONTAINER_CREATED');
-    const second = await start();
+    await waitFor('the container created', 5000, async () => f.fake.containers.size === 1);
+    expect([...f.fake.containers.values()][0]!.state).toBe('CONTAINER_CREATED');
+    const second = await f.start();
     const s = await until(
       second,
       pd,
@@ -351,24 +291,24 @@ describe('adoption after an operator restart', () => {
       (x) => x.phase === 'Running' && app(x).state.kind === 'running',
     );
     expect(app(s).restartCount).toBe(0);
-    expect(fake.containersNamed('app').map((c) => c.state)).toEqual(['CONTAINER_RUNNING']);
+    expect(f.fake.containersNamed('app').map((c) => c.state)).toEqual(['CONTAINER_RUNNING']);
   });
 });
 
 describe('a sandbox that dies', () => {
   it('is replaced by a new one, with the containers started again in it', async () => {
-    const p = await start();
-    const pd = pod();
+    const p = await f.start();
+    const pd = f.pod();
     await p.create(pd);
     await until(p, pd, 'running', (x) => x.phase === 'Running');
-    const [first] = [...fake.sandboxes.values()];
+    const [first] = [...f.fake.sandboxes.values()];
     // Its shim was killed: the sandbox is not ready, and its container ended with it.
     first!.state = 'SANDBOX_NOTREADY';
-    fake.exit('app', 137);
+    f.fake.exit('app', 137);
     await waitFor(
       'a new sandbox',
       10_000,
-      async () => fake.sandboxes.size === 1 && !fake.sandboxes.has(first!.id),
+      async () => f.fake.sandboxes.size === 1 && !f.fake.sandboxes.has(first!.id),
     );
     const s = await until(
       p,
@@ -376,17 +316,19 @@ describe('a sandbox that dies', () => {
       'running in the new sandbox',
       (x) => x.phase === 'Running' && app(x).state.kind === 'running',
     );
-    expect([...fake.containers.values()].map((c) => c.sandboxId)).toEqual([[...fake.sandboxes.keys()][0]]);
-    expect(s.podIP).toBe(fake.sandboxes.values().next().value!.ip);
+    expect([...f.fake.containers.values()].map((c) => c.sandboxId)).toEqual([
+      [...f.fake.sandboxes.keys()][0],
+    ]);
+    expect(s.podIP).toBe(f.fake.sandboxes.values().next().value!.ip);
   });
 });
 
 describe('node', () => {
   it('reports the runtime version and answers ping through the runtime', async () => {
-    const p = await start();
+    const p = await f.start();
     expect((await p.capacity()).nodeInfo.containerRuntimeVersion).toBe('fake://0.0.1');
     await p.ping();
-    fake.failHook = (method) => {
+    f.fake.failHook = (method) => {
       if (method === 'Version') throw Object.assign(new Error('down'), { code: 14, details: 'down' });
     };
     await expect(p.ping()).rejects.toThrow(/not answering/);

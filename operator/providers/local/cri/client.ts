@@ -29,6 +29,7 @@ import {
   type Raw,
 } from './decode.ts';
 import type {
+  AttachRequest,
   AuthConfig,
   Container,
   ContainerConfig,
@@ -36,6 +37,7 @@ import type {
   ContainerStatus,
   CriContainerStats,
   CriPodSandboxStats,
+  ExecRequest,
   ExecSyncResult,
   Image,
   PodSandbox,
@@ -279,25 +281,12 @@ export class CriClient {
   }
 
   /** The URL of the runtime's streaming server for one exec session. */
-  async exec(request: {
-    container_id: string;
-    cmd: string[];
-    tty: boolean;
-    stdin: boolean;
-    stdout: boolean;
-    stderr: boolean;
-  }): Promise<string> {
+  async exec(request: ExecRequest): Promise<string> {
     return (await this.#call(this.#runtime, 'Exec', request)).url;
   }
 
   /** The URL of the runtime's streaming server for one attach session. */
-  async attach(request: {
-    container_id: string;
-    stdin: boolean;
-    tty: boolean;
-    stdout: boolean;
-    stderr: boolean;
-  }): Promise<string> {
+  async attach(request: AttachRequest): Promise<string> {
     return (await this.#call(this.#runtime, 'Attach', request)).url;
   }
 

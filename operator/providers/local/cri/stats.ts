@@ -7,42 +7,21 @@
  * hosts), so {@link UsageSampler} keeps each sandbox's and container's previous sample and derives the rate from
  * two samples, as the kubelet's CRI stats provider does with its cache. A first sample with no rate says 0.
  *
- * The mapping is pure ({@link podStatsFromCri}); the sampler is the only state. The input types are the narrowed
- * samples the CRI client gives (`cri/client.ts`), spelled here structurally so that this module needs no client.
+ * The mapping is pure ({@link podStatsFromCri}); the sampler is the only state. The input types are the samples the
+ * CRI client gives (the wire types of ./types.ts) less the fields the mapping does not read.
  */
 import type { ContainerStats, CpuStats, MemoryStats, PodStats } from '../../types.ts';
+import type { CriContainerStats, CriPodSandboxStats, CriUsage, PodSandboxMetadata } from './types.ts';
 
 /** One CPU or memory sample of the CRI stats API (the fields the summary API reports). */
-export interface CriUsageSample {
-  /** When the runtime took it. */
-  timestamp: Date;
-  usageCoreNanoSeconds?: number;
-  usageNanoCores?: number;
-  workingSetBytes?: number;
-  usageBytes?: number;
-  rssBytes?: number;
-}
+export type CriUsageSample = CriUsage;
 
-/** A container's sample (CRI `ContainerStats`). */
-export interface CriContainerUsage {
-  /** The runtime's container id. */
-  id: string;
-  /** The Kubernetes container name (CRI `ContainerMetadata.name`). */
-  name: string;
-  cpu?: CriUsageSample;
-  memory?: CriUsageSample;
-}
+/** A container's sample (CRI `ContainerStats`); the mapping does not read its labels. */
+export type CriContainerUsage = Omit<CriContainerStats, 'labels'>;
 
-/** A sandbox's sample (CRI `PodSandboxStats` with its Linux part). */
-export interface CriSandboxUsage {
-  /** The runtime's sandbox id. */
-  id: string;
-  /** The pod, from the sandbox's CRI metadata. */
-  metadata: { name: string; uid: string; namespace: string };
-  cpu?: CriUsageSample;
-  memory?: CriUsageSample;
-  /** Cumulative bytes over the sandbox's interfaces, when the runtime reports them. */
-  network?: { rxBytes: number; txBytes: number };
+/** A sandbox's sample (CRI `PodSandboxStats` with its Linux part); the mapping reads neither labels nor attempt. */
+export interface CriSandboxUsage extends Omit<CriPodSandboxStats, 'labels' | 'metadata' | 'containers'> {
+  metadata: Omit<PodSandboxMetadata, 'attempt'>;
   containers: CriContainerUsage[];
 }
 

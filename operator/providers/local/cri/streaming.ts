@@ -16,24 +16,12 @@ import { Duplex, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { SpdySession, type SpdyStream } from '../../../shared/spdy/spdy.ts';
 import type { ExecResult, ExecStreams, TerminalSize } from '../../types.ts';
+import type { AttachRequest, ExecRequest } from './types.ts';
 
 /** The calls of a CRI client that make streaming URLs (the `url` of ExecResponse, AttachResponse, PortForwardResponse). */
 export interface StreamingUrls {
-  exec(request: {
-    container_id: string;
-    cmd: string[];
-    tty: boolean;
-    stdin: boolean;
-    stdout: boolean;
-    stderr: boolean;
-  }): Promise<string>;
-  attach(request: {
-    container_id: string;
-    tty: boolean;
-    stdin: boolean;
-    stdout: boolean;
-    stderr: boolean;
-  }): Promise<string>;
+  exec(request: ExecRequest): Promise<string>;
+  attach(request: AttachRequest): Promise<string>;
   portForward(sandboxId: string, ports: number[]): Promise<string>;
 }
 

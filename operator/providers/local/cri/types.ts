@@ -124,6 +124,25 @@ export interface AuthConfig {
   registry_token?: string;
 }
 
+/** An `ExecRequest`: the command and which of its streams the session carries. */
+export interface ExecRequest {
+  container_id: string;
+  cmd: string[];
+  tty: boolean;
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+}
+
+/** An `AttachRequest`: which of the container's streams the session carries. */
+export interface AttachRequest {
+  container_id: string;
+  stdin: boolean;
+  tty: boolean;
+  stdout: boolean;
+  stderr: boolean;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Results (only the fields read)
 // ---------------------------------------------------------------------------------------------------------
@@ -212,6 +231,7 @@ export interface RuntimeVersion {
 
 /** A usage sample of the CRI stats API (only the values the summary API reports). */
 export interface CriUsage {
+  /** When the runtime took it. */
   timestamp: Date;
   usageCoreNanoSeconds?: number;
   usageNanoCores?: number;
@@ -234,6 +254,7 @@ export interface CriPodSandboxStats {
   labels: Record<string, string>;
   cpu?: CriUsage;
   memory?: CriUsage;
+  /** Cumulative bytes over the sandbox's interfaces, when the runtime reports them. */
   network?: { rxBytes: number; txBytes: number };
   containers: CriContainerStats[];
 }
