@@ -38,7 +38,7 @@ import { CriClient } from '../operator/providers/local/cri/client.ts';
 import { NODE_LABEL, podCgroupParent } from '../operator/providers/local/plan.ts';
 import { removeLocalSandboxes } from '../operator/providers/local/provider.ts';
 import type { LocalCluster } from '../test/support/cluster.ts';
-import { removeLocalNetwork, startLocalNode, type LocalNode } from '../test/support/local-network.ts';
+import { startLocalNode, type LocalNode } from '../test/support/local-network.ts';
 import { createTestNamespace } from '../test/support/namespace.ts';
 import { seedImages } from '../test/support/registry.ts';
 import { benchCluster, componentPid } from './lib/cluster.ts';
@@ -529,7 +529,6 @@ export async function sandboxBench(opts: SandboxBenchOptions = {}): Promise<Benc
       () => undefined,
     );
     rmSync(join('/run/spillway', NODE_NAME), { recursive: true, force: true });
-    removeLocalNetwork();
     cri.close();
     if (own && !process.env.KEEP) await cluster.down();
   }

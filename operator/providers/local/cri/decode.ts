@@ -14,8 +14,14 @@ import type {
   PodSandboxStatus,
 } from './types.ts';
 
-/** A message as proto-loader gives it. */
-export type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+/**
+ * A CRI message as @grpc/proto-loader builds it at run time from api.proto: no TypeScript types exist for it (the
+ * proto is loaded, not compiled), so its fields are read untyped here, and only here and in the fake runtime that
+ * plays containerd's side: every decoder in this file turns one into the typed results of ./types.ts, so nothing
+ * untyped leaves the CRI folder.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- proto-loader messages are untyped (see above)
+export type Raw = Record<string, any>;
 
 /** An int64 as proto-loader gives it (a decimal string) to a number; nanoseconds since the epoch to a Date. */
 export const num = (v: unknown): number => (v === undefined || v === null || v === '' ? 0 : Number(v));

@@ -11,8 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { criServiceDefinitions } from './client.ts';
-
-type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+import type { Raw } from './decode.ts';
 
 /** A sandbox as the fake keeps it. */
 export interface FakeSandbox {
