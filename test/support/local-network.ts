@@ -50,6 +50,13 @@ export async function startLocalNode(
     provider,
     config: { name, internalIP: '127.0.0.1', kubeletPort: await freePort(), podCIDR: '10.250.0.0/24' },
   });
+  // Schedulable, as a user finds a node before using it: Ready, and the node controller's not-ready taint gone
+  // (a pod created earlier gets a FailedScheduling Warning first, and tests that expect none would see it).
+  await waitFor(`virtual node ${name} Ready and schedulable`, 60_000, async () => {
+    const n = await kc.makeApiClient(CoreV1Api).readNode({ name });
+    const ready = n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    return ready && !(n.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'));
+  });
   return {
     name,
     provider,
