@@ -232,13 +232,21 @@ describe('registryUrl', () => {
 
 describe('the CLI and recipe helpers', () => {
   it('builds every image without --only, and the named ones in catalog order with it', () => {
-    expect(parseOnly(undefined)).toEqual(['pause', 'busybox', 'nginx', 'agnhost', 'coredns', 'operator']);
+    expect(parseOnly(undefined)).toEqual([
+      'pause',
+      'busybox',
+      'nginx',
+      'agnhost',
+      'coredns',
+      'metrics-server',
+      'operator',
+    ]);
     expect(parseOnly('nginx,busybox')).toEqual(['busybox', 'nginx']);
   });
 
   it('names the valid images when --only has a typo', () => {
     expect(() => parseOnly('busybox,ngnix')).toThrow(
-      '--only: unknown image ngnix; images are pause, busybox, nginx, agnhost, coredns, operator',
+      '--only: unknown image ngnix; images are pause, busybox, nginx, agnhost, coredns, metrics-server, operator',
     );
   });
 

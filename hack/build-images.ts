@@ -17,7 +17,7 @@ import { join, posix } from 'node:path';
 import { parseArgs } from 'node:util';
 import { appVersion, buildImage, ROOT } from './build-image.ts';
 import { busybox } from './images/base.ts';
-import { agnhost, coredns, pause } from './images/binaries.ts';
+import { agnhost, coredns, metricsServer, pause } from './images/binaries.ts';
 import { DEFAULT_REGISTRY, IMAGES, type ImageName } from './images/catalog.ts';
 import { nginx } from './images/nginx.ts';
 import { pushImage, type PushResult, type RegistryCredentials } from './images/push.ts';
@@ -28,7 +28,14 @@ import { imageLayout, type ImageLayout } from './oci.ts';
 const OUT_DIR = join(ROOT, 'dist/images');
 const CACHE = join(OUT_DIR, '.cache');
 
-const RECIPES: Record<ImageName, Recipe> = { pause, busybox, nginx, agnhost, coredns };
+const RECIPES: Record<ImageName, Recipe> = {
+  pause,
+  busybox,
+  nginx,
+  agnhost,
+  coredns,
+  'metrics-server': metricsServer,
+};
 
 /** The operator's image in the registry: `spillway/spillway:<appVersion>`. */
 export const OPERATOR_REPOSITORY = 'spillway/spillway';

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the pinned Go binaries (etcd, kube-*, kubectl, kube-proxy, agnhost, helm, kwok, coredns, containerd and its
+# Builds the pinned Go binaries (etcd, kube-*, kubectl, kube-proxy, kubelet, agnhost, helm, kwok, coredns, metrics-server, containerd and its
 # runc shim, runc, the CNI plugins, crictl, the OCI registry) into $SPILLWAY_BIN (default: bin/, gitignored; the CNI
 # plugins in bin/cni/) from the wrapper modules in hack/tools/. Each tool is rebuilt only
 # when its wrapper module or this script changes (a content hash is kept beside the binaries).
@@ -26,11 +26,13 @@ done
 
 # tool name -> "ldflags|packages"
 declare -A spec=(
-  [kubernetes]="$kube_ldflags|k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/test/images/agnhost"
+  [kubernetes]="$kube_ldflags|k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/test/images/agnhost"
   [etcd]="-s -w|go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3"
   [helm]="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean|helm.sh/helm/v3/cmd/helm"
   [kwok]="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}|sigs.k8s.io/kwok/cmd/kwok"
   [coredns]="-s -w|github.com/coredns/coredns"
+  # The resource metrics API (kubectl top, the HPA's CPU) of the real nodes and the virtual node, as a cluster addon.
+  [metrics-server]="-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION|sigs.k8s.io/metrics-server/cmd/metrics-server"
   # The container runtime of the local provider: containerd with its runc shim (no cgo, no snapshotters this
   # machine lacks), runc (cgo, for seccomp), the CNI plugins a pod network needs, crictl to debug, and the
   # loopback OCI registry images are pulled from.
@@ -89,7 +91,7 @@ cri_proto() {
 }
 declare -A special=([cri-api]=cri_proto)
 
-tools=("$@"); [[ ${#tools[@]} -gt 0 ]] || tools=(etcd kubernetes kwok helm coredns containerd runc cni crictl registry cri-api)
+tools=("$@"); [[ ${#tools[@]} -gt 0 ]] || tools=(etcd kubernetes kwok helm coredns metrics-server containerd runc cni crictl registry cri-api)
 for t in "${tools[@]}"; do
   if [[ -n ${special[$t]:-} ]]; then "${special[$t]}"; else build "$t"; fi
 done

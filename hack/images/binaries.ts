@@ -192,3 +192,27 @@ export async function coredns(ctx: BuildContext): Promise<BuiltImage> {
     inputs: `bin/coredns ${binary.digest.slice(7, 19)}, ca-certificates ${ca.version}`,
   };
 }
+
+/**
+ * spillway/metrics-server: bin/metrics-server (sigs.k8s.io/metrics-server at METRICS_SERVER_VERSION), as upstream's
+ * image has it (distroless static, nonroot): /metrics-server, run as 65532 given by number for `runAsNonRoot`.
+ */
+export async function metricsServer(ctx: BuildContext): Promise<BuiltImage> {
+  const binary = pinnedBinary(ctx, 'metrics-server', 'metrics-server');
+  const pinned = versions(ctx.root).METRICS_SERVER_VERSION?.replace(/^v/, '') ?? '';
+  checkTag('metrics-server', pinned, 'METRICS_SERVER_VERSION in hack/versions.env');
+  const entries: TarEntry[] = [
+    { ...fileEntry('metrics-server', binary.path), mode: 0o755 },
+    ...accountEntries(
+      [{ name: 'nonroot', uid: NONROOT, gid: NONROOT, home: '/home/nonroot', shell: '/sbin/nologin' }],
+      [{ name: 'nonroot', gid: NONROOT }],
+    ),
+    { path: 'tmp', type: 'dir', mode: 0o1777 },
+  ];
+  const layer = await ctx.layers.layer(withParents(entries), `metrics-server: bin/metrics-server ${pinned}`);
+  return {
+    layers: [layer],
+    config: { User: `${NONROOT}:${NONROOT}`, Entrypoint: ['/metrics-server'], WorkingDir: '/' },
+    inputs: `bin/metrics-server ${binary.digest.slice(7, 19)}`,
+  };
+}

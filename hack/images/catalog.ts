@@ -25,6 +25,8 @@ export const IMAGES = {
   agnhost: 'spillway/agnhost:2.63.0',
   /** The pinned CoreDNS, running `/coredns -conf /etc/coredns/Corefile` as upstream's image does. */
   coredns: 'spillway/coredns:1.14.7',
+  /** The pinned metrics-server (the resource metrics API behind `kubectl top` and the HPA), as upstream's image. */
+  'metrics-server': 'spillway/metrics-server:0.8.0',
 } as const;
 
 export type ImageName = keyof typeof IMAGES;
