@@ -118,3 +118,6 @@ matchExpressions:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end }}
+
+{{/* The development-only fake ECI endpoint's Service, Deployment and credentials Secret (fakeEci.enabled). */}}
+{{- define "spillway.fakeEciName" -}}spillway-fake-eci{{- end }}
