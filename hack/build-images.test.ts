@@ -239,6 +239,7 @@ describe('the CLI and recipe helpers', () => {
       'agnhost',
       'coredns',
       'metrics-server',
+      'spark',
       'operator',
     ]);
     expect(parseOnly('nginx,busybox')).toEqual(['busybox', 'nginx']);
@@ -246,7 +247,7 @@ describe('the CLI and recipe helpers', () => {
 
   it('names the valid images when --only has a typo', () => {
     expect(() => parseOnly('busybox,ngnix')).toThrow(
-      '--only: unknown image ngnix; images are pause, busybox, nginx, agnhost, coredns, metrics-server, operator',
+      '--only: unknown image ngnix; images are pause, busybox, nginx, agnhost, coredns, metrics-server, spark, operator',
     );
   });
 

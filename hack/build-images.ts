@@ -1,8 +1,8 @@
 /**
  * make images: the images the local cluster runs (hack/images/catalog.ts), built without a container engine
  * from what this machine's registries serve: Debian packages (`apt-get download`), Go binaries built from the
- * module proxy (bin/agnhost, bin/coredns by hack/build-tools.sh; pause from hack/images/pause), and the
- * operator's own image (`make image`, hack/build-image.ts). Each lands in dist/images/<name>-<tag>.oci.tar
+ * module proxy (bin/agnhost, bin/coredns by hack/build-tools.sh; pause from hack/images/pause), Spark's jars from
+ * Maven Central (`mvn`, hack/images/spark/pom.xml), and the operator's own image (`make image`, hack/build-image.ts). Each lands in dist/images/<name>-<tag>.oci.tar
  * (an OCI layout, like `make image`'s) and, with --push, in a registry.
  *
  *   node hack/build-images.ts [--only busybox,nginx] [--push localhost:5000|cluster] [--user u --password p]
@@ -20,6 +20,7 @@ import { busybox } from './images/base.ts';
 import { agnhost, coredns, metricsServer, pause } from './images/binaries.ts';
 import { DEFAULT_REGISTRY, IMAGES, type ImageName } from './images/catalog.ts';
 import { nginx } from './images/nginx.ts';
+import { spark } from './images/spark.ts';
 import { pushImage, type PushResult, type RegistryCredentials } from './images/push.ts';
 import type { BuildContext, Recipe } from './images/recipe.ts';
 import { LayerCache, mb, writeLayoutTarball } from './images/store.ts';
@@ -35,6 +36,7 @@ const RECIPES: Record<ImageName, Recipe> = {
   agnhost,
   coredns,
   'metrics-server': metricsServer,
+  spark,
 };
 
 /** The operator's image in the registry: `spillway/spillway:<appVersion>`. */

@@ -27,6 +27,11 @@ export const IMAGES = {
   coredns: 'spillway/coredns:1.14.7',
   /** The pinned metrics-server (the resource metrics API behind `kubectl top` and the HPA), as upstream's image. */
   'metrics-server': 'spillway/metrics-server:0.8.0',
+  /**
+   * Apache Spark (core, SQL, the Kubernetes backend; hack/images/spark/pom.xml) on Debian's OpenJDK 17, with our
+   * spark-submit and a driver/executor entrypoint; SparkPi at /opt/spark/examples/jars/spark-examples.jar.
+   */
+  spark: 'spillway/spark:4.2.0',
 } as const;
 
 export type ImageName = keyof typeof IMAGES;

@@ -3,7 +3,8 @@
  * Go binaries, pushed to a real registry (distribution v3, bin/registry) that requires htpasswd credentials and
  * served back with the entrypoints upstream's images have; the same inputs give the same digests; what the
  * layers hold runs: busybox's applets, nginx's library closure (`nginx -t`, then serving its page in a private
- * network namespace), pause's clean exit on SIGTERM, agnhost. Real container runs are the runtime's tests.
+ * network namespace), pause's clean exit on SIGTERM, agnhost. Spark runs SparkPi in spark-image.test.ts; real
+ * container runs are the runtime's tests.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
@@ -89,6 +90,11 @@ describe('make images', () => {
     });
     expect(await configOf(IMAGES.agnhost)).toMatchObject({ Entrypoint: ['/agnhost'], Cmd: ['pause'] });
     expect(await configOf(IMAGES.coredns)).toMatchObject({ Entrypoint: ['/coredns'], User: '65532:65532' });
+    expect(await configOf(IMAGES.spark)).toMatchObject({
+      Entrypoint: ['/opt/entrypoint.sh'],
+      User: '185:185',
+      WorkingDir: '/opt/spark/work-dir',
+    });
     const operator = await configOf(byName('operator').reference);
     expect(operator.Entrypoint).toEqual(['/usr/local/bin/node', '/app/operator/cli.ts']);
   });
