@@ -16,23 +16,26 @@ import {
   openSync,
   readFileSync,
   readdirSync,
+  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { createConnection, createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
+import { applyAddons, publishKubernetesEndpoints } from './addons.ts';
 import { imageRef } from '../../hack/images/catalog.ts';
 import { createCA, createSigningKey, issueCert, type KeyPair } from '../../operator/shared/pki.ts';
 import { waitFor } from '../../operator/shared/wait.ts';
 import {
   containerdCommand,
   containerdEnv,
+  containerdPaths,
   criAnswers,
   criEndpoint,
   prepareContainerd,
@@ -42,6 +45,25 @@ import {
   type RuntimeHandler,
 } from './containerd.ts';
 import { installNetworkGuard } from './guard.ts';
+import {
+  defaultRealNodes,
+  ensureCgroupRoot,
+  gatewayPorts,
+  nodeCommands,
+  nodeContainerdOptions,
+  nodeHealthURL,
+  nodeNetwork,
+  nodeParts,
+  nodePaths,
+  readPair,
+  realPodCIDR,
+  REAL_NODE_LABEL,
+  setUpNodeNetwork,
+  tearDownNodeNetwork,
+  writeNodeFiles,
+  type NodePart,
+  type RealNode,
+} from './real-nodes.ts';
 import { freePort } from './ports.ts';
 import { registryAnswers, registryCommand, registryEnv } from './registry.ts';
 
@@ -72,21 +94,37 @@ export const components = [
   'registry',
   'containerd',
 ] as const;
-export type Component = (typeof components)[number];
+/** A cluster process: a control-plane component, a real node's part (`worker-1/kubelet`), or the nodes' gateway. */
+export type Component = (typeof components)[number] | `${string}/${NodePart}` | 'gateway';
 
 /** containerd needs root (mounts, namespaces, the bridge); without it the cluster runs no real containers. */
 const runsContainerd = () => process.getuid?.() === 0;
 
-/** The components this process can run, in start order. */
+/** The control-plane components this process can run, in start order. */
 function activeComponents(): Component[] {
   return components.filter((c) => c !== 'containerd' || runsContainerd());
 }
 
-interface ClusterState {
-  ports: Record<Exclude<Component, 'containerd'>, number> & { etcdPeer: number; criStream: number };
-  commands: Record<Component, string[]>;
-  containerd: ContainerdOptions;
+/** The processes of the real nodes, in start order: the gateway, then each node's containerd, kubelet, kube-proxy. */
+function realNodeComponents(nodes: RealNode[]): Component[] {
+  return nodes.length === 0
+    ? []
+    : ['gateway', ...nodes.flatMap((n) => nodeParts.map((part) => `${n.name}/${part}` as const))];
 }
+
+interface ClusterState {
+  ports: Record<Exclude<(typeof components)[number], 'containerd'>, number> & {
+    etcdPeer: number;
+    criStream: number;
+  };
+  commands: Partial<Record<Component, string[]>>;
+  containerd: ContainerdOptions;
+  /** The real nodes (test/support/real-nodes.ts) added by {@link LocalCluster.addRealNodes}; none by default. */
+  realNodes?: RealNode[];
+}
+
+/** Every address range of the cluster: the network guard blackholes them all (test/support/guard.ts). */
+const guardedCIDRs = [serviceCIDR, kwokPodCIDR, fakePodCIDR, localPodCIDR, realPodCIDR, nodeNetwork.guarded];
 
 /** The fake normal nodes every local cluster has. */
 export const normalNodes = ['kwok-node-0', 'kwok-node-1'];
@@ -169,8 +207,9 @@ export class LocalCluster {
   /** True when every component's process is alive and the apiserver answers /readyz. */
   async isRunning(): Promise<boolean> {
     if (!existsSync(this.#path('state.json'))) return false;
+    const nodes = this.#state().realNodes ?? [];
     if (
-      !activeComponents().every((c) => {
+      ![...activeComponents(), ...realNodeComponents(nodes)].every((c) => {
         const pid = this.#pid(c);
         return pid !== undefined && isAlive(pid);
       })
@@ -206,7 +245,7 @@ export class LocalCluster {
       }
     }
     // Before any pod address is used: containerd's CNI network hands out addresses of localPodCIDR.
-    installNetworkGuard([serviceCIDR, kwokPodCIDR, fakePodCIDR, localPodCIDR], log);
+    installNetworkGuard(guardedCIDRs, log);
     // A fresh cluster, except for the registry's storage: what `make images` pushed stays across down and up.
     if (existsSync(this.dir)) {
       for (const entry of readdirSync(this.dir)) {
@@ -274,6 +313,7 @@ export class LocalCluster {
         leftoversFailed = err;
       }
     }
+    await this.#removeRealNodes(log);
     // Pods first, through CRI while containerd runs: their netns, IP leases and mounts go with them.
     const containerd = this.#pid('containerd');
     if (containerd !== undefined && isAlive(containerd)) {
@@ -313,15 +353,22 @@ export class LocalCluster {
   /** Starts one component with the arguments recorded at `up` and waits until it is ready. */
   async start(component: Component): Promise<void> {
     const state = this.#state();
-    const [bin, ...args] = state.commands[component];
+    const command = state.commands[component];
+    if (!command) throw new Error(`${component} is not a process of the cluster in ${this.dir}`);
+    const [bin, ...args] = command;
+    const node = (state.realNodes ?? []).find((n) => component.startsWith(`${n.name}/`));
     // Idempotent: a restart re-enters the mount namespace that holds the running pods' mounts.
     if (component === 'containerd') await prepareContainerd(state.containerd);
+    if (node && component.endsWith('/containerd')) await prepareContainerd(this.#nodeContainerd(node));
+    if (node && component.endsWith('/kubelet')) ensureCgroupRoot(node);
     const env =
       component === 'registry'
         ? registryEnv
-        : component === 'containerd'
+        : component === 'containerd' || component.endsWith('/containerd')
           ? containerdEnv(this.binDir)
           : process.env;
+    mkdirSync(dirname(this.#path('logs', `${component}.log`)), { recursive: true });
+    mkdirSync(dirname(this.#path('pids', `${component}.pid`)), { recursive: true });
     const out = openSync(this.#path('logs', `${component}.log`), 'a');
     const child = spawn(bin!, args, { detached: true, stdio: ['ignore', out, out], cwd: this.dir, env });
     closeSync(out);
@@ -343,8 +390,17 @@ export class LocalCluster {
 
   async #probe(component: Component): Promise<boolean> {
     if (component === 'containerd') return criAnswers(this.dir, this.binDir);
+    if (component === 'gateway') return tcpAnswers(nodeNetwork.gateway, gatewayPorts.apiserver);
+    const node = (this.#state().realNodes ?? []).find((n) => component.startsWith(`${n.name}/`));
+    if (node) {
+      const part = component.slice(node.name.length + 1) as NodePart;
+      if (part === 'containerd') return criAnswers(nodePaths(this.dir, node).dir, this.binDir);
+      const body = await httpGet(nodeHealthURL(node, part));
+      // The kubelet answers `ok`; kube-proxy a JSON status.
+      return part === 'kubelet' ? body === 'ok' : body.includes('"healthy":true');
+    }
     const { ports } = this.#state();
-    const port = ports[component];
+    const port = ports[component as keyof typeof ports];
     if (component === 'registry') return registryAnswers(`localhost:${port}`);
     if (component === 'etcd') return (await httpGet(`http://127.0.0.1:${port}/health`)).includes('"true"');
     if (component === 'kwok') return (await httpGet(`http://127.0.0.1:${port}/healthz`)) === 'ok';
@@ -380,7 +436,8 @@ export class LocalCluster {
           'kubernetes.default.svc',
           'kubernetes.default.svc.cluster.local',
         ],
-        ipAddresses: ['127.0.0.1', '10.96.0.1'],
+        // The gateway's address: real nodes reach the apiserver there (test/support/real-nodes.ts).
+        ipAddresses: ['127.0.0.1', '10.96.0.1', nodeNetwork.gateway],
         usage: 'server',
         validForMs: year,
       }),
@@ -401,6 +458,13 @@ export class LocalCluster {
         usage: 'client',
         validForMs: year,
       }),
+    );
+    // The aggregation layer (metrics-server's metrics.k8s.io): the apiserver proxies to it as front-proxy-client.
+    const frontProxyCA = await createCA('spillway-local-front-proxy-ca', 10 * year);
+    write('front-proxy-ca', frontProxyCA);
+    write(
+      'front-proxy-client',
+      await issueCert(frontProxyCA, { subject: 'CN=front-proxy-client', usage: 'client', validForMs: year }),
     );
     const sa = await createSigningKey();
     writeFileSync(this.#path('pki', 'sa.key'), sa.privatePem, { mode: 0o600 });
@@ -499,6 +563,15 @@ export class LocalCluster {
           '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
           `--service-account-key-file=${pki('sa.pub')}`,
           `--service-account-signing-key-file=${pki('sa.key')}`,
+          `--requestheader-client-ca-file=${pki('front-proxy-ca.crt')}`,
+          '--requestheader-allowed-names=front-proxy-client',
+          '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+          '--requestheader-group-headers=X-Remote-Group',
+          '--requestheader-username-headers=X-Remote-User',
+          `--proxy-client-cert-file=${pki('front-proxy-client.crt')}`,
+          `--proxy-client-key-file=${pki('front-proxy-client.key')}`,
+          // Aggregated APIs by their endpoints' pod addresses: the host has no kube-proxy of its own for ClusterIPs.
+          '--enable-aggregator-routing=true',
           '--max-requests-inflight=1000',
           '--max-mutating-requests-inflight=500',
           '--profiling=false',
@@ -566,6 +639,129 @@ export class LocalCluster {
     );
   }
 
+  /**
+   * Adds the real kubelet nodes (test/support/real-nodes.ts) to a running cluster, with their addons: the cluster
+   * DNS (CoreDNS as a Deployment in kube-system) and metrics-server (metrics.k8s.io), both from the registry's
+   * images. The kwok nodes are cordoned, so that ordinary pods land on nodes that run them; {@link useKwokNodes}
+   * undoes that. Idempotent: nodes already running are kept. Needs root.
+   */
+  async addRealNodes(log: (line: string) => void = () => {}, nodes = defaultRealNodes): Promise<void> {
+    if (!runsContainerd()) throw new Error('real nodes need root (network and mount namespaces, cgroups)');
+    let state = this.#state();
+    const t0 = performance.now();
+    if (!state.realNodes) {
+      installNetworkGuard(guardedCIDRs, log);
+      await setUpNodeNetwork(nodes);
+      const pkiDir = this.#path('pki');
+      const ca = readPair(pkiDir, 'ca');
+      const commands: ClusterState['commands'] = {
+        gateway: [
+          process.execPath,
+          join(repoRoot, 'test/support/node-gateway.ts'),
+          `${nodeNetwork.gateway}:${gatewayPorts.apiserver}=127.0.0.1:${state.ports['kube-apiserver']}`,
+          `${nodeNetwork.gateway}:${gatewayPorts.registry}=127.0.0.1:${state.ports.registry}`,
+        ],
+      };
+      for (const node of nodes) {
+        await writeNodeFiles(this.dir, node, {
+          ca,
+          caFile: join(pkiDir, 'ca.crt'),
+          criSocket: containerdPaths(nodePaths(this.dir, node).dir).socket,
+          // kube-proxy takes one CIDR per family: 10.248.0.0/14 holds the real nodes' pods (10.248/16) and the
+          // virtual node's sandboxes (10.250/16), so that traffic between them is never masqueraded.
+          clusterCIDRs: ['10.248.0.0/14'],
+        });
+        for (const [part, argv] of Object.entries(nodeCommands(this.dir, this.binDir, node)))
+          commands[`${node.name}/${part as NodePart}`] = argv;
+      }
+      state = { ...state, commands: { ...state.commands, ...commands }, realNodes: nodes };
+      writeFileSync(this.#path('state.json'), JSON.stringify(state, null, 2));
+    }
+    for (const c of realNodeComponents(state.realNodes!)) {
+      const pid = this.#pid(c);
+      if (pid !== undefined && isAlive(pid)) continue;
+      await this.start(c);
+      log(`${c} ready (${Math.round(performance.now() - t0)} ms)`);
+    }
+    const kc = this.kubeConfig();
+    const core = kc.makeApiClient(CoreV1Api);
+    await waitFor('real nodes Ready', 120_000, async () => {
+      const list = await core.listNode({ labelSelector: `${REAL_NODE_LABEL}=real` });
+      return (
+        list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+          .length === state.realNodes!.length
+      );
+    });
+    for (const node of state.realNodes!) {
+      // spec.podCIDR is set once, by whoever allocates CIDRs: here, the cluster (no --allocate-node-cidrs).
+      const current = await core.readNode({ name: node.name });
+      if (!current.spec?.podCIDR) {
+        await core.patchNode(
+          { name: node.name, body: { spec: { podCIDR: node.podCIDR, podCIDRs: [node.podCIDR] } } },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+      }
+    }
+    await publishKubernetesEndpoints(kc);
+    await applyAddons(this.kubeconfigPath, this.binDir, this.registry, log);
+    await this.useKwokNodes(false);
+    log(
+      `real nodes ready in ${Math.round(performance.now() - t0)} ms: ${state.realNodes!.map((n) => n.name).join(', ')}`,
+    );
+  }
+
+  /** The real nodes of this cluster (none until {@link addRealNodes}). */
+  get realNodes(): RealNode[] {
+    return existsSync(this.#path('state.json')) ? (this.#state().realNodes ?? []) : [];
+  }
+
+  /**
+   * Cordons (false) or uncordons (true) the kwok nodes, and the real nodes the other way: integration tests
+   * schedule onto kwok nodes, e2e tests onto real ones.
+   */
+  async useKwokNodes(kwok: boolean): Promise<void> {
+    const core = this.kubeConfig().makeApiClient(CoreV1Api);
+    const set = async (name: string, unschedulable: boolean) =>
+      core.patchNode(
+        { name, body: { spec: { unschedulable } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+    for (const name of normalNodes) await set(name, !kwok).catch(() => undefined);
+    for (const node of this.realNodes) await set(node.name, kwok);
+  }
+
+  #nodeContainerd(node: RealNode): ContainerdOptions {
+    const { containerd } = this.#state();
+    return nodeContainerdOptions(this.dir, this.binDir, node, {
+      pauseImage: containerd.pauseImage,
+      registry: containerd.registries[0]!,
+    });
+  }
+
+  /** Stops the real nodes (their pods through CRI first), frees their cgroups and removes their network. */
+  async #removeRealNodes(log: (line: string) => void): Promise<void> {
+    if (!existsSync(this.#path('state.json'))) return;
+    const nodes = this.#state().realNodes ?? [];
+    if (nodes.length === 0) return;
+    for (const node of nodes) {
+      const dir = nodePaths(this.dir, node).dir;
+      // The kubelet first, so that it does not restart what CRI removes.
+      await this.stop(`${node.name}/kubelet`);
+      await this.stop(`${node.name}/kube-proxy`);
+      const pid = this.#pid(`${node.name}/containerd`);
+      if (pid !== undefined && isAlive(pid)) {
+        await removeAllPods(dir, this.binDir).catch((err: Error) =>
+          log(`${node.name}: could not remove its pods through CRI (${err.message.trim()}); killing them`),
+        );
+      }
+      await this.stop(`${node.name}/containerd`);
+      if (existsSync(join(dir, 'containerd'))) await releaseContainerd(dir);
+      removeCgroupTree(`spillway-${node.name}`);
+    }
+    await this.stop('gateway');
+    await tearDownNodeNetwork(nodes);
+  }
+
   async #registerNormalNodes(): Promise<void> {
     const core = this.kubeConfig().makeApiClient(CoreV1Api);
     for (const name of normalNodes) {
@@ -602,6 +798,40 @@ export class LocalCluster {
       await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
       return true;
     });
+  }
+}
+
+/** True when a TCP connection to host:port succeeds. */
+function tcpAnswers(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port, timeout: 1000 });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Removes a cgroup folder (and the empty ones under it) from every cgroup v1 hierarchy; a kubelet's leftovers. */
+function removeCgroupTree(name: string): void {
+  const root = '/sys/fs/cgroup';
+  if (!existsSync(root)) return;
+  const remove = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) remove(join(dir, e.name));
+    try {
+      rmdirSync(dir);
+    } catch {
+      /* still has a process, or already gone */
+    }
+  };
+  for (const hierarchy of readdirSync(root)) {
+    const dir = join(root, hierarchy, name);
+    if (existsSync(dir)) remove(dir);
   }
 }
 

@@ -25,7 +25,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { intToIp, parseCIDR } from '../../operator/providers/local/network.ts';
@@ -60,6 +60,13 @@ export interface ContainerdOptions {
   bridge?: string;
   /** RuntimeClass handlers besides `runc` (the default), by handler name. */
   runtimeHandlers?: Record<string, RuntimeHandler>;
+  /**
+   * A network namespace (`/run/netns/<name>`) for containerd and its pods' bridge: a real node's
+   * (test/support/real-nodes.ts). Default: the host's.
+   */
+  netns?: string;
+  /** Where a registry of {@link registries} is served when not at its own name, e.g. `http://10.249.0.1:5000`. */
+  registryServers?: Record<string, string>;
 }
 
 /** Where containerd's files are for a cluster folder. */
@@ -186,7 +193,10 @@ export function cniConflist(options: ContainerdOptions): string {
           hairpinMode: true,
           ipam: {
             type: 'host-local',
-            dataDir: ipamDir(options.bridge ?? 'spillway0'),
+            // A node in its own network namespace has its own bridge and addresses: its leases are its own.
+            dataDir: options.netns
+              ? join(containerdPaths(options.dir).base, 'ipam')
+              : ipamDir(options.bridge ?? 'spillway0'),
             ranges: [[{ subnet: nodeCIDR, gateway }]],
             routes: [{ dst: '0.0.0.0/0', gw: gateway }],
           },
@@ -200,15 +210,16 @@ export function cniConflist(options: ContainerdOptions): string {
   );
 }
 
-/** Lets containerd pull from `host` (`localhost:PORT`, plain HTTP); read on each pull, no restart needed. */
-export function allowRegistry(dir: string, host: string): void {
+/**
+ * Lets containerd pull from `host` (`localhost:PORT`, plain HTTP), served at `server` (default `http://<host>`);
+ * read on each pull, no restart needed.
+ */
+export function allowRegistry(dir: string, host: string, server = `http://${host}`): void {
   const hostDir = join(containerdPaths(dir).certsDir, host);
   mkdirSync(hostDir, { recursive: true });
   writeFileSync(
     join(hostDir, 'hosts.toml'),
-    [`server = "http://${host}"`, `[host."http://${host}"]`, '  capabilities = ["pull", "resolve"]', ''].join(
-      '\n',
-    ),
+    [`server = "${server}"`, `[host."${server}"]`, '  capabilities = ["pull", "resolve"]', ''].join('\n'),
   );
 }
 
@@ -228,16 +239,20 @@ export async function prepareContainerd(options: ContainerdOptions): Promise<voi
   const fallback = join(p.certsDir, '_default');
   mkdirSync(fallback, { recursive: true });
   writeFileSync(join(fallback, 'hosts.toml'), 'server = "http://127.0.0.1:9"\n');
-  for (const r of options.registries) allowRegistry(options.dir, r);
-  await ensureBridge(options.bridge ?? 'spillway0', options.nodeCIDR ?? '10.250.0.0/24');
+  for (const r of options.registries) allowRegistry(options.dir, r, options.registryServers?.[r]);
+  await ensureBridge(options.bridge ?? 'spillway0', options.nodeCIDR ?? '10.250.0.0/24', options.netns);
   await ensureMountNamespace(options.dir);
 }
 
-/** The command that runs containerd in its pinned mount namespace (after {@link prepareContainerd}). */
-export function containerdCommand(dir: string, binDir: string): string[] {
+/**
+ * The command that runs containerd in its pinned mount namespace (after {@link prepareContainerd}), and in
+ * `netns` when given.
+ */
+export function containerdCommand(dir: string, binDir: string, netns?: string): string[] {
   const p = containerdPaths(dir);
   return [
     'nsenter',
+    ...(netns ? [`--net=${netns}`] : []),
     `--mount=${p.nsPin}`,
     '--',
     join(binDir, 'containerd'),
@@ -258,15 +273,19 @@ export function containerdEnv(binDir: string): NodeJS.ProcessEnv {
   };
 }
 
-/** The bridge with the node CIDR's first address, forwarding on it alone (as operator/providers/local/network.ts). */
-async function ensureBridge(bridge: string, nodeCIDR: string): Promise<void> {
+/**
+ * The bridge with the node CIDR's first address, forwarding on it alone (as operator/providers/local/network.ts);
+ * in `netns` when given (a real node, which routes for its pods: test/support/real-nodes.ts turns forwarding on).
+ */
+async function ensureBridge(bridge: string, nodeCIDR: string, netns?: string): Promise<void> {
   const { base, bits } = parseCIDR(nodeCIDR);
-  await run('ip', ['link', 'add', bridge, 'type', 'bridge']).catch((err: { stderr?: string }) => {
+  const ip = (args: string[]) => run('ip', [...(netns ? ['-n', basename(netns)] : []), ...args]);
+  await ip(['link', 'add', bridge, 'type', 'bridge']).catch((err: { stderr?: string }) => {
     if (!String(err.stderr).includes('File exists')) throw err;
   });
-  await run('ip', ['addr', 'replace', `${intToIp(base + 1)}/${bits}`, 'dev', bridge]);
-  await run('ip', ['link', 'set', bridge, 'up']);
-  writeFileSync(`/proc/sys/net/ipv4/conf/${bridge}/forwarding`, '1');
+  await ip(['addr', 'replace', `${intToIp(base + 1)}/${bits}`, 'dev', bridge]);
+  await ip(['link', 'set', bridge, 'up']);
+  if (!netns) writeFileSync(`/proc/sys/net/ipv4/conf/${bridge}/forwarding`, '1');
 }
 
 function isMountPoint(path: string): boolean {

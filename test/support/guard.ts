@@ -1,13 +1,16 @@
 /**
  * The network guard (docs/architecture.md#network-guard): before any pod or service address is used, the host gets blackhole routes
  * for the cluster's CIDRs and an nftables table that drops any packet to them leaving through an interface
- * other than the sandbox bridge. Nothing this project runs may send traffic beyond loopback and the network
+ * other than the project's own bridges (spillway*). Nothing this project runs may send traffic beyond loopback and the network
  * namespaces its tests create; the guard makes a mistake fail closed instead of leaking onto a real network.
  */
 import { execFileSync } from 'node:child_process';
 
-/** The bridge that local sandboxes hang off; traffic to pod/service CIDRs may only leave through it. */
-export const sandboxBridge = 'spillway0';
+/**
+ * Every link this project makes is named spillway* (the sandbox bridge, the real nodes' bridge `spillway1`):
+ * traffic to pod/service CIDRs may only leave through one of them, and they forward only among themselves.
+ */
+const ourLinks = 'spillway*';
 const table = 'spillway_guard';
 
 function run(cmd: string, args: string[], input?: string): void {
@@ -31,12 +34,12 @@ export function installNetworkGuard(cidrs: string[], log: (line: string) => void
     `table inet ${table} {`,
     `  chain output {`,
     `    type filter hook output priority -10; policy accept;`,
-    `    ip daddr { ${set} } oifname != { "lo", "${sandboxBridge}" } counter drop`,
+    `    ip daddr { ${set} } oifname != { "lo", "${ourLinks}" } counter drop`,
     `  }`,
     `  chain forward {`,
     `    type filter hook forward priority -10; policy accept;`,
-    `    ip daddr { ${set} } oifname != "${sandboxBridge}" counter drop`,
-    `    iifname "${sandboxBridge}" oifname != "${sandboxBridge}" counter drop`,
+    `    ip daddr { ${set} } oifname != "${ourLinks}" counter drop`,
+    `    iifname "${ourLinks}" oifname != "${ourLinks}" counter drop`,
     `  }`,
     `}`,
   ].join('\n');

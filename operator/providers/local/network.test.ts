@@ -13,12 +13,12 @@ describe('addresses', () => {
     expect(inCIDR('10.88.0.7', '10.250.0.0/16')).toBe(false);
   });
 
-  it('guards both CIDRs on output and never forwards between the bridge and elsewhere', () => {
+  it("guards both CIDRs on output and forwards between the bridge and the project's own links only", () => {
     const rules = guardRuleset('spillway0', ['10.250.0.0/16', '10.96.0.0/16']);
     expect(rules).toContain(
       'ip daddr { 10.250.0.0/16, 10.96.0.0/16 } oifname != { "lo", "spillway0" } counter drop',
     );
-    expect(rules).toContain('iifname "spillway0" oifname != "spillway0" counter drop');
-    expect(rules).toContain('oifname "spillway0" iifname != "spillway0" counter drop');
+    expect(rules).toContain('iifname "spillway0" oifname != "spillway*" counter drop');
+    expect(rules).toContain('oifname "spillway0" iifname != "spillway*" counter drop');
   });
 });

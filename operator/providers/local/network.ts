@@ -53,6 +53,9 @@ export function intToIp(n: number): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 }
 
+/** The links the sandbox bridge may forward to and from: the project's own, all named spillway*. */
+export const PEER_LINKS = 'spillway*';
+
 /** The nftables ruleset of the guard: nothing to the pod or service CIDRs leaves except through the bridge. */
 export function guardRuleset(bridge: string, cidrs: string[]): string {
   const set = cidrs.join(', ');
@@ -66,9 +69,10 @@ export function guardRuleset(bridge: string, cidrs: string[]): string {
     '  }',
     '  chain forward {',
     '    type filter hook forward priority -10; policy accept;',
-    // Sandboxes talk to each other and to the host only: the bridge never forwards to or from elsewhere.
-    `    iifname "${bridge}" oifname != "${bridge}" counter drop`,
-    `    oifname "${bridge}" iifname != "${bridge}" counter drop`,
+    // Sandboxes talk to each other, to the host and to the project's other links only (spillway*, e.g. the local
+    // cluster's real nodes on spillway1): the bridge never forwards to or from anywhere else.
+    `    iifname "${bridge}" oifname != "${PEER_LINKS}" counter drop`,
+    `    oifname "${bridge}" iifname != "${PEER_LINKS}" counter drop`,
     `    ip daddr { ${set} } oifname != "${bridge}" counter drop`,
     '  }',
     '}',
