@@ -20,15 +20,22 @@ import {
   type V1ClusterRole,
   type V1ClusterRoleBinding,
   type V1ConfigMap,
+  type V1Container,
+  type V1Deployment,
   type V1Pod,
+  type V1PodTemplateSpec,
   type V1Role,
   type V1RoleBinding,
+  type V1Secret,
+  type V1Service,
   type V1ServiceAccount,
 } from '@kubernetes/client-node';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { elasticWorkloadCrd } from '../../operator/elasticworkload/crd.ts';
+import { DEFAULT_REGISTRY, imageRef } from '../../hack/images/catalog.ts';
 import { createProvider } from '../../operator/providers/index.ts';
+import { parseLocalConfig } from '../../operator/providers/local/factory.ts';
 import {
   mutatingWebhookConfiguration,
   validatingWebhookConfiguration,
@@ -50,6 +57,7 @@ import {
   type OperatorProcess,
 } from '../support/chart.ts';
 import { installThirdPartyCrdStubs } from '../support/chart-stubs.ts';
+import { FakeEci } from '../support/fake-eci/server.ts';
 import { kubectl } from '../support/kube.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 import { createDeployment, createElasticWorkload, deployment } from '../support/objects.ts';
@@ -658,6 +666,232 @@ describe('the chart, rendered', () => {
       expect(await approve('kube-apiserver-client')).toBe(false);
       expect(await approve('kubelet-serving')).toBe(false);
     });
+  });
+});
+
+/** Every pod template the chart renders (Deployments and the `helm test` Job), by workload name. */
+function podTemplates(objects: KubeObject[]): Array<{ name: string; template: V1PodTemplateSpec }> {
+  return objects.flatMap((o) =>
+    o.kind === 'Deployment' || o.kind === 'Job'
+      ? [
+          {
+            name: o.metadata.name,
+            template: (o as unknown as { spec: { template: V1PodTemplateSpec } }).spec.template,
+          },
+        ]
+      : [],
+  );
+}
+
+/** `kubectl create --dry-run=server` of a Pod with `template`'s spec in `namespace` (Pod Security judges it). */
+async function dryRunPod(kubeconfig: string, namespace: string, name: string, template: V1PodTemplateSpec) {
+  const spec = { ...template.spec, serviceAccountName: 'default' };
+  const file = join(scratchDir('chart-pod'), `${name}.json`);
+  writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace }, spec }));
+  return kubectl(kubeconfig, 'create', '--dry-run=server', '-f', file);
+}
+
+describe('the chart, rendered for the local cluster: registry images, fake ECI, local provider, rollouts', () => {
+  const localValues = join(chartDir, 'ci', 'local-values.yaml');
+  const appVersion = (parse(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')) as { appVersion: string })
+    .appVersion;
+  let cluster: TestCluster;
+  let ns: { name: string; remove: () => Promise<void> };
+  let privileged: { name: string; remove: () => Promise<void> };
+
+  beforeAll(async () => {
+    cluster = await testCluster();
+    ns = await createTestNamespace(cluster.kc, 'chart-local', restricted);
+    privileged = await createTestNamespace(cluster.kc, 'chart-privileged', {
+      'pod-security.kubernetes.io/enforce': 'privileged',
+    });
+  });
+  afterAll(async () => {
+    await ns?.remove();
+    await privileged?.remove();
+  });
+
+  it('pulls every image of ci/local-values.yaml from the loopback registry, under the catalog names', async () => {
+    const objects = await renderChart(cluster.kubeconfigPath, 'spillway', ns.name, '-f', localValues);
+    const images = podTemplates(objects).flatMap(({ template }) =>
+      template.spec!.containers.map((c) => c.image!),
+    );
+    expect(new Set(images)).toEqual(
+      new Set([
+        `${DEFAULT_REGISTRY}/spillway/spillway:${appVersion}`,
+        imageRef('agnhost'),
+        `${DEFAULT_REGISTRY}/spillway/fake-eci:${appVersion}`,
+      ]),
+    );
+    // `helm test` runs curl itself: agnhost's entrypoint is /agnhost, and no shell is needed.
+    const test = podTemplates(objects).find((t) => t.name === 'spillway-test-webhook')!;
+    expect(test.template.spec!.containers[0]!.command![0]).toBe('curl');
+    // The fake ECI endpoint exists only when asked for.
+    const defaults = await renderChart(cluster.kubeconfigPath, 'spillway', ns.name);
+    expect(defaults.filter((o) => o.metadata.name === 'spillway-fake-eci')).toEqual([]);
+  });
+
+  it('points the ECI virtual node at the fake ECI Service, signing with the AccessKey pair the fake checks', async () => {
+    const objects = await renderChart(cluster.kubeconfigPath, 'spillway', ns.name, '-f', localValues);
+    const config = providerConfig(objects, 'spillway-vn-eci');
+    expect(config).toMatchObject({ endpoint: `spillway-fake-eci.${ns.name}.svc:8080`, protocol: 'http' });
+    const service = findObject<V1Service>(objects, 'Service', 'spillway-fake-eci');
+    expect(service.spec!.ports).toEqual([{ name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' }]);
+    const fake = findObject<V1Deployment>(objects, 'Deployment', 'spillway-fake-eci');
+    expect(fake.spec!.template.metadata!.labels).toMatchObject(service.spec!.selector!);
+    const fakeContainer = fake.spec!.template.spec!.containers[0]!;
+    expect(fakeContainer.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+
+    // Both sides read one Secret: the fake as the pair it accepts, the virtual node as the pair it signs with.
+    const fromSecret = (c: V1Container, env: string) =>
+      c.env!.find((e) => e.name === env)!.valueFrom!.secretKeyRef;
+    const vn = containerOf(objects, 'spillway-vn-eci');
+    for (const [fakeEnv, vnEnv, key] of [
+      ['FAKE_ECI_ACCESS_KEY_ID', 'ALIBABA_CLOUD_ACCESS_KEY_ID', 'access-key-id'],
+      ['FAKE_ECI_ACCESS_KEY_SECRET', 'ALIBABA_CLOUD_ACCESS_KEY_SECRET', 'access-key-secret'],
+    ] as const) {
+      expect(fromSecret(fakeContainer, fakeEnv)).toEqual({ name: 'spillway-fake-eci', key });
+      expect(fromSecret(vn, vnEnv)).toEqual({ name: 'spillway-fake-eci', key });
+    }
+    const secret = findObject<V1Secret>(objects, 'Secret', 'spillway-fake-eci');
+    const pair = {
+      accessKeyId: Buffer.from(secret.data!['access-key-id']!, 'base64').toString(),
+      accessKeySecret: Buffer.from(secret.data!['access-key-secret']!, 'base64').toString(),
+    };
+    expect(pair.accessKeyId).toMatch(/^LTAI[A-Za-z0-9]{20}$/);
+    expect(pair.accessKeySecret).toMatch(/^[A-Za-z0-9]{30}$/);
+
+    // The operator reads the rendered file the CLI's way and talks to a fake with that pair over plain http.
+    // The Service's name resolves only inside a cluster: here the same fake listens on loopback instead.
+    const region = fakeContainer.env!.find((e) => e.name === 'FAKE_ECI_REGION_ID')!.value!;
+    expect(region).toBe(config.regionId);
+    const eci = await FakeEci.start({ regionId: region, ...pair });
+    try {
+      const file = join(scratchDir('chart-provider'), 'provider.yaml');
+      writeFileSync(file, stringify({ ...config, endpoint: eci.endpoint }));
+      const provider = await createProvider('eci', {
+        nodeName: 'spillway-eci',
+        configFile: file,
+        env: {
+          ALIBABA_CLOUD_ACCESS_KEY_ID: pair.accessKeyId,
+          ALIBABA_CLOUD_ACCESS_KEY_SECRET: pair.accessKeySecret,
+        },
+      });
+      try {
+        expect(await provider.list()).toEqual([]);
+      } finally {
+        await provider.close();
+      }
+    } finally {
+      await eci.close();
+    }
+  });
+
+  it('refuses plain http to the regional ECI endpoint', async () => {
+    await expect(
+      renderChart(
+        cluster.kubeconfigPath,
+        'spillway',
+        ns.name,
+        '-f',
+        join(chartDir, 'ci', 'eci-secret-values.yaml'),
+        '--set',
+        'providers.eci.protocol=http',
+      ),
+    ).rejects.toThrow('providers.eci.protocol http needs providers.eci.endpoint');
+  });
+
+  it('runs a local virtual node on its node’s containerd socket: privileged, so only where Pod Security allows it', async () => {
+    const objects = await renderChart(
+      cluster.kubeconfigPath,
+      'spillway',
+      ns.name,
+      '--set',
+      'virtualNodes[0].name=local,virtualNodes[0].provider=local',
+      '--set',
+      'virtualNodes[0].nodeSelector.kubernetes\\.io/hostname=node-a',
+      '--set',
+      'virtualNodes[0].local.criSocket=/run/k8s/containerd.sock',
+    );
+    const config = providerConfig(objects, 'spillway-vn-local');
+    expect(config).toEqual({ criEndpoint: '/run/k8s/containerd.sock', runtimeHandler: 'runc' });
+    // The operator accepts the rendered file as the local provider's configuration.
+    expect(parseLocalConfig(config, { nodeName: 'spillway-local', env: {} })).toMatchObject({
+      criEndpoint: '/run/k8s/containerd.sock',
+      runtimeHandler: 'runc',
+    });
+
+    const d = findObject<V1Deployment>(objects, 'Deployment', 'spillway-vn-local');
+    const pod = d.spec!.template.spec!;
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/hostname': 'node-a' });
+    const c = pod.containers[0]!;
+    expect(c.securityContext).toMatchObject({ privileged: true, runAsNonRoot: false });
+    expect(pod.securityContext?.runAsUser).toBe(0);
+    // The socket and the provider's state at the node's own paths: containerd resolves them on the node.
+    const hostPaths = Object.fromEntries(
+      pod.volumes!.filter((v) => v.hostPath).map((v) => [v.name, v.hostPath!]),
+    );
+    expect(hostPaths).toEqual({
+      'cri-socket': { path: '/run/k8s/containerd.sock', type: 'Socket' },
+      state: { path: '/run/spillway', type: 'DirectoryOrCreate' },
+    });
+    for (const [name, { path }] of Object.entries(hostPaths)) {
+      expect(c.volumeMounts!.find((m) => m.name === name)?.mountPath).toBe(path);
+    }
+    // On the host network, off the node kubelet's 10250, and listening on the node's address only.
+    const nodeFile = parse(
+      findObject<V1ConfigMap>(objects, 'ConfigMap', 'spillway-vn-local').data!['node.yaml']!,
+    ) as {
+      nodes: Array<{ kubeletPort: number }>;
+    };
+    expect(nodeFile.nodes[0]!.kubeletPort).toBe(10260);
+    expect(c.ports!.map((p) => p.containerPort)).toEqual([10260, 10261]);
+    expect(c.args).toEqual(
+      expect.arrayContaining([
+        '--kubelet-host=$(POD_IP)',
+        '--metrics-host=$(POD_IP)',
+        '--metrics-port=10261',
+      ]),
+    );
+
+    // Pod Security "restricted" refuses that pod and says why; a namespace that allows "privileged" takes it.
+    const local = podTemplates(objects).find((t) => t.name === 'spillway-vn-local')!.template;
+    await expect(dryRunPod(cluster.kubeconfigPath, ns.name, 'spillway-vn-local', local)).rejects.toThrow(
+      /violates PodSecurity "restricted:latest".*(hostNetwork|privileged)/,
+    );
+    await dryRunPod(cluster.kubeconfigPath, privileged.name, 'spillway-vn-local', local);
+    // Every other pod of the release still passes "restricted".
+    for (const { name, template } of podTemplates(objects).filter((t) => t.name !== 'spillway-vn-local')) {
+      await dryRunPod(cluster.kubeconfigPath, ns.name, name, template);
+    }
+  });
+
+  it('rolls the controller without a gap: surge first, ready on /readyz, serving through the endpoint removal', async () => {
+    const objects = await renderChart(cluster.kubeconfigPath, 'spillway', ns.name);
+    const d = findObject<V1Deployment>(objects, 'Deployment', 'spillway-controller');
+    expect(d.spec!.strategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+    });
+    const c = d.spec!.template.spec!.containers[0]!;
+    expect(c.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 'webhook', scheme: 'HTTPS' });
+    const delay = c.lifecycle!.preStop!.sleep!.seconds;
+    expect(delay).toBe(5);
+    // The delay, then the server's drain of in-flight reviews (WebhookServer.close: 10 s), fit in the grace period.
+    expect(d.spec!.template.spec!.terminationGracePeriodSeconds).toBeGreaterThan(delay + 10);
+
+    const none = await renderChart(
+      cluster.kubeconfigPath,
+      'spillway',
+      ns.name,
+      '--set',
+      'controller.shutdownDelaySeconds=0',
+    );
+    expect(containerOf(none, 'spillway-controller').lifecycle).toBeUndefined();
+    await expect(
+      renderChart(cluster.kubeconfigPath, 'spillway', ns.name, '--set', 'controller.shutdownDelaySeconds=25'),
+    ).rejects.toThrow('shutdownDelaySeconds');
   });
 });
 

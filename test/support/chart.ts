@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, type KubeConfig, type V1Container, type V1Deployment } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
+import { registryUrl } from '../../hack/images/push.ts';
 import { defaultBinDir, repoRoot } from './cluster.ts';
 
 const run = promisify(execFile);
@@ -207,4 +208,49 @@ export function startOperator(args: string[], kubeconfig: string): OperatorProce
       clearTimeout(timer);
     },
   };
+}
+
+/** The manifest media types a registry may store an image under (OCI and Docker, single and multi-platform). */
+const MANIFEST_TYPES = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+].join(', ');
+
+/** `repository:tag` of the loopback `registry` (`localhost:PORT`), or undefined when the registry lacks it. */
+export async function readManifest(
+  registry: string,
+  repository: string,
+  tag: string,
+): Promise<{ body: Buffer; mediaType: string } | undefined> {
+  const res = await fetch(`${registryUrl(registry)}/v2/${repository}/manifests/${tag}`, {
+    headers: { accept: MANIFEST_TYPES },
+  });
+  if (res.status === 404) return undefined;
+  if (!res.ok) throw new Error(`registry ${registry}: GET ${repository}:${tag} answered ${res.status}`);
+  return {
+    body: Buffer.from(await res.arrayBuffer()),
+    mediaType: res.headers.get('content-type') ?? 'application/vnd.oci.image.manifest.v1+json',
+  };
+}
+
+/**
+ * Tags `repository:from` also as `repository:to` in the loopback `registry` (the same manifest, so the same
+ * image under a new name): what a release pipeline's new tag looks like to `helm upgrade --set image.tag`.
+ */
+export async function tagImage(
+  registry: string,
+  repository: string,
+  from: string,
+  to: string,
+): Promise<void> {
+  const manifest = await readManifest(registry, repository, from);
+  if (!manifest) throw new Error(`registry ${registry} has no ${repository}:${from} to tag as ${to}`);
+  const res = await fetch(`${registryUrl(registry)}/v2/${repository}/manifests/${to}`, {
+    method: 'PUT',
+    headers: { 'content-type': manifest.mediaType },
+    body: manifest.body,
+  });
+  if (!res.ok) throw new Error(`registry ${registry}: PUT ${repository}:${to} answered ${res.status}`);
 }
