@@ -240,6 +240,8 @@ describe('the CLI and recipe helpers', () => {
       'coredns',
       'metrics-server',
       'spark',
+      'fake-eci',
+      'jenkins-agent',
       'operator',
     ]);
     expect(parseOnly('nginx,busybox')).toEqual(['busybox', 'nginx']);
@@ -247,7 +249,7 @@ describe('the CLI and recipe helpers', () => {
 
   it('names the valid images when --only has a typo', () => {
     expect(() => parseOnly('busybox,ngnix')).toThrow(
-      '--only: unknown image ngnix; images are pause, busybox, nginx, agnhost, coredns, metrics-server, spark, operator',
+      '--only: unknown image ngnix; images are pause, busybox, nginx, agnhost, coredns, metrics-server, spark, fake-eci, jenkins-agent, operator',
     );
   });
 

@@ -19,6 +19,8 @@ import { appVersion, buildImage, ROOT } from './build-image.ts';
 import { busybox } from './images/base.ts';
 import { agnhost, coredns, metricsServer, pause } from './images/binaries.ts';
 import { DEFAULT_REGISTRY, IMAGES, type ImageName } from './images/catalog.ts';
+import { fakeEci } from './images/fake-eci.ts';
+import { jenkinsAgent } from './images/jenkins-agent.ts';
 import { nginx } from './images/nginx.ts';
 import { spark } from './images/spark.ts';
 import { pushImage, type PushResult, type RegistryCredentials } from './images/push.ts';
@@ -37,6 +39,8 @@ const RECIPES: Record<ImageName, Recipe> = {
   coredns,
   'metrics-server': metricsServer,
   spark,
+  'fake-eci': fakeEci,
+  'jenkins-agent': jenkinsAgent,
 };
 
 /** The operator's image in the registry: `spillway/spillway:<appVersion>`. */

@@ -32,6 +32,16 @@ export const IMAGES = {
    * spark-submit and a driver/executor entrypoint; SparkPi at /opt/spark/examples/jars/spark-examples.jar.
    */
   spark: 'spillway/spark:4.2.0',
+  /**
+   * The fake ECI endpoint (test/support/fake-eci/main.ts) the chart runs as its fakeEci Service; tagged with the
+   * chart's appVersion.
+   */
+  'fake-eci': 'spillway/fake-eci:0.1.0',
+  /**
+   * A stand-in for a Jenkins inbound agent (and, with the argument `controller`, its controller) on the spark
+   * image's JRE layer: connects to JENKINS_URL as the kubernetes plugin's agent pods do. Not Jenkins.
+   */
+  'jenkins-agent': 'spillway/jenkins-agent:0.1.0',
 } as const;
 
 export type ImageName = keyof typeof IMAGES;

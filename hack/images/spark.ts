@@ -180,17 +180,20 @@ export function sparkJars(ctx: BuildContext): { dir: string; version: string; ja
   return { dir: join(dir, 'jars'), version, jars };
 }
 
-/** hack/images/spark/SparkPi.java compiled against the jars into a jar with fixed timestamps, cached by source. */
-function examplesJar(ctx: BuildContext, jarsDir: string): string {
-  const source = join(ctx.root, 'hack/images/spark/SparkPi.java');
+/**
+ * One Java source file compiled (for Java 17, against the jars in `classpath` if given) into a jar with fixed
+ * timestamps, cached by the source, the compiler and the classpath's jar names.
+ */
+export function compileJar(ctx: BuildContext, name: string, source: string, classpath?: string): string {
   const javac = run('javac', ['-version']).trim();
-  const key = contentKey([readFileSync(source), javac, ...readdirSync(jarsDir).sort()]);
-  const out = join(ctx.cacheDir, `spark-examples-${key}.jar`);
+  const jars = classpath ? readdirSync(classpath).sort() : [];
+  const key = contentKey([readFileSync(source), javac, ...jars]);
+  const out = join(ctx.cacheDir, `${name}-${key}.jar`);
   if (!existsSync(out)) {
-    ctx.log(`javac hack/images/spark/SparkPi.java (${javac})`);
+    ctx.log(`javac ${relative(ctx.root, source)} (${javac})`);
     const classes = `${out}.classes`;
     rmSync(classes, { recursive: true, force: true });
-    run('javac', ['--release', '17', '-cp', `${jarsDir}/*`, '-d', classes, source]);
+    run('javac', ['--release', '17', ...(classpath ? ['-cp', `${classpath}/*`] : []), '-d', classes, source]);
     run('jar', ['--create', '--date=2026-01-01T00:00:00Z', '--file', `${out}.tmp`, '-C', classes, '.']);
     rmSync(classes, { recursive: true, force: true });
     renameSync(`${out}.tmp`, out);
@@ -279,7 +282,12 @@ export function pathWith(...dirs: string[]): string {
 export async function spark(ctx: BuildContext): Promise<BuiltImage> {
   const jars = sparkJars(ctx);
   checkTag('spark', jars.version, 'spark.version in hack/images/spark/pom.xml');
-  const examples = examplesJar(ctx, jars.dir);
+  const examples = compileJar(
+    ctx,
+    'spark-examples',
+    join(ctx.root, 'hack/images/spark/SparkPi.java'),
+    jars.dir,
+  );
   const base = await busyboxLayer(ctx);
   const jre = await jreLayer(ctx);
   const jarLayer = await ctx.layers.layer(

@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImages, pushImages, type BuiltImageFile } from '../../hack/build-images.ts';
 import { IMAGES } from '../../hack/images/catalog.ts';
 import { registryUrl } from '../../hack/images/push.ts';
+import { EciApi } from '../../operator/providers/eci/client.ts';
+import { parseEciConfig } from '../../operator/providers/eci/config.ts';
 import { mediaTypes, type RunConfig } from '../../hack/oci.ts';
 import { defaultClusterDir, LocalCluster } from '../support/cluster.ts';
 import { freePort } from '../support/ports.ts';
@@ -90,6 +92,14 @@ describe('make images', () => {
     });
     expect(await configOf(IMAGES.agnhost)).toMatchObject({ Entrypoint: ['/agnhost'], Cmd: ['pause'] });
     expect(await configOf(IMAGES.coredns)).toMatchObject({ Entrypoint: ['/coredns'], User: '65532:65532' });
+    expect(await configOf(IMAGES['fake-eci'])).toMatchObject({
+      Entrypoint: ['/usr/local/bin/node', '/app/test/support/fake-eci/main.ts'],
+      User: '65532:65532',
+    });
+    expect(await configOf(IMAGES['jenkins-agent'])).toMatchObject({
+      Entrypoint: ['/usr/local/bin/jenkins-agent'],
+      User: '1000:1000',
+    });
     expect(await configOf(IMAGES.spark)).toMatchObject({
       Entrypoint: ['/opt/entrypoint.sh'],
       User: '185:185',
@@ -100,13 +110,25 @@ describe('make images', () => {
   });
 
   it('gives the same digests from the same inputs, built into an empty folder', async () => {
+    // Spark's rebuild would download its jars into the new folder's Maven cache again: its cold build is measured
+    // by hand (the same digest), not here.
+    const names = [
+      'pause',
+      'busybox',
+      'nginx',
+      'agnhost',
+      'coredns',
+      'metrics-server',
+      'fake-eci',
+      'jenkins-agent',
+    ] as const;
     const again = await buildImages({
-      only: ['pause', 'busybox', 'nginx', 'agnhost', 'coredns'],
+      only: names,
       outDir: join(dir, 'rebuild'),
       debs: join(repoRoot, 'dist/images/.cache/debs'),
     });
     expect(again.map((i) => [i.name, i.layout.manifestDigest])).toEqual(
-      images.filter((i) => i.name !== 'operator').map((i) => [i.name, i.layout.manifestDigest]),
+      names.map((name) => [name, byName(name).layout.manifestDigest]),
     );
   });
 
@@ -168,6 +190,88 @@ describe('make images', () => {
     // The DNS conformance tests' probes run dig in agnhost; others curl. Their libraries come with them.
     expect(spawnSync('chroot', [root, 'dig', '-v'], { encoding: 'utf8' }).stderr).toMatch(/^DiG 9\./);
     expect(execFileSync('chroot', [root, 'curl', '--version'], { encoding: 'utf8' })).toMatch(/^curl \d/);
+  });
+
+  it('fake-eci: serves the ECI API on the port it is given, checking signatures with the AccessKey pair it is given', async () => {
+    const root = unpack(byName('fake-eci'), join(dir, 'fake-eci'));
+    const port = await freePort();
+    const keys = { accessKeyId: 'LTAI-images-test', accessKeySecret: 'images-test-secret' };
+    // The image's Entrypoint as its user, with the variables the chart's fakeEci Deployment sets.
+    const child = spawn(
+      '/usr/sbin/chroot',
+      ['--userspec=65532:65532', root, '/usr/local/bin/node', '/app/test/support/fake-eci/main.ts'],
+      {
+        env: {
+          FAKE_ECI_HOST: '127.0.0.1',
+          FAKE_ECI_PORT: String(port),
+          FAKE_ECI_REGION_ID: 'cn-hangzhou',
+          FAKE_ECI_ACCESS_KEY_ID: keys.accessKeyId,
+          FAKE_ECI_ACCESS_KEY_SECRET: keys.accessKeySecret,
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    let exited = false;
+    const exit = new Promise((resolve) => child.once('exit', resolve)).finally(() => (exited = true));
+    try {
+      while (!stdout.includes('serving') && !exited) await new Promise((r) => setTimeout(r, 20));
+      expect(stdout).toContain(`fake-eci: serving region cn-hangzhou on 127.0.0.1:${port}`);
+      const api = (secret: string) =>
+        new EciApi(
+          parseEciConfig({
+            regionId: 'cn-hangzhou',
+            endpoint: `127.0.0.1:${port}`,
+            protocol: 'http',
+            credentials: { type: 'access_key', accessKeyId: keys.accessKeyId, accessKeySecret: secret },
+            clusterId: 'images-test',
+            nodeName: 'vn-eci',
+            vSwitchIds: ['vsw-a'],
+            securityGroupId: 'sg-a',
+            retry: { maxAttempts: 1, baseDelayMs: 5, maxDelayMs: 5 },
+          }),
+        );
+      await api(keys.accessKeySecret).ping();
+      expect(
+        await api(keys.accessKeySecret).describeByTags([{ key: 'spillway.dev/node', value: 'vn' }]),
+      ).toEqual([]);
+      await expect(api('wrong-secret').ping()).rejects.toThrow(
+        /SignatureDoesNotMatch|IncompleteSignature|signature/i,
+      );
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exit).toBe(0);
+  });
+
+  it('jenkins-agent: the agent stand-in finds its controller from JENKINS_URL, connects and runs what it is sent', () => {
+    const root = unpack(byName('jenkins-agent'), join(dir, 'jenkins-agent'));
+    for (const d of ['dev', 'proc']) mkdirSync(join(root, d), { recursive: true });
+    const env =
+      'env -i JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 PATH=/usr/lib/jvm/java-17-openjdk-amd64/bin:/bin';
+    const asJenkins = `/usr/sbin/chroot --userspec=1000:1000 ${root} /usr/local/bin/jenkins-agent`;
+    // Controller and agent from the image, as user jenkins, in a private network with loopback only.
+    const script = [
+      'set -e',
+      'ip link set lo up',
+      `mount --rbind /dev ${root}/dev`,
+      `mount -t proc proc ${root}/proc`,
+      `${env} CONTROLLER_BIND_ADDRESS=127.0.0.1 ${asJenkins} controller > ${root}/tmp/controller.log 2>&1 &`,
+      `${env} JENKINS_URL=http://127.0.0.1:8080/ JENKINS_AGENT_NAME=spot-agent-1 JENKINS_SECRET=s3cret ${asJenkins} 2>&1`,
+      `cat ${root}/tmp/controller.log`,
+    ].join('\n');
+    const out = execFileSync('unshare', ['--mount', '--net', '--pid', '--fork', 'sh', '-c', script], {
+      encoding: 'utf8',
+    });
+    expect(out).toContain(
+      'agent (spillway stand-in, not Jenkins): connected to 127.0.0.1:50000 as spot-agent-1',
+    );
+    expect(out).toContain('agent (spillway stand-in, not Jenkins): got: RUN build-1');
+    expect(out).toMatch(/controller \(spillway stand-in, not Jenkins\): agent spot-agent-1 connected from/);
+    expect(out).toContain(
+      'controller (spillway stand-in, not Jenkins): agent spot-agent-1 answered DONE build-1',
+    );
   });
 
   it('seeds the local cluster registry: `node hack/build-images.ts --push cluster`', async () => {

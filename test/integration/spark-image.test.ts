@@ -117,6 +117,25 @@ describe('spillway/spark', () => {
     expect(run.stdout).toContain('uid=185(spark) gid=185(spark)');
   });
 
+  it('starts an executor from what Spark puts in its pod: the executor backend dials SPARK_DRIVER_URL', () => {
+    // No driver listens here, so the executor exits after its connection is refused, as it would without one.
+    const run = inImage(['executor'], {
+      SPARK_DRIVER_URL: 'spark://CoarseGrainedScheduler@127.0.0.1:7078',
+      SPARK_EXECUTOR_ID: '1',
+      SPARK_EXECUTOR_CORES: '1',
+      SPARK_EXECUTOR_MEMORY: '512m',
+      SPARK_APPLICATION_ID: 'spark-0123',
+      SPARK_EXECUTOR_POD_IP: '127.0.0.1',
+      SPARK_EXECUTOR_POD_NAME: 'spark-pi-exec-1',
+      SPARK_RESOURCE_PROFILE_ID: '0',
+      SPARK_JAVA_OPT_0: '-Dspark.driver.port=7078',
+      SPARK_JAVA_OPT_1: '-Dspark.app.name=spark-pi',
+    });
+    expect(run.stdout).toContain('INFO KubernetesExecutorBackend: Started daemon');
+    expect(run.stdout).toContain('Failed to connect to /127.0.0.1:7078');
+    expect(run.status).not.toBe(0);
+  });
+
   it('says which variable is missing when an executor is started without what Spark sets', () => {
     const run = inImage(['executor'], { SPARK_DRIVER_URL: 'spark://CoarseGrainedScheduler@driver:7078' });
     expect(run.status).toBe(64);
