@@ -63,6 +63,13 @@ describe('flags', () => {
     expect(entry!.config.capacity?.['ephemeral-storage']).toMatch(/^\d+Ki$/);
   });
 
+  it('gives a local node its bridge address as InternalIP (the apiserver refuses to proxy to loopback)', () => {
+    const node = (args: string[]) => virtualNodeEntries(parseFlags(['run', ...args]).values)[0]!.config;
+    expect(node(['--provider', 'local']).internalIP).toBe('10.250.0.1');
+    expect(node(['--provider', 'local', '--node-ip', '10.1.2.3']).internalIP).toBe('10.1.2.3');
+    expect(node([]).internalIP).toBe('127.0.0.1');
+  });
+
   it('leaves a fake node the provider capacity unless --capacity sets some', () => {
     expect(virtualNodeEntries(parseFlags(['run']).values)[0]!.config.capacity).toBeUndefined();
     expect(virtualNodeEntries(parseFlags(['run', '--capacity', 'cpu=3']).values)[0]!.config.capacity).toEqual(

@@ -20,7 +20,7 @@ export const OPTIONS = {
   namespace: { type: 'string', default: process.env.SPILLWAY_NAMESPACE ?? 'spillway-system' },
   provider: { type: 'string', default: 'fake' },
   'node-name': { type: 'string' },
-  'node-ip': { type: 'string', default: '127.0.0.1' },
+  'node-ip': { type: 'string' },
   'kubelet-port': { type: 'string', default: '10250' },
   'kubelet-host': { type: 'string' },
   'webhook-port': { type: 'string' },
@@ -66,6 +66,20 @@ export function portProblems(values: Flags): string | undefined {
   return undefined;
 }
 
+/**
+ * A node's InternalIP when neither its entry nor `--node-ip` names one: a local node's is its sandbox bridge's
+ * address (the pod CIDR's first), where its kubelet API then listens, so that the apiserver (which refuses to
+ * proxy to loopback) and pods such as metrics-server reach it; other providers' default to 127.0.0.1.
+ */
+export function defaultInternalIP(provider: string, podCIDR?: string): string | undefined {
+  const cidr = provider === 'local' ? nodePodCIDR(provider, podCIDR) : undefined;
+  if (!cidr) return undefined;
+  // The first address of an IPv4 CIDR (its network address is x.y.z.0 for the /16-/30 the provider accepts).
+  const octets = cidr.split('/')[0]!.split('.').map(Number);
+  octets[3] = octets[3]! + 1;
+  return octets.join('.');
+}
+
 /** The local provider's state directory of node `name` (its default; CoreDNS's files go there too). */
 export const localStateDir = (name: string) => `/run/spillway/${name}`;
 
@@ -75,13 +89,17 @@ export const localStateDir = (name: string) => `/run/spillway/${name}`;
  */
 export function virtualNodeEntries(values: Flags): VirtualNodeEntry[] {
   const entries: VirtualNodeEntry[] = values.config
-    ? loadVirtualNodes(values.config, { internalIP: values['node-ip'], kubeletHost: values['kubelet-host'] })
+    ? loadVirtualNodes(values.config, {
+        ...(values['node-ip'] ? { internalIP: values['node-ip'] } : {}),
+        internalIPFor: defaultInternalIP,
+        kubeletHost: values['kubelet-host'],
+      })
     : [
         {
           provider: values.provider,
           config: {
             name: values['node-name'] ?? `spillway-virtual-${values.provider}`,
-            internalIP: values['node-ip'],
+            internalIP: values['node-ip'] ?? defaultInternalIP(values.provider) ?? '127.0.0.1',
             kubeletPort: Number(values['kubelet-port']),
             ...(values['kubelet-host'] ? { kubeletHost: values['kubelet-host'] } : {}),
           },

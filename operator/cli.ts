@@ -63,7 +63,8 @@ flags:
   --namespace NS           spillway's namespace (default: spillway-system)
   --provider NAME          virtual node provider, one of the above (default: fake)
   --node-name NAME         virtual node name (default: spillway-virtual-<provider>)
-  --node-ip IP             address the apiserver reaches the kubelet API on (default: 127.0.0.1)
+  --node-ip IP             address the apiserver reaches the kubelet API on (default: local: its sandbox bridge's
+                           address, e.g. 10.250.0.1; others: 127.0.0.1)
   --kubelet-port PORT      kubelet API port (default: 10250)
   --capacity LIST          what the node advertises, e.g. cpu=64,memory=256Gi,pods=500,ephemeral-storage=1Ti
                            (default: the provider's; local: the host's nproc, MemTotal, 110 pods, state disk)

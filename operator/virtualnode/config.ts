@@ -160,8 +160,10 @@ export interface VirtualNodeEntry {
 
 /** What the command line adds to every node of the file. */
 export interface VirtualNodeDefaults {
-  /** The InternalIP of nodes that name none (`--node-ip`); default 127.0.0.1. */
+  /** The InternalIP of nodes that name none (`--node-ip`); default {@link internalIPFor}'s, else 127.0.0.1. */
   internalIP?: string;
+  /** The InternalIP of a node that names none when `--node-ip` is not given, by provider (the local one's bridge). */
+  internalIPFor?: (provider: string, podCIDR?: string) => string | undefined;
   /** The kubelet API's listen address (`--kubelet-host`); default the node's InternalIP. */
   kubeletHost?: string;
 }
@@ -184,7 +186,8 @@ export function parseVirtualNodes(
     ...(providerConfig ? { providerConfig } : {}),
     config: {
       name: n.name,
-      internalIP: n.internalIP ?? defaults.internalIP ?? '127.0.0.1',
+      internalIP:
+        n.internalIP ?? defaults.internalIP ?? defaults.internalIPFor?.(provider, n.podCIDR) ?? '127.0.0.1',
       kubeletPort: n.kubeletPort,
       ...(defaults.kubeletHost ? { kubeletHost: defaults.kubeletHost } : {}),
       ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}),

@@ -48,7 +48,14 @@ export async function startLocalNode(
   const node = await startVirtualNode({
     kc,
     provider,
-    config: { name, internalIP: '127.0.0.1', kubeletPort: await freePort(), podCIDR: '10.250.0.0/24' },
+    // The kubelet API on the bridge's address, as `spillway run --provider local` puts it: the apiserver proxies
+    // to it (never to loopback) and pods on the real nodes (metrics-server) reach it.
+    config: {
+      name,
+      internalIP: provider.network.gateway,
+      kubeletPort: await freePort(),
+      podCIDR: '10.250.0.0/24',
+    },
   });
   // Schedulable, as a user finds a node before using it: Ready, and the node controller's not-ready taint gone
   // (a pod created earlier gets a FailedScheduling Warning first, and tests that expect none would see it).

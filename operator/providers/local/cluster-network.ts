@@ -10,7 +10,7 @@
  */
 import type { Server } from 'node:net';
 import { join } from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log.ts';
 import { publishClusterServices, startCoreDNS, startForwarder, type RunningCoreDNS } from './cluster-dns.ts';
 import type { SandboxProvider } from '../types.ts';
@@ -23,13 +23,30 @@ export const apiserverBridgePort = 6443;
 
 /** The cluster-side pieces a local node needs (DNS, forwarder, proxy), shared by operator restarts. */
 export interface LocalClusterNetwork {
-  coredns: RunningCoreDNS;
-  forwarder: Server;
+  /** Ours, unless the cluster has a DNS addon of its own ({@link clusterHasDNS}). */
+  coredns?: RunningCoreDNS;
+  forwarder?: Server;
   proxy: RunningKubeProxy;
   stop(): Promise<void>;
 }
 
-/** Starts CoreDNS, the apiserver forwarder and kube-proxy for a provider whose network is up and whose Node is registered. */
+/**
+ * Whether the cluster runs its own DNS: a `kube-system/kube-dns` Service with a selector (CoreDNS pods, as
+ * kubeadm, kind and the local cluster with real nodes install it). Then the cluster also publishes
+ * `default/kubernetes` where pods reach it, and a local node brings only kube-proxy for its bridge.
+ */
+export async function clusterHasDNS(kc: KubeConfig): Promise<boolean> {
+  const svc = await kc
+    .makeApiClient(CoreV1Api)
+    .readNamespacedService({ name: 'kube-dns', namespace: 'kube-system' })
+    .catch(() => undefined);
+  return Object.keys(svc?.spec?.selector ?? {}).length > 0;
+}
+
+/**
+ * Starts kube-proxy for a provider whose network is up and whose Node is registered, and, on a control plane
+ * without a DNS addon (`make cluster-up` without real nodes), CoreDNS on the bridge and the apiserver forwarder.
+ */
 export async function startClusterNetwork(
   kc: KubeConfig,
   kubeconfigPath: string,
@@ -42,21 +59,30 @@ export async function startClusterNetwork(
     );
   }
   const bridgeIP = provider.network.gateway;
+  const ownDNS = !(await clusterHasDNS(kc));
   const server = new URL(kc.getCurrentCluster()!.server);
-  const forwarder = await startForwarder(
-    { host: bridgeIP, port: apiserverBridgePort },
-    { host: '127.0.0.1', port: Number(server.port) },
-  );
+  const forwarder = ownDNS
+    ? await startForwarder(
+        { host: bridgeIP, port: apiserverBridgePort },
+        { host: '127.0.0.1', port: Number(server.port) },
+      )
+    : undefined;
   let coredns: RunningCoreDNS | undefined;
   let proxy: RunningKubeProxy | undefined;
   try {
-    coredns = await startCoreDNS({
-      kubeconfigPath,
-      address: bridgeIP,
-      dir: join(opts.stateDir, 'coredns'),
-      binary: opts.corednsBinary,
-    });
-    await publishClusterServices(kc, bridgeIP, apiserverBridgePort);
+    if (ownDNS) {
+      coredns = await startCoreDNS({
+        kubeconfigPath,
+        address: bridgeIP,
+        dir: join(opts.stateDir, 'coredns'),
+        binary: opts.corednsBinary,
+      });
+      await publishClusterServices(kc, bridgeIP, apiserverBridgePort);
+    } else {
+      opts.logger?.info(
+        'the cluster has a DNS addon (kube-system/kube-dns): using it and its apiserver endpoints',
+      );
+    }
     // kube-proxy for the bridge: the Node (opts.nodeName) is registered by now, and the guard is in place.
     proxy = await startKubeProxy({
       binary: defaultKubeProxyBinary(opts.corednsBinary),
@@ -71,7 +97,7 @@ export async function startClusterNetwork(
     // Nothing half-started may outlive a failed set-up.
     await proxy?.stop().catch(() => undefined);
     await coredns?.stop();
-    await new Promise((r) => forwarder.close(r));
+    if (forwarder) await new Promise((r) => forwarder.close(r));
     throw err;
   }
   return {
@@ -80,8 +106,8 @@ export async function startClusterNetwork(
     proxy,
     stop: async () => {
       await proxy.stop();
-      await coredns.stop();
-      await new Promise((r) => forwarder.close(r));
+      await coredns?.stop();
+      if (forwarder) await new Promise((r) => forwarder.close(r));
     },
   };
 }
