@@ -212,7 +212,7 @@ describe('a cluster of real nodes and a virtual node', () => {
         }
         expect([...seen].sort(), url).toEqual(['backend-real', 'backend-virtual']);
       }
-      console.log(`${from}: ${total - failed}/${total} requests answered`);
+      process.stdout.write(`${from}: ${total - failed}/${total} requests answered\n`);
       expect(failed).toBe(0);
     });
   }
