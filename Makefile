@@ -60,10 +60,13 @@ SOAK_PROVIDERS ?= eci,local
 soak: system tools
 	@$(WITH_NODE) node bench/soak.ts --providers $(SOAK_PROVIDERS)
 
-## the local cluster (control plane, loopback registry, containerd as root), its registry seeded with `make images`
+## the local cluster (control plane, loopback registry, containerd as root), its registry seeded with `make images`,
+## and as root two real kubelet nodes with CoreDNS and metrics-server (docs/architecture.md#real-nodes); NODES=0: none
+NODES ?= 2
 cluster-up: tools images
 	@$(WITH_NODE) node hack/cluster.ts up
 	@$(WITH_NODE) node hack/build-images.ts --push cluster
+	@if [ "$$(id -u)" = 0 ] && [ "$(NODES)" != 0 ]; then $(WITH_NODE) node hack/cluster.ts nodes; fi
 
 cluster-down: deps
 	@$(WITH_NODE) node hack/cluster.ts down

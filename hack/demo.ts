@@ -1,13 +1,14 @@
 /**
- * make demo: spillway on one machine. The local control plane (real apiserver, scheduler and controllers, two
- * kwok "normal" nodes of 4 CPUs), its registry and containerd, the operator with the `local` provider (burst pods
- * run from their images in containerd sandboxes on this host), and examples/web as an ElasticWorkload scaled
- * 2 → 10 → 3 while a table shows where every replica runs. At 10, a client pod sends requests to the web Service
- * through its ClusterIP, resolved by CoreDNS: the burst replicas (real nginx) answer them, each one's access log
- * counts its share; the replicas on the kwok nodes are not real (kwok only reports them Running) and answer none.
+ * make demo: spillway on one machine. The local control plane (real apiserver, scheduler and controllers), its
+ * registry, two real kubelet nodes on containerd with CoreDNS and metrics-server (test/support/real-nodes.ts), the
+ * operator with the `local` provider (burst pods run from their images in containerd sandboxes on this host), and
+ * examples/web as an ElasticWorkload scaled 2 → 10 → 3 while a table shows where every replica runs. At 10, a
+ * client pod on the virtual node sends requests to the web Service through its ClusterIP, resolved by CoreDNS:
+ * the replicas on the real nodes and the burst replicas on the virtual node (real nginx, all of them) answer, each
+ * one's access log counts its share.
  *
- * Exits 0 when every step reached its expected distribution, non-zero with the step that did not.
- * KEEP=1 leaves everything running and prints the kubeconfig.
+ * Exits 0 when every step reached its expected distribution and every request was answered, non-zero with the
+ * step that did not. KEEP=1 leaves everything running and prints the kubeconfig.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -47,7 +48,7 @@ function table(pods: V1Pod[], virtualNodes: Set<string>): string {
   const rows = pods
     .map((p) => {
       const node = p.spec?.nodeName ?? '(pending)';
-      const where = virtualNodes.has(node) ? 'virtual node' : p.spec?.nodeName ? 'normal node' : '-';
+      const where = virtualNodes.has(node) ? 'virtual node' : p.spec?.nodeName ? 'real node' : '-';
       const unit = p.metadata?.labels?.['spillway.dev/unit'] ?? 'source';
       return [p.metadata?.name ?? '', unit, node, p.status?.phase ?? '', where];
     })
@@ -125,7 +126,7 @@ async function livePods(core: CoreV1Api, selector: string): Promise<{ pods: V1Po
 
 /**
  * Sends {@link requests} requests to the web Service from a client pod on the virtual node, then counts, in each
- * burst replica's access log, the requests it answered. A request the Service sends to a kwok replica times out.
+ * replica's access log (on the real nodes and on the virtual node), the requests it answered.
  */
 async function requestsThroughService(kc: KubeConfig, kubeconfig: string, registry: string): Promise<void> {
   const core = kc.makeApiClient(CoreV1Api);
@@ -150,36 +151,42 @@ async function requestsThroughService(kc: KubeConfig, kubeconfig: string, regist
   const svc = await core.readNamespacedService({ namespace: ns, name: 'web' });
   const { pods, virtual } = await livePods(core, 'app=web');
   const burst = pods.filter((p) => virtual.has(p.spec?.nodeName ?? ''));
-  const kwok = pods.length - burst.length;
   console.log(
     `\n── ${requests} requests from pod client (on ${nodeName}) to ${url} (ClusterIP ${svc.spec?.clusterIP}): ` +
-      `${burst.length} burst replicas serve them, ${kwok} kwok replicas do not exist`,
+      `${pods.length - burst.length} replicas on real nodes and ${burst.length} burst replicas serve them`,
   );
-  // busybox's wget; a request sent to a kwok replica's address fails or times out after 2 s (`timeout`, not
-  // wget's own -T: busybox 1.35's wget crashes with it).
+  // busybox's wget, each request bounded by `timeout` (not wget's own -T: busybox 1.35's wget crashes with it).
   const loop =
     `for i in $(seq ${requests}); do ` +
     `timeout 2 wget -q -U ${agent} -O /dev/null ${url} && echo answered || echo unanswered; done`;
   const out = await kubectl(kubeconfig, 'exec', '-n', ns, 'client', '--', 'sh', '-c', loop);
   const answered = out.split('\n').filter((l) => l === 'answered').length;
-  const rows: [string, string, string][] = [];
+  const rows: string[][] = [];
   let logged = 0;
-  for (const p of burst) {
+  const answeredBy = { real: 0, virtual: 0 };
+  for (const p of pods) {
     const name = p.metadata!.name!;
     const log = await kubectl(kubeconfig, 'logs', '-n', ns, name);
     const count = log.split('\n').filter((l) => l.includes(`"${agent}"`)).length;
     logged += count;
-    rows.push([name, p.spec!.nodeName!, String(count)]);
+    const kind = virtual.has(p.spec!.nodeName!) ? 'virtual' : 'real';
+    answeredBy[kind] += count;
+    rows.push([name, p.spec!.nodeName!, `${kind} node`, String(count)]);
   }
-  const head: [string, string, string] = ['BURST POD', 'NODE', 'ANSWERED'];
+  const head = ['POD', 'NODE', 'WHERE', 'ANSWERED'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   console.log([head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n'));
-  if (answered === 0) fail(`none of ${requests} requests to ${url} was answered`);
+  if (answered !== requests)
+    fail(`${requests - answered} of ${requests} requests to ${url} were not answered`);
   if (logged !== answered)
-    fail(`the client saw ${answered} answers, the burst replicas' access logs show ${logged}`);
+    fail(`the client saw ${answered} answers, the replicas' access logs show ${logged}`);
+  if (answeredBy.real === 0 || answeredBy.virtual === 0)
+    fail(
+      `the Service sent every request to one side (real nodes ${answeredBy.real}, virtual node ${answeredBy.virtual})`,
+    );
   console.log(
-    `✓ ${answered} of ${requests} requests to ${url} answered by ${burst.length} burst replicas ` +
-      `(the other ${requests - answered} went to the kwok replicas, which do not exist)`,
+    `✓ ${answered} of ${requests} requests to ${url} answered: ${answeredBy.real} by replicas on real nodes, ` +
+      `${answeredBy.virtual} by burst replicas on the virtual node`,
   );
 }
 
@@ -199,9 +206,14 @@ async function main(): Promise<void> {
   );
   // The images the pods run, in the cluster's registry (built from the layer cache; pushed only if missing).
   const registry = cluster.registry;
-  const seeded = await seedImages(registry, ['pause', 'busybox', 'nginx']);
+  const seeded = await seedImages(registry, ['pause', 'busybox', 'nginx', 'coredns', 'metrics-server']);
   console.log(
     `registry ${registry}: ${seeded.pushed.length > 0 ? `pushed ${seeded.pushed.join(', ')}` : 'images already there'}`,
+  );
+  // The cluster's own nodes: two real kubelets, where examples/web's Deployment runs its first replicas.
+  await cluster.addRealNodes((line) => console.log(`[cluster] ${line}`));
+  console.log(
+    `real nodes ${cluster.realNodes.map((n) => n.name).join(', ')} Ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
 
   const operator = spawn(

@@ -30,8 +30,12 @@ describe('make demo', () => {
     expect(output).toMatch(
       /to http:\/\/web\.spillway-demo\.svc\.cluster\.local\/ \(ClusterIP 10\.96\.\d+\.\d+\)/,
     );
-    // The six burst replicas are real nginx; at least one answered (the demo checks the access logs add up).
-    expect(output).toMatch(/✓ [1-9]\d* of 30 requests to \S+ answered by 6 burst replicas/);
+    // Every replica is real nginx, on the real nodes and on the virtual node: all 30 requests answered, by both
+    // sides (the demo checks the access logs add up).
+    expect(output).toMatch(
+      /✓ 30 of 30 requests to \S+ answered: [1-9]\d* by replicas on real nodes, [1-9]\d* by burst replicas/,
+    );
+    expect(output).toMatch(/web-\S+ +source +worker-\d +Running +real node/);
     expect(output).toContain('✓ 3 replicas: source=3');
     expect(output).toMatch(/virtual node/);
   });
