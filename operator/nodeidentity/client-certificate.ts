@@ -8,12 +8,12 @@
  *
  * The key lives in memory only: a restarted process asks again (the chart's pod has a read-only file system).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CertificatesV1Api, KubeConfig } from '@kubernetes/client-node';
 import { apiErrorMessage } from '../shared/client.ts';
 import type { Logger } from '../shared/log.ts';
 import { certNotAfter } from '../shared/pki.ts';
 import * as x509 from '@peculiar/x509';
+import { awaitCertificate, submitCertificateRequest } from './certificate-request.ts';
 import { KUBELET_CLIENT_SIGNER, NODE_CLIENT_USAGES, NODE_USER_PREFIX, nodeClientRequest } from './csr.ts';
 
 /** The certificate lifetime a virtual node asks for (the signer may cap it; the apiserver's minimum is 600 s). */
@@ -67,48 +67,22 @@ export async function requestNodeCertificate(
 ): Promise<{ certificatePem: string; keyPem: string; csrName: string }> {
   const api = opts.bootstrap.makeApiClient(CertificatesV1Api);
   const { requestPem, keyPem } = await nodeClientRequest(opts.nodeName);
-  const created = await api.createCertificateSigningRequest({
-    body: {
-      apiVersion: 'certificates.k8s.io/v1',
-      kind: 'CertificateSigningRequest',
-      metadata: { generateName: `${opts.nodeName.slice(0, 200)}-` },
-      spec: {
-        request: Buffer.from(requestPem).toString('base64'),
-        signerName: KUBELET_CLIENT_SIGNER,
-        usages: [...NODE_CLIENT_USAGES],
-        expirationSeconds: opts.expirationSeconds ?? DEFAULT_CERTIFICATE_SECONDS,
-      },
-    },
+  const name = await submitCertificateRequest(api, {
+    nodeName: opts.nodeName,
+    requestPem,
+    signerName: KUBELET_CLIENT_SIGNER,
+    usages: NODE_CLIENT_USAGES,
+    expirationSeconds: opts.expirationSeconds ?? DEFAULT_CERTIFICATE_SECONDS,
   });
-  const name = created.metadata!.name!;
   opts.logger.info({ csr: name }, 'node client certificate requested');
-  const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
-  let delay = 100;
-  for (;;) {
-    const csr = await api.readCertificateSigningRequest({ name }).catch((err: unknown) => {
-      opts.logger.debug({ csr: name, err: apiErrorMessage(err) }, 'CSR not readable yet');
-      return undefined;
-    });
-    const refused = csr?.status?.conditions?.find(
-      (c) => (c.type === 'Denied' || c.type === 'Failed') && c.status !== 'False',
-    );
-    if (refused)
-      throw new Error(
-        `the node client certificate request ${name} for ${opts.nodeName} was ${refused.type.toLowerCase()}: ${refused.reason ?? ''} ${refused.message ?? ''}`.trim(),
-      );
-    if (csr?.status?.certificate)
-      return {
-        certificatePem: Buffer.from(csr.status.certificate, 'base64').toString(),
-        keyPem,
-        csrName: name,
-      };
-    if (Date.now() > deadline)
-      throw new Error(
-        `the node client certificate request ${name} for ${opts.nodeName} was not ${csr?.status?.conditions?.some((c) => c.type === 'Approved') ? 'signed (is kube-controller-manager signing kubernetes.io/kube-apiserver-client-kubelet?)' : 'approved (is the spillway controller running and does it manage this node?)'}`,
-      );
-    await sleep(delay);
-    delay = Math.min(delay * 2, 2000);
-  }
+  const certificatePem = await awaitCertificate(api, name, {
+    what: `the node client certificate request of ${opts.nodeName}`,
+    timeoutMs: opts.timeoutMs ?? 300_000,
+    notApprovedHint: 'is the spillway controller running and does it manage this node?',
+    notSignedHint: `is kube-controller-manager signing ${KUBELET_CLIENT_SIGNER}?`,
+    logger: opts.logger,
+  });
+  return { certificatePem, keyPem, csrName: name };
 }
 
 /** A KubeConfig for the bootstrap identity's cluster that authenticates with the given client certificate. */

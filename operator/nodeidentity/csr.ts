@@ -25,6 +25,14 @@ const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as con
 
 /** A fresh ECDSA P-256 key and the PEM request naming `system:node:<nodeName>` in `system:nodes`. */
 export async function nodeClientRequest(nodeName: string): Promise<{ requestPem: string; keyPem: string }> {
+  return nodeRequest(nodeName);
+}
+
+/** A fresh ECDSA P-256 key and a PEM request for `CN=system:node:<nodeName>, O=system:nodes` with `extensions`. */
+export async function nodeRequest(
+  nodeName: string,
+  extensions: x509.Extension[] = [],
+): Promise<{ requestPem: string; keyPem: string }> {
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, [
     'sign',
     'verify',
@@ -33,6 +41,7 @@ export async function nodeClientRequest(nodeName: string): Promise<{ requestPem:
     name: [{ CN: [`${NODE_USER_PREFIX}${nodeName}`] }, { O: [NODES_GROUP] }],
     keys,
     signingAlgorithm: algorithm,
+    extensions,
   });
   const der = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
   return {
@@ -80,6 +89,24 @@ export function describeRequest(requestPem: string): {
   return { subject, altNames };
 }
 
+/** The single CN of a subject and the node it names (`system:node:<name>`), or '' for either. */
+export function subjectNode(subject: [string, string][]): { cn: string; nodeName: string } {
+  const cns = subject.filter(([t]) => t === 'CN').map(([, v]) => v);
+  const cn = cns.length === 1 ? cns[0]! : '';
+  return { cn, nodeName: cn.startsWith(NODE_USER_PREFIX) ? cn.slice(NODE_USER_PREFIX.length) : '' };
+}
+
+/** Why a node certificate's subject is not exactly `CN=<cn>, O=system:nodes`, or undefined when it is. */
+export function unexpectedSubject(subject: [string, string][], cn: string): string | undefined {
+  const others = subject.filter(([t, v]) => !(t === 'CN' || (t === 'O' && v === NODES_GROUP)));
+  const orgs = subject.filter(([t]) => t === 'O');
+  if (others.length === 0 && orgs.length === 1) return undefined;
+  return `the subject must be exactly CN=${cn}, O=${NODES_GROUP}; it also names ${subject
+    .filter(([t, v]) => !(t === 'CN' && v === cn) && !(t === 'O' && v === NODES_GROUP))
+    .map(([t, v]) => `${t}=${v}`)
+    .join(', ')}`;
+}
+
 /**
  * Decides one CertificateSigningRequest. Spillway approves only what kubelet's TLS bootstrap would ask for one
  * of its own virtual nodes, from that node's bootstrap identity: a request that names a managed node or comes
@@ -99,9 +126,7 @@ export function decideNodeClientCSR(csr: V1CertificateSigningRequest, policy: No
       ? { action: 'deny', reason: 'InvalidRequest', message: 'the request is not a PEM PKCS#10 request' }
       : { action: 'ignore', message: 'unparsable request from another requester' };
   }
-  const cns = described.subject.filter(([t]) => t === 'CN').map(([, v]) => v);
-  const cn = cns.length === 1 ? cns[0]! : '';
-  const nodeName = cn.startsWith(NODE_USER_PREFIX) ? cn.slice(NODE_USER_PREFIX.length) : '';
+  const { cn, nodeName } = subjectNode(described.subject);
   const managed = nodeName !== '' && policy.isManagedNode(nodeName);
   const fromBootstrap = policy.bootstrapUsers.includes(spec.username ?? '');
   if (!managed && !fromBootstrap) return { action: 'ignore', message: 'not a spillway virtual node' };
@@ -114,16 +139,8 @@ export function decideNodeClientCSR(csr: V1CertificateSigningRequest, policy: No
     );
   if (!managed)
     return deny('NotAVirtualNode', `${cn || '(no single CN)'} is not a virtual node spillway manages`);
-  const others = described.subject.filter(([t, v]) => !(t === 'CN' || (t === 'O' && v === NODES_GROUP)));
-  const orgs = described.subject.filter(([t]) => t === 'O');
-  if (others.length > 0 || orgs.length !== 1)
-    return deny(
-      'UnexpectedSubject',
-      `the subject must be exactly CN=${cn}, O=${NODES_GROUP}; it also names ${described.subject
-        .filter(([t, v]) => !(t === 'CN' && v === cn) && !(t === 'O' && v === NODES_GROUP))
-        .map(([t, v]) => `${t}=${v}`)
-        .join(', ')}`,
-    );
+  const subjectProblem = unexpectedSubject(described.subject, cn);
+  if (subjectProblem) return deny('UnexpectedSubject', subjectProblem);
   if (described.altNames.length > 0)
     return deny(
       'UnexpectedNames',

@@ -13,12 +13,16 @@ import { isApiError, makeClients } from '../shared/client.ts';
 import { EventRecorder } from '../shared/events.ts';
 import { informerFor, type SupervisedInformer } from '../shared/informer.ts';
 import { componentLogger, type Logger } from '../shared/log.ts';
-import { createCA, issueCert } from '../shared/pki.ts';
 import {
   startNodeIdentity,
   type NodeIdentity,
   type NodeIdentityOptions,
 } from '../nodeidentity/client-certificate.ts';
+import {
+  startServingCertificate,
+  type ServingCertificate,
+  type ServingCertificateOptions,
+} from '../nodeidentity/serving-certificate.ts';
 import type { SandboxProvider } from '../providers/types.ts';
 import { startKubeletApi } from './kubelet/api.ts';
 import { KubeletAuth } from './kubelet/auth.ts';
@@ -31,6 +35,8 @@ import { startSidecarCredentials, type SidecarCredentialsLoop } from './sidecar-
 export interface RunningVirtualNode {
   /** The node's own identity (system:node:<name>) and its certificate renewal. */
   identity: NodeIdentity;
+  /** The kubelet API's serving certificate: issued by the cluster's signer, or self-signed until it is. */
+  servingCertificate: ServingCertificate;
   node: NodeController;
   pods: PodController;
   /** The renewal of the provider's sidecar token, when the provider has a sidecar identity. */
@@ -127,6 +133,8 @@ export async function startVirtualNode(opts: {
   kc: KubeConfig;
   /** The certificate request's lifetime and how long to wait for it. */
   identity?: Pick<NodeIdentityOptions, 'expirationSeconds' | 'timeoutMs'>;
+  /** The kubelet serving certificate's lifetime and how long start-up waits for it before self-signing. */
+  servingCertificate?: Pick<ServingCertificateOptions, 'expirationSeconds' | 'waitMs'>;
   config: VirtualNodeConfig;
   provider: SandboxProvider;
   logger?: Logger;
@@ -212,22 +220,25 @@ export async function startVirtualNode(opts: {
   });
   await pods.start();
 
-  // The kubelet API. Its serving certificate is self-signed (the apiserver does not verify kubelets unless
-  // --kubelet-certificate-authority is set); client certificates are checked against the cluster's client
-  // CA, published for exactly this purpose in kube-system/extension-apiserver-authentication (no pod refers to
-  // it, so the Node authorizer does not grant it: the bootstrap identity reads it).
+  // The kubelet API. Its serving certificate comes from the cluster's kubelet-serving signer, asked for as
+  // the node (operator/nodeidentity/serving-certificate.ts), so that metrics-server and an apiserver with
+  // --kubelet-certificate-authority verify it against the cluster CA; self-signed until it is issued. Client
+  // certificates are checked against the cluster's client CA, published for exactly this purpose in
+  // kube-system/extension-apiserver-authentication (no pod refers to it, so the Node authorizer does not grant
+  // it: the bootstrap identity reads it).
   const authConfig = await bootstrap.core.readNamespacedConfigMap({
     namespace: 'kube-system',
     name: 'extension-apiserver-authentication',
   });
-  const ca = await createCA(`${opts.config.name}-kubelet-ca`, 365 * 24 * 3600_000);
-  const serving = await issueCert(ca, {
-    subject: `CN=${opts.config.name}`,
-    dnsNames: [opts.config.name],
-    ipAddresses: [opts.config.internalIP],
-    usage: 'server',
-    validForMs: 365 * 24 * 3600_000,
+  const clientCA = authConfig.data?.['client-ca-file'];
+  const servingCertificate = await startServingCertificate({
+    kc,
+    nodeName: opts.config.name,
+    names: { dnsNames: [opts.config.name], ipAddresses: [opts.config.internalIP] },
+    logger: log,
+    ...opts.servingCertificate,
   });
+  const serving = servingCertificate.current;
   const kubelet = await startKubeletApi({
     nodeName: opts.config.name,
     provider: opts.provider,
@@ -241,19 +252,31 @@ export async function startVirtualNode(opts: {
     tls: {
       cert: serving.certPem,
       key: serving.keyPem,
-      clientCA: authConfig.data?.['client-ca-file'],
+      clientCA,
     },
     host: opts.config.kubeletHost ?? opts.config.internalIP,
     port: opts.config.kubeletPort,
     logger: log,
+  }).catch((err: unknown) => {
+    servingCertificate.stop();
+    throw err;
   });
+  // New connections get the new certificate; open ones keep theirs. The client CA goes with it: a secure
+  // context is replaced whole.
+  const serve = (pair: typeof serving) =>
+    kubelet.setSecureContext({ cert: pair.certPem, key: pair.keyPem, ...(clientCA && { ca: clientCA }) });
+  servingCertificate.onChange(serve);
+  // Issued while the server was starting.
+  if (servingCertificate.current !== serving) serve(servingCertificate.current);
   return {
     identity: nodeIdentity,
+    servingCertificate,
     node,
     pods,
     ...(sidecarCredentials && { sidecarCredentials }),
     stop: async () => {
       sidecarCredentials?.stop();
+      servingCertificate.stop();
       kubelet.close();
       kubelet.closeAllConnections();
       node.stop();
