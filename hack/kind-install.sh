@@ -10,8 +10,9 @@
 #   CLUSTER=demo hack/kind-install.sh
 #   DELETE=1 hack/kind-install.sh        # delete the cluster (and the registry container) again
 #
-# The images: run `make images` (and `make image`) first; they push to localhost:5000, which is this script's
-# registry container. The nodes pull localhost:5000/... from it through a containerd mirror.
+# The images: `make images && node hack/build-images.ts --push localhost:5000` pushes them to this script's registry
+# container (started by the first run, which stops and says so while they are missing). The nodes pull
+# localhost:5000/... from it through a containerd mirror.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,6 +26,7 @@ need docker "https://docs.docker.com/get-docker/"
 need kind "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
 need kubectl "https://kubernetes.io/docs/tasks/tools/"
 need helm "https://helm.sh/docs/intro/install/"
+need curl "https://curl.se/"
 
 if [[ "${DELETE:-}" == 1 ]]; then
   kind delete cluster --name "$CLUSTER"
@@ -37,6 +39,16 @@ fi
 if [[ "$(docker inspect -f '{{.State.Running}}' "$REGISTRY_NAME" 2>/dev/null || true)" != true ]]; then
   docker run -d --restart=always -p 127.0.0.1:5000:5000 --network bridge --name "$REGISTRY_NAME" registry:2 >/dev/null
 fi
+
+for _ in $(seq 30); do curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 1; done
+app_version="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$here/charts/spillway/Chart.yaml")"
+for image in "spillway/spillway:$app_version" "spillway/fake-eci:$app_version"; do
+  if ! curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' \
+    "http://127.0.0.1:5000/v2/${image%%:*}/manifests/${image##*:}"; then
+    echo "kind-install: localhost:5000 has no $image: run \`make images && node hack/build-images.ts --push localhost:5000\`, then this again" >&2
+    exit 1
+  fi
+done
 
 # 2. A cluster with one control-plane node and two workers (the controller's two replicas spread over them), whose
 #    containerd reads registry mirrors from /etc/containerd/certs.d.

@@ -1,16 +1,17 @@
 /**
  * e2e (issue 16 point 3): `helm install spillway charts/spillway` as a user of the local cluster runs it, with the
  * cluster's values (charts/spillway/ci/local-values.yaml): the controller+webhooks replicas and the virtual node as
- * pods on REAL kubelet nodes, the leader Lease held by one of them, webhooks reached through their Service and
- * kube-proxy, the ECI virtual node Ready against the fake ECI Service, `helm test`, `helm upgrade` to a new image
- * tag while pods are being created (0 failed admissions), and `helm uninstall` leaving nothing behind.
+ * pods on REAL kubelet nodes, the leader Lease held by one of them, webhooks reached through their Service, the
+ * ECI virtual node Ready against the fake ECI Service, `helm test`, `helm upgrade` to a new image tag while pods
+ * are being created (0 failed admissions), and `helm uninstall` leaving nothing behind.
  *
  * WHAT IT NEEDS (it refuses, saying which, when one is missing):
- *   - Real kubelet nodes joined to the cluster, at least two (test/support/real-nodes.ts): Ready Nodes running
- *     containerd that are neither kwok's nor virtual. `SPILLWAY_REAL_NODES=node-a,node-b` names them instead of
- *     finding them. kube-proxy on them, CoreDNS as the cluster DNS (`helm test` resolves the webhook Service by
- *     name), and the apiserver able to reach a Service's ClusterIP (the webhooks are called through one).
- *   - In the cluster's registry (`inject('registry')`): `spillway/spillway:<appVersion>` (`make image`, pushed)
+ *   - Real kubelet nodes joined to the cluster, at least two, schedulable (LocalCluster.addRealNodes, `node
+ *     hack/cluster.ts nodes`): Ready Nodes labelled spillway.dev/node-kind=real on containerd.
+ *     `SPILLWAY_REAL_NODES=worker-1,worker-2` names them instead. kube-proxy on them and CoreDNS as the cluster
+ *     DNS (`helm test` and the virtual node reach Services by name), and the apiserver able to reach their pod
+ *     addresses (it calls the webhook Service at its endpoints: --enable-aggregator-routing).
+ *   - In the cluster's registry (`inject('registry')`): `spillway/spillway:<appVersion>` (`make cluster-up` pushes it)
  *     and `spillway/fake-eci:<appVersion>` (test/support/fake-eci as an image), besides the seeded catalog
  *     (agnhost for `helm test`). The upgrade's new tag is pushed here (the same manifest under another tag).
  *   - No other spillway release in the cluster: its cluster-scoped objects have fixed names.
@@ -28,16 +29,18 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { OPERATOR_REPOSITORY } from '../../hack/build-images.ts';
 import { imageRef } from '../../hack/images/catalog.ts';
 import { chartDir, helm, readManifest, tagImage } from '../support/chart.ts';
 import { testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import { kubectl } from '../support/kube.ts';
+import { REAL_NODE_LABEL } from '../support/real-nodes.ts';
 import { createTestNamespace } from '../support/namespace.ts';
 
 const registry = inject('registry');
 const appVersion = (parse(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')) as { appVersion: string })
   .appVersion;
-const OPERATOR = 'spillway/spillway';
+const OPERATOR = OPERATOR_REPOSITORY;
 const FAKE_ECI = 'spillway/fake-eci';
 const UPGRADE_TAG = `${appVersion}-upgrade`;
 const release = 'spillway';
@@ -48,13 +51,16 @@ const restricted = {
   'pod-security.kubernetes.io/enforce-version': 'latest',
 };
 
-/** Ready Nodes with a real kubelet on containerd: not kwok's (annotated) and not a virtual node. */
+/** Ready Nodes of a real kubelet on containerd (labelled so by test/support/real-nodes.ts), schedulable. */
 function isRealNode(node: V1Node): boolean {
   const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
-  const kwok = Object.keys(node.metadata?.annotations ?? {}).some((k) => k.startsWith('kwok.x-k8s.io/'));
-  const virtual = node.metadata?.labels?.['spillway.dev/virtual-node'] === 'true';
   const runtime = node.status?.nodeInfo?.containerRuntimeVersion ?? '';
-  return !!ready && !kwok && !virtual && runtime.startsWith('containerd://');
+  return (
+    node.metadata?.labels?.[REAL_NODE_LABEL] === 'real' &&
+    !!ready &&
+    !node.spec?.unschedulable &&
+    runtime.startsWith('containerd://')
+  );
 }
 
 /** What the placement webhook adds to a burst pod: proof that the webhook answered (not skipped). */
@@ -113,7 +119,11 @@ describe('helm install on the local cluster with real nodes', () => {
       );
     }
     for (const [repository, tag, how] of [
-      [OPERATOR, appVersion, 'make image, then push dist/image/spillway-<version>.oci.tar there'],
+      [
+        OPERATOR,
+        appVersion,
+        'make images, then node hack/build-images.ts --push cluster (make cluster-up does both)',
+      ],
       [FAKE_ECI, appVersion, 'the fake ECI image of make images'],
     ] as const) {
       if (!(await readManifest(registry, repository, tag)))

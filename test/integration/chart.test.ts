@@ -42,6 +42,7 @@ import {
 } from '../../webhooks/configurations.ts';
 import { repoRoot, testCluster, waitFor, type TestCluster } from '../support/cluster.ts';
 import {
+  addHostAddress,
   chartArgs,
   chartDir,
   containerOf,
@@ -53,6 +54,7 @@ import {
   scratchDir,
   serviceAccountKubeconfig,
   startOperator,
+  type HostAddress,
   type KubeObject,
   type OperatorProcess,
 } from '../support/chart.ts';
@@ -1090,6 +1092,8 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
   let core: CoreV1Api;
   let dir: string;
   let webhookPort: number;
+  /** A non-loopback address of this host for the webhook server: Endpoints refuse loopback addresses. */
+  let webhookHost: HostAddress;
   let values: string;
   const processes: OperatorProcess[] = [];
   /** Where each process serves /metrics (any free loopback port; the pods' is metrics.port). */
@@ -1105,6 +1109,7 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
     core = cluster.kc.makeApiClient(CoreV1Api);
     dir = scratchDir('chart-install');
     ns = await createTestNamespace(cluster.kc, 'spillway-chart', restricted);
+    webhookHost = await addHostAddress();
     webhookPort = await freePort();
     values = join(dir, 'values.yaml');
     writeFileSync(
@@ -1119,8 +1124,9 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
             podCIDR: '10.252.7.0/24',
           },
         ],
-        // Test-only: the apiserver reaches the webhook Service's name at the operator process on loopback.
-        webhook: { service: { externalName: '127.0.0.1', port: webhookPort } },
+        // Test-only: the apiserver calls the webhook Service at its one endpoint, the operator process on this
+        // host (the local apiserver resolves Services by their endpoints, so an ExternalName Service will not do).
+        webhook: { service: { endpointAddress: webhookHost.address, port: webhookPort } },
       }),
     );
     // A CRD applied earlier by `make run` or another test is adopted, as docs/install.md tells users to.
@@ -1153,6 +1159,7 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
       await helm(cluster.kubeconfigPath, 'uninstall', release, '--namespace', ns.name).catch(() => '');
     await core?.deleteNode({ name: nodeName }).catch(() => undefined);
     await ns?.remove();
+    await webhookHost?.remove();
   });
 
   it('installs (helm --wait) with every pod admitted under Pod Security "restricted"', async () => {
@@ -1194,8 +1201,8 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
         containerOf(rendered, 'spillway-controller'),
         {
           'webhook-port': String(webhookPort),
-          // The pod listens on every interface; this test stays on loopback.
-          'webhook-host': '127.0.0.1',
+          // The pod listens on every interface; this test only on the Service's endpoint address.
+          'webhook-host': webhookHost.address,
           'metrics-host': '127.0.0.1',
           'metrics-port': String((metricsPorts.controller = await freePort())),
         },
@@ -1410,7 +1417,7 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
     expect(url.pathname).toBe('/readyz');
     const secret = await core.readNamespacedSecret({ namespace: ns.name, name: 'spillway-webhook-tls' });
     const status = await httpsStatus({
-      host: '127.0.0.1', // the ExternalName Service's target
+      host: webhookHost.address, // the Service's endpoint
       port: Number(url.port),
       path: url.pathname,
       servername: url.hostname,

@@ -254,3 +254,33 @@ export async function tagImage(
   });
   if (!res.ok) throw new Error(`registry ${registry}: PUT ${repository}:${to} answered ${res.status}`);
 }
+
+/** An address of this host on a link of its own, and how to remove it. */
+export interface HostAddress {
+  address: string;
+  remove: () => Promise<void>;
+}
+
+/**
+ * Adds `address` on an empty bridge `spillway-chart0` (named like every link of this project, so the network
+ * guard lets its traffic through; a bridge because this kernel may lack the dummy link type): a non-loopback
+ * address of this host, for a process the apiserver must reach through a Service's Endpoints, which refuse
+ * loopback addresses. Its traffic never leaves the host (local delivery). Needs root; replaces a link left by an
+ * earlier run.
+ */
+export async function addHostAddress(address = '10.249.255.1'): Promise<HostAddress> {
+  const link = 'spillway-chart0';
+  const ip = (...args: string[]) => run('ip', args);
+  await ip('link', 'del', link).catch(() => undefined);
+  try {
+    await ip('link', 'add', link, 'type', 'bridge');
+    await ip('addr', 'add', `${address}/32`, 'dev', link);
+    await ip('link', 'set', link, 'up');
+  } catch (err) {
+    throw new Error(
+      `adding ${address} on a bridge ${link} (needs root): ${(err as { stderr?: string }).stderr ?? String(err)}`,
+      { cause: err },
+    );
+  }
+  return { address, remove: () => ip('link', 'del', link).then(() => undefined) };
+}
