@@ -1,16 +1,21 @@
 /**
  * spillway/spark (hack/images/spark.ts) runs Spark: SparkPi through the image's own spark-submit and entrypoint,
  * as the spark user (185), from the image's layers unpacked into a root and entered with chroot in private mount,
- * PID, UTS and network namespaces (loopback only, a hostname and /etc/hosts as a runtime gives a pod). The
+ * PID, UTS and network namespaces (loopback only, a hostname and /etc/hosts as a runtime gives a pod); and from
+ * the cluster's registry in a pod sandbox of the cluster's containerd, through CRI as a kubelet runs it. The
  * driver and executor pods Spark's Kubernetes backend creates run the same entrypoint on real nodes (the e2e).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildImages, type BuiltImageFile } from '../../hack/build-images.ts';
+import { imageRef } from '../../hack/images/catalog.ts';
 import { EXAMPLES_JAR, SPARK_PI_CLASS } from '../../hack/images/spark.ts';
+import { defaultClusterDir, LocalCluster, waitFor } from '../support/cluster.ts';
+import { crictl } from '../support/containerd.ts';
 
 /** The image's root filesystem: its layers unpacked in order into `into`. */
 function unpack(image: BuiltImageFile, into: string): string {
@@ -143,4 +148,67 @@ describe('spillway/spark', () => {
       "entrypoint: SPARK_EXECUTOR_ID is not set; Spark's Kubernetes backend sets it on the pods it creates",
     );
   });
+});
+
+describe("spillway/spark in a pod sandbox of the local cluster's containerd", () => {
+  const cluster = new LocalCluster(process.env.SPILLWAY_CLUSTER_DIR ?? defaultClusterDir);
+  const cri = (...args: string[]) => crictl(cluster.dir, cluster.binDir, args).then((r) => r.stdout.trim());
+  const work = mkdtempSync(join(tmpdir(), 'spillway-spark-cri-'));
+  let podId = '';
+
+  afterAll(async () => {
+    if (podId) await cri('rmp', '--force', podId).catch(() => {});
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('pulls the image from the registry and runs SparkPi to completion as a kubelet would start it', async () => {
+    if (process.getuid?.() !== 0) throw new Error('containerd needs root: run this test as root');
+    // The global setup pushed every catalog image to the cluster's registry.
+    const image = imageRef('spark', inject('registry'));
+    await cri('pull', image);
+    const podConfig = join(work, 'pod.json');
+    writeFileSync(
+      podConfig,
+      JSON.stringify({
+        metadata: { name: 'spark-pi', namespace: 'spillway-test', uid: randomUUID(), attempt: 0 },
+        hostname: 'spark-pi',
+        log_directory: work,
+        linux: {},
+      }),
+    );
+    podId = await cri('runp', podConfig);
+    const ip = (
+      await cri('inspectp', '-o', 'go-template', '--template', '{{.status.network.ip}}', podId)
+    ).trim();
+    // The kubelet mounts /etc/hosts with the pod's hostname; Spark resolves its own at start-up.
+    writeFileSync(join(work, 'hosts'), `127.0.0.1 localhost\n${ip} spark-pi\n`);
+    const containerConfig = join(work, 'spark.json');
+    writeFileSync(
+      containerConfig,
+      JSON.stringify({
+        metadata: { name: 'spark' },
+        image: { image },
+        args: [
+          'spark-submit',
+          '--master',
+          'local[2]',
+          '--class',
+          SPARK_PI_CLASS,
+          `local://${EXAMPLES_JAR}`,
+          '10',
+        ],
+        log_path: 'spark.log',
+        mounts: [{ container_path: '/etc/hosts', host_path: join(work, 'hosts') }],
+        linux: { security_context: { seccomp: { profile_type: 0 } } },
+      }),
+    );
+    const id = await cri('create', podId, containerConfig, podConfig);
+    await cri('start', id);
+    const state = () =>
+      cri('inspect', '-o', 'go-template', '--template', '{{.status.state}} {{.status.exitCode}}', id);
+    await waitFor('SparkPi to finish', 110_000, async () => (await state()).startsWith('CONTAINER_EXITED'));
+    const log = readFileSync(join(work, 'spark.log'), 'utf8');
+    expect(log).toMatch(/ stdout F Pi is roughly 3\.1\d*$/m);
+    expect(await state()).toBe('CONTAINER_EXITED 0');
+  }, 180_000);
 });
