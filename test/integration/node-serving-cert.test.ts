@@ -7,7 +7,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { connect, type PeerCertificate } from 'node:tls';
-import { CertificatesV1Api, CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import {
+  CertificatesV1Api,
+  CoreV1Api,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+  type V1PolicyRule,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeCsrApprover } from '../../operator/nodeidentity/approver.ts';
 import { KUBELET_SERVING_SIGNER, nodeServingRequest } from '../../operator/nodeidentity/serving-csr.ts';
@@ -18,6 +24,8 @@ import { createTestNamespace } from '../support/namespace.ts';
 import { freePort } from '../support/ports.ts';
 
 const nodeName = 'spillway-virtual-serving';
+/** A node spillway does not manage: nobody approves its serving certificate until an administrator does. */
+const unapprovedNode = 'spillway-virtual-unapproved';
 
 /** The certificate the kubelet API presents to a client that trusts only `ca`, and whether it verified. */
 function presented(
@@ -48,23 +56,21 @@ describe('the virtual node serving certificate', () => {
   let port: number;
   let clusterCA: string;
   const clusterRole = `spillway-test-serving-bootstrap-${process.pid}`;
+  const roles: string[] = [];
+  const started: RunningVirtualNode[] = [];
 
-  beforeAll(async () => {
-    cluster = await testCluster();
-    admin = cluster.kc.makeApiClient(CoreV1Api);
-    rbac = cluster.kc.makeApiClient(RbacAuthorizationV1Api);
-    const server = cluster.kc.getCurrentCluster()!;
-    clusterCA = server.caData
-      ? Buffer.from(server.caData, 'base64').toString()
-      : readFileSync(server.caFile!, 'utf8');
-    ns = await createTestNamespace(cluster.kc, 'node-serving');
-    // The bootstrap identity, as the chart grants it (test/integration/node-identity.test.ts does the same).
-    await admin.createNamespacedServiceAccount({ namespace: ns.name, body: { metadata: { name: 'vn' } } });
-    const bootstrapUser = `system:serviceaccount:${ns.name}:vn`;
-    const subject = { kind: 'ServiceAccount', name: 'vn', namespace: ns.name };
+  /**
+   * A bootstrap identity as the chart grants it (test/integration/node-identity.test.ts does the same): ask for
+   * certificates, read the cluster's client CA and the Events its node recorded; plus `extra` rules.
+   */
+  const bootstrapIdentity = async (sa: string, extra: V1PolicyRule[] = []) => {
+    const role = `${clusterRole}-${sa}`;
+    roles.push(role);
+    await admin.createNamespacedServiceAccount({ namespace: ns.name, body: { metadata: { name: sa } } });
+    const subject = { kind: 'ServiceAccount', name: sa, namespace: ns.name };
     await rbac.createClusterRole({
       body: {
-        metadata: { name: clusterRole },
+        metadata: { name: role },
         rules: [
           {
             apiGroups: ['certificates.k8s.io'],
@@ -72,20 +78,21 @@ describe('the virtual node serving certificate', () => {
             verbs: ['create', 'get'],
           },
           { apiGroups: [''], resources: ['events'], verbs: ['list'] },
+          ...extra,
         ],
       },
     });
     await rbac.createClusterRoleBinding({
       body: {
-        metadata: { name: clusterRole },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: clusterRole },
+        metadata: { name: role },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
         subjects: [subject],
       },
     });
     await rbac.createNamespacedRoleBinding({
       namespace: 'kube-system',
       body: {
-        metadata: { name: clusterRole },
+        metadata: { name: role },
         roleRef: {
           apiGroup: 'rbac.authorization.k8s.io',
           kind: 'Role',
@@ -96,39 +103,55 @@ describe('the virtual node serving certificate', () => {
     });
     const token = await admin.createNamespacedServiceAccountToken({
       namespace: ns.name,
-      name: 'vn',
+      name: sa,
       body: { spec: { audiences: [], expirationSeconds: 3600 } },
     });
-    const bootstrap = new KubeConfig();
-    bootstrap.loadFromOptions({
+    const server = cluster.kc.getCurrentCluster()!;
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
       clusters: [server],
-      users: [{ name: 'vn', token: token.status!.token }],
-      contexts: [{ name: 'vn', cluster: server.name, user: 'vn' }],
-      currentContext: 'vn',
+      users: [{ name: sa, token: token.status!.token }],
+      contexts: [{ name: sa, cluster: server.name, user: sa }],
+      currentContext: sa,
     });
+    return { kc, user: `system:serviceaccount:${ns.name}:${sa}` };
+  };
 
+  beforeAll(async () => {
+    cluster = await testCluster();
+    admin = cluster.kc.makeApiClient(CoreV1Api);
+    rbac = cluster.kc.makeApiClient(RbacAuthorizationV1Api);
+    const server = cluster.kc.getCurrentCluster()!;
+    clusterCA = server.caData
+      ? Buffer.from(server.caData, 'base64').toString()
+      : readFileSync(server.caFile!, 'utf8');
+    ns = await createTestNamespace(cluster.kc, 'node-serving');
+    const bootstrap = await bootstrapIdentity('vn');
     approver = new NodeCsrApprover({
       kc: cluster.kc,
-      policy: { isManagedNode: (n) => n === nodeName, bootstrapUsers: [bootstrapUser] },
+      policy: { isManagedNode: (n) => n === nodeName, bootstrapUsers: [bootstrap.user] },
     });
     await approver.start();
     port = await freePort();
     vn = await startVirtualNode({
-      kc: bootstrap,
+      kc: bootstrap.kc,
       provider: new FakeProvider(),
       config: { name: nodeName, internalIP: '127.0.0.1', kubeletPort: port },
     });
+    started.push(vn);
   });
   afterAll(async () => {
-    await vn?.stop();
+    for (const node of started) await node.stop();
     await approver?.stop();
     await ns?.remove();
-    await admin?.deleteNode({ name: nodeName }).catch(() => undefined);
-    await rbac?.deleteClusterRoleBinding({ name: clusterRole }).catch(() => undefined);
-    await rbac?.deleteClusterRole({ name: clusterRole }).catch(() => undefined);
-    await rbac
-      ?.deleteNamespacedRoleBinding({ name: clusterRole, namespace: 'kube-system' })
-      .catch(() => undefined);
+    for (const name of [nodeName, unapprovedNode]) await admin?.deleteNode({ name }).catch(() => undefined);
+    for (const role of roles) {
+      await rbac?.deleteClusterRoleBinding({ name: role }).catch(() => undefined);
+      await rbac?.deleteClusterRole({ name: role }).catch(() => undefined);
+      await rbac
+        ?.deleteNamespacedRoleBinding({ name: role, namespace: 'kube-system' })
+        .catch(() => undefined);
+    }
   });
 
   it('serves a certificate the cluster CA vouches for, naming the node and its InternalIP', async () => {
@@ -186,5 +209,56 @@ describe('the virtual node serving certificate', () => {
     const after = await presented(port, clusterCA);
     expect(after.authorized).toBe(true);
     expect(after.peer.serialNumber).not.toBe(before);
+  });
+
+  it('serves a self-signed certificate where nobody approves, and the issued one once an administrator does', async () => {
+    // Its client certificate comes from kube-controller-manager's own approver (the nodeclient permission),
+    // as on a cluster without spillway's controller.
+    const bootstrap = await bootstrapIdentity('vn-unmanaged', [
+      {
+        apiGroups: ['certificates.k8s.io'],
+        resources: ['certificatesigningrequests/nodeclient'],
+        verbs: ['create'],
+      },
+    ]);
+    const unmanagedPort = await freePort();
+    const unmanaged = await startVirtualNode({
+      kc: bootstrap.kc,
+      provider: new FakeProvider(),
+      config: { name: unapprovedNode, internalIP: '127.0.0.1', kubeletPort: unmanagedPort },
+      servingCertificate: { waitMs: 1000 },
+    });
+    started.push(unmanaged);
+    expect(unmanaged.servingCertificate.current.issued).toBe(false);
+    const selfSigned = await presented(unmanagedPort, clusterCA);
+    expect(selfSigned.authorized).toBe(false);
+    expect(selfSigned.peer.issuer.CN).toBe(`${unapprovedNode}-kubelet-ca`);
+
+    // spillway's approver left it alone (not its node): it is pending, and an administrator approves it.
+    const admins = cluster.kc.makeApiClient(CertificatesV1Api);
+    const pending = (
+      await admins.listCertificateSigningRequest({
+        fieldSelector: `spec.signerName=${KUBELET_SERVING_SIGNER}`,
+      })
+    ).items.filter((c) => c.spec.username === `system:node:${unapprovedNode}`);
+    expect(pending.map((c) => c.status?.conditions ?? [])).toEqual([[]]);
+    const csr = pending[0]!;
+    await admins.replaceCertificateSigningRequestApproval({
+      name: csr.metadata!.name!,
+      body: {
+        ...csr,
+        status: {
+          conditions: [
+            { type: 'Approved', status: 'True', reason: 'Test', message: 'kubectl certificate approve' },
+          ],
+        },
+      },
+    });
+    await waitFor('the issued certificate served', 30_000, async () => {
+      const { authorized } = await presented(unmanagedPort, clusterCA);
+      return authorized;
+    });
+    expect(unmanaged.servingCertificate.current.issued).toBe(true);
+    expect((await presented(unmanagedPort, clusterCA)).peer.subject.CN).toBe(`system:node:${unapprovedNode}`);
   });
 });
