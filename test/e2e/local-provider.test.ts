@@ -214,7 +214,14 @@ describe('local provider on a virtual node', () => {
       `host=backend.${ns.name}.svc.cluster.local`,
       "ip=$(nslookup $host | awk '/^Address/ { a = $2 } END { print a }')",
       'echo resolved $ip',
-      "for i in $(seq 40); do echo answer $(printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $ip 80 | tail -n 1); done",
+      // kube-proxy applies a new endpoint about a second after the EndpointSlice shows it: ask until both backends
+      // answered (at most 120 times, 0.2 s apart), not a fixed number of times that a slow sync could exhaust.
+      'seen=""',
+      'for i in $(seq 120); do',
+      "  a=$(printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $ip 80 | tail -n 1); echo answer $a",
+      '  case " $seen " in *" $a "*) ;; *) seen="$seen $a" ;; esac',
+      '  [ $(echo $seen | wc -w) -ge 2 ] && break; sleep 0.2',
+      'done',
     ].join('\n');
     await core.createNamespacedPod({
       namespace: ns.name,
