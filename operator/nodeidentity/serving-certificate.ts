@@ -232,7 +232,9 @@ export async function startServingCertificate(opts: ServingCertificateOptions): 
         ...(firstError !== undefined && { err: apiErrorMessage(firstError) }),
       },
       `the kubelet API of ${opts.nodeName} serves a self-signed certificate: its ${KUBELET_SERVING_SIGNER} ` +
-        `request was not issued within ${Math.round((opts.waitMs ?? DEFAULT_SERVING_WAIT_MS) / 1000)} s; ` +
+        (firstError === undefined
+          ? `request was not issued within ${Math.round((opts.waitMs ?? DEFAULT_SERVING_WAIT_MS) / 1000)} s; `
+          : `request failed (${apiErrorMessage(firstError)}); `) +
         approveHint(opts.nodeName, pending?.csrName ?? '<csr>') +
         '. It keeps asking and serves the issued certificate once there is one',
     );
