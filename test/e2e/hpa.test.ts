@@ -194,8 +194,11 @@ describe('a real HPA over an ElasticWorkload', () => {
         source: pods.length - burst,
         burst,
       };
-      // One sample a second is enough for the plot.
-      if (timeline.length === 0 || s.t - timeline[timeline.length - 1]!.t >= 1) timeline.push(s);
+      // A sample a second, and every change: enough for the plot.
+      const last = timeline[timeline.length - 1];
+      const changed =
+        !last || (['hpaDesired', 'cpuPercent', 'source', 'burst'] as const).some((k) => last[k] !== s[k]);
+      if (changed || s.t - last.t >= 1) timeline.push(s);
       return { pods, s };
     };
     const watch = async (what: string, timeoutMs: number, done: (s: Sample, pods: V1Pod[]) => boolean) =>
