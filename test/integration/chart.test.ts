@@ -33,6 +33,7 @@ import {
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { elasticWorkloadCrd } from '../../operator/elasticworkload/crd.ts';
+import { OPERATOR_REPOSITORY } from '../../hack/build-images.ts';
 import { DEFAULT_REGISTRY, imageRef } from '../../hack/images/catalog.ts';
 import { createProvider } from '../../operator/providers/index.ts';
 import { parseLocalConfig } from '../../operator/providers/local/factory.ts';
@@ -720,9 +721,9 @@ describe('the chart, rendered for the local cluster: registry images, fake ECI, 
     );
     expect(new Set(images)).toEqual(
       new Set([
-        `${DEFAULT_REGISTRY}/spillway/spillway:${appVersion}`,
+        `${DEFAULT_REGISTRY}/${OPERATOR_REPOSITORY}:${appVersion}`,
         imageRef('agnhost'),
-        `${DEFAULT_REGISTRY}/spillway/fake-eci:${appVersion}`,
+        imageRef('fake-eci'),
       ]),
     );
     // `helm test` runs curl itself: agnhost's entrypoint is /agnhost, and no shell is needed.
