@@ -185,7 +185,17 @@ export function sparkJars(ctx: BuildContext): { dir: string; version: string; ja
  * timestamps, cached by the source, the compiler and the classpath's jar names.
  */
 export function compileJar(ctx: BuildContext, name: string, source: string, classpath?: string): string {
-  const javac = run('javac', ['-version']).trim();
+  let javac: string;
+  try {
+    javac = run('javac', ['-version']).trim();
+  } catch (err) {
+    throw new Error(
+      'javac is missing: install a JDK 17 or later (`apt-get install openjdk-17-jdk-headless`)',
+      {
+        cause: err,
+      },
+    );
+  }
   const jars = classpath ? readdirSync(classpath).sort() : [];
   const key = contentKey([readFileSync(source), javac, ...jars]);
   const out = join(ctx.cacheDir, `${name}-${key}.jar`);
@@ -234,7 +244,7 @@ function jreEntries(ctx: BuildContext): { entries: TarEntry[]; packages: DebianT
     const tree = libs.find((t) => hostPath.startsWith(`${t.root}/`))!;
     entriesFromTree(tree.root, relative(tree.root, hostPath), entries);
   }
-  const used = [jre, ...libs.filter((t) => [...entries.keys()].some((p) => lexistsIn(t, p)))];
+  const used = [jre, ...libs.filter((t) => [...entries.keys()].some((p) => holds(t, p)))];
   copyrightEntries(used, ctx.debs, entries);
   entries.set('usr/bin/java', {
     path: 'usr/bin/java',
@@ -255,7 +265,7 @@ function elfLibraries(dir: string): string[] {
 }
 
 /** Whether a layer path came from this package (a file of that name is in its tree). */
-function lexistsIn(tree: DebianTree, path: string): boolean {
+function holds(tree: DebianTree, path: string): boolean {
   return existsSync(join(tree.root, path));
 }
 
