@@ -25,8 +25,12 @@ import {
   type ServingNames,
 } from './serving-csr.ts';
 
-/** How long start-up waits for an issued certificate before it serves a self-signed one. */
-export const DEFAULT_SERVING_WAIT_MS = 30_000;
+/**
+ * How long start-up waits for an issued certificate before it serves a self-signed one. spillway's approver and
+ * kube-controller-manager issue it in about 0.1 s; without an approver a node must not start much later (a
+ * restarted node resumes status within seconds), and the issued one is swapped in whenever it comes.
+ */
+export const DEFAULT_SERVING_WAIT_MS = 2_000;
 /** How long one request may stay pending before the node asks anew (kube-controller-manager drops it at 24 h). */
 const PENDING_MS = 3600_000;
 /** The first and the longest pause before asking again after a refusal or an error. */

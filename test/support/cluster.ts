@@ -55,6 +55,7 @@ import {
   nodeNetwork,
   nodeParts,
   nodePaths,
+  netnsPath,
   readPair,
   realPodCIDR,
   REAL_NODE_LABEL,
@@ -122,6 +123,9 @@ interface ClusterState {
   /** The real nodes (test/support/real-nodes.ts) added by {@link LocalCluster.addRealNodes}; none by default. */
   realNodes?: RealNode[];
 }
+
+/** Which cluster folder's real nodes this machine runs (their links and addresses are fixed). */
+const realNodesOwnerFile = '/run/spillway/real-nodes.owner';
 
 /** Every address range of the cluster: the network guard blackholes them all (test/support/guard.ts). */
 const guardedCIDRs = [serviceCIDR, kwokPodCIDR, fakePodCIDR, localPodCIDR, realPodCIDR, nodeNetwork.guarded];
@@ -649,6 +653,19 @@ export class LocalCluster {
     if (!runsContainerd()) throw new Error('real nodes need root (network and mount namespaces, cgroups)');
     let state = this.#state();
     const t0 = performance.now();
+    // The node bridge, addresses and namespaces are fixed: one cluster with real nodes per machine.
+    const owner = existsSync(realNodesOwnerFile) ? readFileSync(realNodesOwnerFile, 'utf8').trim() : '';
+    if (
+      owner &&
+      owner !== this.dir &&
+      existsSync(join(owner, 'state.json')) &&
+      existsSync(netnsPath(nodes[0]!))
+    )
+      throw new Error(
+        `the real nodes of the cluster in ${owner} are running: stop it first (SPILLWAY_CLUSTER_DIR=${owner} node hack/cluster.ts down)`,
+      );
+    mkdirSync(dirname(realNodesOwnerFile), { recursive: true });
+    writeFileSync(realNodesOwnerFile, this.dir);
     if (!state.realNodes) {
       installNetworkGuard(guardedCIDRs, log);
       await setUpNodeNetwork(nodes);
@@ -760,6 +777,8 @@ export class LocalCluster {
     }
     await this.stop('gateway');
     await tearDownNodeNetwork(nodes);
+    if (existsSync(realNodesOwnerFile) && readFileSync(realNodesOwnerFile, 'utf8').trim() === this.dir)
+      rmSync(realNodesOwnerFile, { force: true });
   }
 
   async #registerNormalNodes(): Promise<void> {
