@@ -600,7 +600,7 @@ describe('the chart, rendered', () => {
         {
           apiGroups: ['certificates.k8s.io'],
           resources: ['signers'],
-          resourceNames: ['kubernetes.io/kube-apiserver-client-kubelet'],
+          resourceNames: ['kubernetes.io/kube-apiserver-client-kubelet', 'kubernetes.io/kubelet-serving'],
           verbs: ['approve'],
         },
       ]);
@@ -640,7 +640,7 @@ describe('the chart, rendered', () => {
       expect(await can('secrets')).toBe(false);
     });
 
-    it('lets the controller approve kubelet client certificates and no other signer’s', async () => {
+    it('lets the controller approve kubelet client and serving certificates and no other signer’s', async () => {
       const can = (verb: string, resource: string, ...more: string[]) =>
         canIOn(cluster.kubeconfigPath, controller, verb, resource, undefined, ...more);
       expect(
@@ -666,8 +666,10 @@ describe('the chart, rendered', () => {
           })
         ).status?.allowed;
       expect(await approve('kube-apiserver-client-kubelet')).toBe(true);
+      // The virtual nodes' kubelet serving certificates (operator/nodeidentity/approver.ts checks each request).
+      expect(await approve('kubelet-serving')).toBe(true);
       expect(await approve('kube-apiserver-client')).toBe(false);
-      expect(await approve('kubelet-serving')).toBe(false);
+      expect(await approve('legacy-unknown')).toBe(false);
     });
   });
 });
