@@ -28,8 +28,9 @@ import {
   CustomObjectsApi,
   type V1Deployment,
 } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { appVersion, imageTarball, REPOSITORY } from '../../hack/build-image.ts';
+import { imageRef } from '../../hack/images/catalog.ts';
 import { sha256 } from '../../hack/oci.ts';
 import { GROUP, PLURAL, VERSION } from '../../api/elasticworkload.ts';
 import { renderChart } from '../support/chart.ts';
@@ -407,7 +408,13 @@ describe('the container image (make image)', () => {
         expect(await metrics.text()).toMatch(/^process_start_time_seconds \d+/m);
 
         // The webhooks and the controller in the image too: an ElasticWorkload's burst replica runs on the node.
-        await createDeployment(cluster.kc, ns.name, deployment('web', 1));
+        // Its source replica runs on a real node: an image the cluster's registry has, so that it gets Ready and
+        // the fold-back on delete (which never drops below the ready count) can finish.
+        await createDeployment(
+          cluster.kc,
+          ns.name,
+          deployment('web', 1, { image: imageRef('pause', inject('registry')) }),
+        );
         await createElasticWorkload(cluster.kc, ns.name, 'web', {
           sourceTarget: { kind: 'Deployment', name: 'web', max: 1 },
           replicas: 2,

@@ -78,6 +78,7 @@ export function nodePaths(clusterDir: string, node: RealNode) {
   return {
     dir,
     kubeletRoot: join(dir, 'kubelet'),
+    podLogs: join(dir, 'pod-logs'),
     kubeletConfig: join(dir, 'kubelet.yaml'),
     kubeconfig: join(dir, 'kubelet.kubeconfig'),
     pki: join(dir, 'pki'),
@@ -174,6 +175,9 @@ export function kubeletConfig(
     cgroupsPerQOS: true,
     enforceNodeAllocatable: ['pods'],
     containerRuntimeEndpoint: `unix://${opts.criSocket}`,
+    // Not the shared /var/log/pods: each kubelet garbage-collects the log folders of pods it does not know, which
+    // on one machine are the other node's.
+    podLogsDir: p.podLogs,
     address: node.ip,
     port: 10250,
     readOnlyPort: 0,
@@ -219,7 +223,7 @@ export async function writeNodeFiles(
   opts: { ca: KeyPair; caFile: string; criSocket: string; clusterCIDRs: string[] },
 ): Promise<void> {
   const p = nodePaths(clusterDir, node);
-  for (const d of [p.dir, p.pki, p.kubeletRoot]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  for (const d of [p.dir, p.pki, p.kubeletRoot, p.podLogs]) mkdirSync(d, { recursive: true, mode: 0o700 });
   const year = 365 * 24 * 3600_000;
   const server = `https://${nodeNetwork.gateway}:${gatewayPorts.apiserver}`;
   const client = await issueCert(opts.ca, {
