@@ -1187,6 +1187,16 @@ describe('the chart, installed, with the operator running as its ServiceAccounts
     expect(JSON.parse(pdb).spec.minAvailable).toBe(1);
   });
 
+  it('lets the controller renew the chart’s leader Lease but create none, so uninstall removes it for good', async () => {
+    const controller = `system:serviceaccount:${ns.name}:spillway-controller`;
+    const lease = 'leases.coordination.k8s.io/spillway-elasticworkload-controller';
+    expect(await canIOn(cluster.kubeconfigPath, controller, 'get', lease, ns.name)).toBe(true);
+    expect(await canIOn(cluster.kubeconfigPath, controller, 'update', lease, ns.name)).toBe(true);
+    expect(
+      await canIOn(cluster.kubeconfigPath, controller, 'create', 'leases.coordination.k8s.io', ns.name),
+    ).toBe(false);
+  });
+
   it('runs the controller and the virtual node with the chart command lines and ServiceAccounts', async () => {
     const rendered = parseManifests(
       await helm(cluster.kubeconfigPath, 'get', 'manifest', release, '--namespace', ns.name),
