@@ -7,6 +7,7 @@
  * (test/support/real-nodes.ts) with their addons; the integration tier schedules onto the kwok nodes.
  */
 import type { TestProject } from 'vitest/node';
+import { ALL_IMAGES } from '../../hack/build-images.ts';
 import { mb } from '../../hack/images/store.ts';
 import { LocalCluster } from './cluster.ts';
 import { seedImages } from './registry.ts';
@@ -19,7 +20,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     `[cluster] ${started ? 'started' : 'reused'} in ${Math.round(performance.now() - t0)} ms: ${cluster.kubeconfigPath}`,
   );
   const t1 = performance.now();
-  const seeded = await seedImages(cluster.registry);
+  // The e2e tier also installs the chart as pods: the operator's image too.
+  const seeded = await seedImages(cluster.registry, project.name === 'e2e' ? ALL_IMAGES : undefined);
   console.log(
     `[cluster] registry ${cluster.registry} seeded in ${Math.round(performance.now() - t1)} ms: ` +
       `${seeded.pushed.length > 0 ? `pushed ${seeded.pushed.join(', ')} (${seeded.uploaded} blobs, ${mb(seeded.bytes)})` : 'nothing to push'}` +

@@ -12,7 +12,12 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildImages, pushImages, type BuiltImageFile } from '../../hack/build-images.ts';
+import {
+  buildImages,
+  pushImages,
+  type BuildableImage,
+  type BuiltImageFile,
+} from '../../hack/build-images.ts';
 import { IMAGES, type ImageName } from '../../hack/images/catalog.ts';
 import { registryUrl, type RegistryCredentials } from '../../hack/images/push.ts';
 import { mediaTypes } from '../../hack/oci.ts';
@@ -160,9 +165,9 @@ function loopback(host: string): string {
 /** What {@link seedImages} did. */
 export interface SeedResult {
   /** Images pushed because the registry lacked them (or had another digest under their tag). */
-  pushed: ImageName[];
+  pushed: BuildableImage[];
   /** Images the registry already served with the digest just built. */
-  present: ImageName[];
+  present: BuildableImage[];
   /** Blobs and bytes uploaded (blobs already in the registry are mounted or skipped, not sent). */
   uploaded: number;
   bytes: number;
@@ -175,14 +180,14 @@ export interface SeedResult {
  */
 export async function seedImages(
   registry: string,
-  only: readonly ImageName[] = Object.keys(IMAGES) as ImageName[],
+  only: readonly BuildableImage[] = Object.keys(IMAGES) as ImageName[],
   credentials?: RegistryCredentials,
 ): Promise<SeedResult> {
   const images = await buildImages({ only });
   const missing: BuiltImageFile[] = [];
   const result: SeedResult = { pushed: [], present: [], uploaded: 0, bytes: 0 };
   for (const image of images) {
-    const name = image.name as ImageName;
+    const name = image.name;
     if ((await servedDigest(registry, image.reference, credentials)) === image.layout.manifestDigest)
       result.present.push(name);
     else {
