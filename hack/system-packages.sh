@@ -14,7 +14,8 @@ set -euo pipefail
 # binaries (hack/build-tools.sh); python3: the demo's and the local provider's e2e web server. Node.js and npm
 # come with the machine; hack/ensure-node.sh fetches a newer Node from the npm registry when it is too old.
 # gcc, pkg-config and libseccomp's headers: runc is built with cgo so that seccomp RuntimeDefault works. An entry
-# whose first word is a path is a file that must exist (a library's header) instead of a command.
+# whose first word is a path is a file that must exist (a library's header) instead of a command. javac and mvn:
+# the spark image (hack/images/spark.ts) resolves Spark's jars from Maven Central and compiles its SparkPi.
 packages=(
   "nft nftables"
   "ip iproute2"
@@ -26,6 +27,8 @@ packages=(
   "gcc gcc"
   "pkg-config pkg-config"
   "/usr/include/seccomp.h libseccomp-dev"
+  "javac openjdk-17-jdk-headless"
+  "mvn maven"
 )
 
 if [[ ${1:-} == --list ]]; then
