@@ -82,7 +82,8 @@ export function fieldRefValue(pod: V1Pod, ref: V1ObjectFieldSelector): string {
       return pod.status?.hostIP ?? '';
     case 'status.hostIPs':
       return (pod.status?.hostIPs ?? []).map((i) => i.ip).join(',');
-    // The sandbox address is not known before the provider creates it; the local provider fills it in.
+    // The sandbox address is not known before the provider creates it; the local provider fills it in when it
+    // creates the container (operator/providers/local/plan.ts withPodIPs).
     case 'status.podIP':
       return pod.status?.podIP ?? '';
     case 'status.podIPs':

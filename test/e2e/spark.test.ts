@@ -8,15 +8,14 @@
  * adds, register with the driver through its headless Service, and the driver Succeeds with "Pi is roughly 3.14".
  *
  * The example files are applied as written but for what a test cluster differs in: the namespace (each test file
- * has its own, instead of `spark`) and the registry (this cluster's `localhost:PORT` instead of `localhost:5000`);
- * and for two workarounds, each marked WORKAROUND below, until the examples and the local provider are fixed.
+ * has its own, instead of `spark`) and the registry (this cluster's `localhost:PORT` instead of `localhost:5000`).
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BatchV1Api, CoreV1Api, type V1Pod, type V1Service } from '@kubernetes/client-node';
-import { parse, parseAllDocuments, stringify } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DEFAULT_REGISTRY } from '../../hack/images/catalog.ts';
 import {
@@ -70,41 +69,12 @@ function exampleObjects(file: string): Record<string, unknown>[] {
     .filter((o) => o && o.kind !== 'Namespace');
 }
 
-/**
- * WORKAROUND (examples/spark/rbac.yaml): Spark 4.2's submission creates a NetworkPolicy for the driver
- * (NetworkPolicyFeatureStep, no setting turns it off), which the example's Role does not allow: spark-submit fails
- * with 403 on networkpolicies. The Role here also gets that rule.
- */
-const networkPolicyRule = {
-  apiGroups: ['networking.k8s.io'],
-  resources: ['networkpolicies'],
-  verbs: ['create', 'get', 'list', 'watch', 'update', 'patch', 'delete'],
-};
-
-/**
- * WORKAROUND (the local provider): an executor's SPARK_EXECUTOR_POD_IP is a downward API `status.podIP`, which
- * the virtual node resolves before the sandbox has an address, so it arrives empty and the entrypoint refuses to
- * start. The executor template here takes the address from the pod's /etc/hosts (written with the sandbox's
- * address before any container starts) when the variable is empty, then runs the image's entrypoint as before.
- */
-const executorPodIP = {
-  command: [
-    '/bin/bash',
-    '-c',
-    'export SPARK_EXECUTOR_POD_IP="${SPARK_EXECUTOR_POD_IP:-$(awk -v h="$HOSTNAME" \'$NF == h { print $1; exit }\' /etc/hosts)}"; ' +
-      'exec /opt/entrypoint.sh "$@"',
-    'entrypoint',
-  ],
-};
-
 /** The pod templates of examples/spark as spark-submit reads them from the ConfigMap the README has a user make. */
 function podTemplates(): Record<string, string> {
   const dir = join(examples, 'pod-templates');
-  const executor = parse(readFileSync(join(dir, 'executor.yaml'), 'utf8')) as V1Pod;
-  Object.assign(executor.spec!.containers[0]!, executorPodIP);
   return {
     'driver.yaml': readFileSync(join(dir, 'driver.yaml'), 'utf8'),
-    'executor.yaml': stringify(executor),
+    'executor.yaml': readFileSync(join(dir, 'executor.yaml'), 'utf8'),
   };
 }
 
@@ -146,7 +116,6 @@ afterAll(async () => {
 describe('SparkPi submitted in cluster mode', () => {
   it('runs the driver on a real node and the executors on the spot unit of the virtual node', async () => {
     const rbac = exampleObjects('rbac.yaml');
-    for (const o of rbac) if (o.kind === 'Role') (o.rules as unknown[]).push(networkPolicyRule);
     await kubectl(['apply', '-f', '-'], rbac.map((o) => JSON.stringify(o)).join('\n'));
     await core.createNamespacedConfigMap({
       namespace: ns.name,

@@ -146,6 +146,41 @@ describe('containerConfig', () => {
     expect(c.labels).toMatchObject({ 'io.kubernetes.container.name': 'app', 'io.kubernetes.pod.uid': 'u1' });
   });
 
+  it("sets the downward API's status.podIP and status.podIPs from the sandbox's addresses", () => {
+    const container: V1Container = {
+      name: 'app',
+      image: 'x',
+      env: [
+        { name: 'IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+        { name: 'IPS', valueFrom: { fieldRef: { fieldPath: 'status.podIPs' } } },
+        { name: 'OTHER', value: 'kept' },
+      ],
+    };
+    // Resolved before the sandbox existed: the addresses were still empty.
+    const resolved = {
+      app: [
+        { name: 'IP', value: '' },
+        { name: 'IPS', value: '' },
+        { name: 'OTHER', value: 'kept' },
+      ],
+    };
+    const c = containerConfig(
+      key,
+      pod({ containers: [container] }),
+      container,
+      0,
+      { env: resolved },
+      'n',
+      paths,
+      ['10.250.0.7'],
+    );
+    expect(c.envs).toEqual([
+      { key: 'IP', value: '10.250.0.7' },
+      { key: 'IPS', value: '10.250.0.7' },
+      { key: 'OTHER', value: 'kept' },
+    ]);
+  });
+
   it('takes the resolved environment over the spec, and the working directory', () => {
     const container = { name: 'app', image: 'x', env: [{ name: 'A', value: 'spec' }], workingDir: '/srv' };
     const c = containerConfig(

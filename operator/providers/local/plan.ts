@@ -239,6 +239,30 @@ export function sandboxConfig(
   };
 }
 
+/**
+ * `env` with the variables of `c` that the downward API sets from `status.podIP(s)` given the sandbox's addresses:
+ * they were resolved before the sandbox had one (the kubelet, too, sets them once the sandbox is up).
+ */
+export function withPodIPs(
+  c: V1Container,
+  env: { name: string; value: string }[],
+  podIPs: readonly string[],
+): { name: string; value: string }[] {
+  if (podIPs.length === 0) return env;
+  const fields = new Map(
+    (c.env ?? []).flatMap((v) => {
+      const path = v.valueFrom?.fieldRef?.fieldPath;
+      return path === 'status.podIP' || path === 'status.podIPs' ? [[v.name, path] as const] : [];
+    }),
+  );
+  if (fields.size === 0) return env;
+  return env.map((e) => {
+    const path = fields.get(e.name);
+    if (!path) return e;
+    return { name: e.name, value: path === 'status.podIP' ? podIPs[0]! : podIPs.join(',') };
+  });
+}
+
 /** Why a container's config cannot be built (the kubelet's CreateContainerConfigError). */
 export class ContainerConfigError extends Error {}
 
@@ -254,6 +278,7 @@ export function containerConfig(
   inputs: ResolvedPodInputs,
   nodeName: string,
   paths: PodPaths,
+  podIPs: readonly string[] = [],
 ): ContainerConfig {
   const podSC = pod.spec?.securityContext;
   const sc = c.securityContext;
@@ -264,7 +289,11 @@ export function containerConfig(
       `container's runAsUser breaks non-root policy (pod: "${key.name}_${key.namespace}(${key.uid})", container: ${c.name})`,
     );
   }
-  const env = inputs.env?.[c.name] ?? (c.env ?? []).map((v) => ({ name: v.name, value: v.value ?? '' }));
+  const env = withPodIPs(
+    c,
+    inputs.env?.[c.name] ?? (c.env ?? []).map((v) => ({ name: v.name, value: v.value ?? '' })),
+    podIPs,
+  );
   const materialised = new Set(
     (pod.spec?.volumes ?? [])
       .filter((v) => v.configMap || v.secret || v.downwardAPI || v.projected)

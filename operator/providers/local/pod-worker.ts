@@ -474,6 +474,7 @@ export class PodWorker {
         { env: this.record.env },
         nodeName,
         paths,
+        this.record.ips,
       );
     } catch (err) {
       if (!(err instanceof ContainerConfigError)) throw err;
