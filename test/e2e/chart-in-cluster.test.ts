@@ -136,6 +136,21 @@ describe('helm install on the local cluster with real nodes', () => {
   });
 
   it('installs (helm --wait): controller replicas Running on real nodes, every pod admitted under "restricted"', async () => {
+    // The CRD may be there already, applied by a `spillway run` (earlier e2e files do; so does `kubectl apply -f
+    // crds/`). Helm takes over such an object when it carries the release's ownership metadata, as docs/install.md
+    // tells a user who moves from applied CRDs to the chart.
+    const crd = 'customresourcedefinition/elasticworkloads.elastic.spillway.dev';
+    if (await kubectl(cluster.kubeconfigPath, 'get', crd, '-o', 'name').catch(() => '')) {
+      await kubectl(cluster.kubeconfigPath, 'label', crd, 'app.kubernetes.io/managed-by=Helm', '--overwrite');
+      await kubectl(
+        cluster.kubeconfigPath,
+        'annotate',
+        crd,
+        `meta.helm.sh/release-name=${release}`,
+        `meta.helm.sh/release-namespace=${ns.name}`,
+        '--overwrite',
+      );
+    }
     await helm(cluster.kubeconfigPath, 'install', release, chartDir, ...releaseArgs());
     installed = true;
     const controllers = await controllerPods();
