@@ -13,6 +13,7 @@
  */
 import { parseArgs } from 'node:util';
 import { burstBench } from './burst.ts';
+import { clusterBench } from './cluster.ts';
 import { eciBench } from './eci.ts';
 import { memoryBench } from './memory.ts';
 import { benchCluster } from './lib/cluster.ts';
@@ -23,7 +24,16 @@ import { sandboxBench } from './sandbox.ts';
 import { webhookPatchBench } from './webhook-patch.ts';
 import { webhookBench } from './webhook.ts';
 
-const ALL = ['webhook', 'webhook-patch', 'burst', 'reconcile', 'eci', 'sandbox', 'memory'] as const;
+const ALL = [
+  'webhook',
+  'webhook-patch',
+  'burst',
+  'reconcile',
+  'eci',
+  'sandbox',
+  'memory',
+  'cluster',
+] as const;
 type Name = (typeof ALL)[number];
 
 const { values } = parseArgs({
@@ -51,7 +61,10 @@ async function step(name: Name, run: () => Promise<BenchOutcome>): Promise<void>
 
 await step('webhook', () => webhookBench(quick ? { durationSeconds: 5 } : {}));
 await step('webhook-patch', () => webhookPatchBench(quick ? { samples: 2 } : {}));
-const noCluster: Name[] = ['webhook', 'webhook-patch'];
+// The local cluster itself (its own folders, real nodes: root only).
+if (process.getuid?.() === 0) await step('cluster', () => clusterBench(quick ? { settleSeconds: 5 } : {}));
+else if (only.includes('cluster')) console.log('\n== cluster ==\nskipped: real nodes need root');
+const noCluster: Name[] = ['webhook', 'webhook-patch', 'cluster'];
 const needsRoot = process.getuid?.() !== 0 && only.includes('sandbox');
 if (needsRoot) console.log('\n== sandbox ==\nskipped: the local provider needs root');
 if (only.some((n) => !noCluster.includes(n))) {
