@@ -23,9 +23,7 @@ import {
   type TestCluster,
 } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
-import { freePort } from '../support/ports.ts';
-import { nodeReady, spillway, type SpillwayProcess } from '../support/spillway-process.ts';
-import { removeLocalNetwork, removeNodeState } from '../support/local-network.ts';
+import { startLocalOperator, type LocalOperator } from '../support/local-operator.ts';
 
 const nodeName = 'spillway-hpa-e2e';
 const execFileAsync = promisify(execFile);
@@ -33,7 +31,7 @@ const localCluster = new LocalCluster(process.env.SPILLWAY_CLUSTER_DIR ?? defaul
 let cluster: TestCluster;
 let core: CoreV1Api;
 let ns: { name: string; remove: () => Promise<void> };
-let operator: SpillwayProcess;
+let operator: LocalOperator | undefined;
 const AGNHOST = () => imageRef('agnhost', inject('registry'));
 
 async function kubectl(...args: string[]): Promise<string> {
@@ -57,35 +55,13 @@ interface Sample {
 beforeAll(async () => {
   cluster = await testCluster();
   core = cluster.kc.makeApiClient(CoreV1Api);
-  operator = spillway(
-    cluster.kubeconfigPath,
-    'run',
-    '--provider',
-    'local',
-    '--node-name',
-    nodeName,
-    '--kubelet-port',
-    String(await freePort()),
-    '--metrics-port',
-    '0',
-    '--cri-endpoint',
-    localCluster.criEndpoint,
-  );
-  await waitFor(`virtual node ${nodeName} Ready`, 90_000, () => nodeReady(core, nodeName).catch(() => false));
+  operator = await startLocalOperator(cluster.kc, cluster.kubeconfigPath, nodeName, localCluster.criEndpoint);
   ns = await createTestNamespace(cluster.kc, 'e2e-hpa');
 }, 240_000);
 
 afterAll(async () => {
   await ns?.remove();
-  await waitFor('burst pods gone', 60_000, async () => {
-    const pods = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${nodeName}` });
-    return pods.items.length === 0;
-  }).catch(() => undefined);
-  operator?.child.kill('SIGTERM');
-  await operator?.exited;
-  await core?.deleteNode({ name: nodeName }).catch(() => undefined);
-  await removeNodeState(nodeName);
-  await removeLocalNetwork();
+  await operator?.stop();
 }, 180_000);
 
 describe('a real HPA over an ElasticWorkload', () => {

@@ -29,9 +29,7 @@ import {
   type TestCluster,
 } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
-import { freePort } from '../support/ports.ts';
-import { nodeReady, spillway, type SpillwayProcess } from '../support/spillway-process.ts';
-import { removeLocalNetwork, removeNodeState } from '../support/local-network.ts';
+import { startLocalOperator, type LocalOperator } from '../support/local-operator.ts';
 
 const nodeName = 'spillway-jenkins-e2e';
 const execFileAsync = promisify(execFile);
@@ -41,7 +39,7 @@ let cluster: TestCluster;
 let core: CoreV1Api;
 let controllerNs: { name: string; remove: () => Promise<void> };
 let agentsNs: { name: string; remove: () => Promise<void> };
-let operator: SpillwayProcess;
+let operator: LocalOperator | undefined;
 
 async function kubectl(args: string[], stdin?: string): Promise<string> {
   const run = execFileAsync(
@@ -72,21 +70,7 @@ beforeAll(async () => {
   cluster = await testCluster();
   core = cluster.kc.makeApiClient(CoreV1Api);
   expect(realNodes.length, 'the e2e tier runs on real nodes (as root)').toBeGreaterThanOrEqual(2);
-  operator = spillway(
-    cluster.kubeconfigPath,
-    'run',
-    '--provider',
-    'local',
-    '--node-name',
-    nodeName,
-    '--kubelet-port',
-    String(await freePort()),
-    '--metrics-port',
-    '0',
-    '--cri-endpoint',
-    localCluster.criEndpoint,
-  );
-  await waitFor(`virtual node ${nodeName} Ready`, 90_000, () => nodeReady(core, nodeName).catch(() => false));
+  operator = await startLocalOperator(cluster.kc, cluster.kubeconfigPath, nodeName, localCluster.criEndpoint);
   controllerNs = await createTestNamespace(cluster.kc, 'e2e-jenkins');
   agentsNs = await createTestNamespace(cluster.kc, 'e2e-jenkins-agents');
 }, 240_000);
@@ -94,15 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await agentsNs?.remove();
   await controllerNs?.remove();
-  await waitFor('burst pods gone', 60_000, async () => {
-    const pods = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${nodeName}` });
-    return pods.items.length === 0;
-  }).catch(() => undefined);
-  operator?.child.kill('SIGTERM');
-  await operator?.exited;
-  await core?.deleteNode({ name: nodeName }).catch(() => undefined);
-  await removeNodeState(nodeName);
-  await removeLocalNetwork();
+  await operator?.stop();
 }, 180_000);
 
 describe('Jenkins agent pods on spot with a controller stand-in on a real node', () => {

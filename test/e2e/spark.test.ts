@@ -28,9 +28,7 @@ import {
   type TestCluster,
 } from '../support/cluster.ts';
 import { createTestNamespace } from '../support/namespace.ts';
-import { freePort } from '../support/ports.ts';
-import { nodeReady, spillway, type SpillwayProcess } from '../support/spillway-process.ts';
-import { removeLocalNetwork, removeNodeState } from '../support/local-network.ts';
+import { startLocalOperator, type LocalOperator } from '../support/local-operator.ts';
 
 const nodeName = 'spillway-spark-e2e';
 const execFileAsync = promisify(execFile);
@@ -40,7 +38,7 @@ const realNodes = inject('realNodes');
 let cluster: TestCluster;
 let core: CoreV1Api;
 let ns: { name: string; remove: () => Promise<void> };
-let operator: SpillwayProcess;
+let operator: LocalOperator | undefined;
 
 async function kubectl(args: string[], stdin?: string): Promise<string> {
   const run = execFileAsync(
@@ -82,35 +80,13 @@ beforeAll(async () => {
   cluster = await testCluster();
   core = cluster.kc.makeApiClient(CoreV1Api);
   expect(realNodes.length, 'the e2e tier runs on real nodes (as root)').toBeGreaterThanOrEqual(2);
-  operator = spillway(
-    cluster.kubeconfigPath,
-    'run',
-    '--provider',
-    'local',
-    '--node-name',
-    nodeName,
-    '--kubelet-port',
-    String(await freePort()),
-    '--metrics-port',
-    '0',
-    '--cri-endpoint',
-    localCluster.criEndpoint,
-  );
-  await waitFor(`virtual node ${nodeName} Ready`, 90_000, () => nodeReady(core, nodeName).catch(() => false));
+  operator = await startLocalOperator(cluster.kc, cluster.kubeconfigPath, nodeName, localCluster.criEndpoint);
   ns = await createTestNamespace(cluster.kc, 'e2e-spark');
 }, 240_000);
 
 afterAll(async () => {
   await ns?.remove();
-  await waitFor('burst pods gone', 60_000, async () => {
-    const pods = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${nodeName}` });
-    return pods.items.length === 0;
-  }).catch(() => undefined);
-  operator?.child.kill('SIGTERM');
-  await operator?.exited;
-  await core?.deleteNode({ name: nodeName }).catch(() => undefined);
-  await removeNodeState(nodeName);
-  await removeLocalNetwork();
+  await operator?.stop();
 }, 180_000);
 
 describe('SparkPi submitted in cluster mode', () => {
