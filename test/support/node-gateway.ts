@@ -5,7 +5,7 @@
  *
  *   node test/support/node-gateway.ts 10.249.0.1:6443=127.0.0.1:41234 10.249.0.1:5000=127.0.0.1:5000
  */
-import { createConnection, createServer } from 'node:net';
+import { startForwarder } from '../../operator/shared/forward.ts';
 
 function endpoint(s: string): { host: string; port: number } {
   const i = s.lastIndexOf(':');
@@ -20,17 +20,6 @@ for (const arg of process.argv.slice(2)) {
     throw new Error(`usage: node-gateway.ts <listen host:port>=<target host:port> ...; got ${arg}`);
   const listen = endpoint(from);
   const target = endpoint(to);
-  const server = createServer((client) => {
-    const upstream = createConnection(target);
-    client.pipe(upstream).pipe(client);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', close);
-    upstream.on('error', close);
-    client.on('close', close);
-    upstream.on('close', close);
-  });
-  server.listen(listen.port, listen.host, () => console.log(`forwarding ${from} to ${to}`));
+  await startForwarder(listen, target);
+  console.log(`forwarding ${from} to ${to}`);
 }

@@ -8,7 +8,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { Resolver } from 'node:dns/promises';
-import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node';
 import { waitFor } from '../../shared/wait.ts';
@@ -151,29 +150,4 @@ export async function publishClusterServices(
       { name: 'https', port: apiserverPort, protocol: 'TCP' },
     ]),
   );
-}
-
-/**
- * A TCP forwarder on `listen` (the bridge address) to `target` (the apiserver on 127.0.0.1): the apiserver
- * listens on loopback only, and sandboxes reach the host through the bridge.
- */
-export async function startForwarder(
-  listen: { host: string; port: number },
-  target: { host: string; port: number },
-): Promise<Server> {
-  const server = createServer((client) => {
-    const upstream = createConnection(target);
-    client.pipe(upstream).pipe(client);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', close);
-    upstream.on('error', close);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, resolve);
-  });
-  return server;
 }

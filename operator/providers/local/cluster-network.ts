@@ -12,7 +12,8 @@ import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log.ts';
-import { publishClusterServices, startCoreDNS, startForwarder, type RunningCoreDNS } from './cluster-dns.ts';
+import { startForwarder } from '../../shared/forward.ts';
+import { publishClusterServices, startCoreDNS, type RunningCoreDNS } from './cluster-dns.ts';
 import type { SandboxProvider } from '../types.ts';
 import { LocalProvider } from './provider.ts';
 import { defaultKubeProxyBinary } from './kube-proxy-config.ts';
@@ -62,7 +63,8 @@ export async function startClusterNetwork(
   const ownDNS = !(await clusterHasDNS(kc));
   const server = new URL(kc.getCurrentCluster()!.server);
   const forwarder = ownDNS
-    ? await startForwarder(
+    ? // The apiserver listens on loopback only; sandboxes reach the host through the bridge.
+      await startForwarder(
         { host: bridgeIP, port: apiserverBridgePort },
         { host: '127.0.0.1', port: Number(server.port) },
       )

@@ -11,7 +11,7 @@
  *
  *   node test/support/fake-eci/main.ts
  */
-import { createServer, connect, type Socket } from 'node:net';
+import { startForwarder } from '../../../operator/shared/forward.ts';
 import { FakeEci } from './server.ts';
 
 function required(name: string): string {
@@ -31,20 +31,7 @@ async function main(): Promise<void> {
     accessKeySecret: required('FAKE_ECI_ACCESS_KEY_SECRET'),
   });
   const [, upstreamPort] = fake.endpoint.split(':');
-  const relay = createServer((client: Socket) => {
-    const upstream = connect(Number(upstreamPort), '127.0.0.1');
-    client.pipe(upstream).pipe(client);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', close);
-    upstream.on('error', close);
-  });
-  await new Promise<void>((resolve, reject) => {
-    relay.once('error', reject);
-    relay.listen(port, host, resolve);
-  });
+  const relay = await startForwarder({ host, port }, { host: '127.0.0.1', port: Number(upstreamPort) });
   console.log(`fake-eci: serving region ${fake.regionId} on ${host}:${port}`);
   const stop = () => {
     console.log('fake-eci: stopping');
