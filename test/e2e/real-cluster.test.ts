@@ -193,12 +193,20 @@ describe('a cluster of real nodes and a virtual node', () => {
         `http://both.${ns.name}/hostname`,
         `http://both.${ns.name}.svc.cluster.local/hostname`,
       ];
+      // The node's kube-proxy programs a new Service about a second after its EndpointSlice is ready: count from
+      // the moment this client's node answers through the ClusterIP once, as a user would after a deploy.
+      await waitFor(`${from}: the Service programmed on its node`, 60_000, async () => {
+        const r = await requests(from, byService[0]!, 1);
+        return r.failed === 0;
+      });
       let total = 0;
       let failed = 0;
+      const failedAt: string[] = [];
       for (const [i, url] of targets.entries()) {
         const r = await requests(from, url, 5);
         total += r.answers.length + r.failed;
         failed += r.failed;
+        if (r.failed > 0) failedAt.push(`${url}: ${r.failed}`);
         expect(new Set(r.answers)).toEqual(new Set([i === 0 ? 'backend-real' : 'backend-virtual']));
       }
       for (const url of byService) {
@@ -208,12 +216,13 @@ describe('a cluster of real nodes and a virtual node', () => {
           const r = await requests(from, url, 10);
           total += r.answers.length + r.failed;
           failed += r.failed;
+          if (r.failed > 0) failedAt.push(`${url}: ${r.failed}`);
           r.answers.forEach((a) => seen.add(a));
         }
         expect([...seen].sort(), url).toEqual(['backend-real', 'backend-virtual']);
       }
       process.stdout.write(`${from}: ${total - failed}/${total} requests answered\n`);
-      expect(failed).toBe(0);
+      expect(failed, failedAt.join(', ')).toBe(0);
     });
   }
 
